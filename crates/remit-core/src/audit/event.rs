@@ -1,0 +1,149 @@
+//! One audit event: a stage of a call (or of the gateway) as it is written to the log.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The stage a call (or the gateway) reached; past-tense verbs in the brief's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// An agent asked for an action.
+    Proposed,
+    /// The register allowed the call; it goes to the upstream.
+    Decided,
+    /// The call was refused; nothing was executed.
+    Refused,
+    /// The upstream ran the call; the result (or tool error) is recorded.
+    Executed,
+    /// The upstream could not be reached or failed; whether it ran is unknown or no.
+    Failed,
+    /// An agent or action was frozen by the kill switch.
+    Frozen,
+    /// An agent or action was unfrozen.
+    Unfrozen,
+    /// The gateway started with a register version.
+    Started,
+}
+
+impl Stage {
+    /// The stage as written in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Proposed => "proposed",
+            Self::Decided => "decided",
+            Self::Refused => "refused",
+            Self::Executed => "executed",
+            Self::Failed => "failed",
+            Self::Frozen => "frozen",
+            Self::Unfrozen => "unfrozen",
+            Self::Started => "started",
+        }
+    }
+}
+
+/// An audit event before it has a place in the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened, RFC 3339 UTC with milliseconds.
+    pub time: String,
+    /// What happened.
+    pub stage: Stage,
+    /// The call it belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
+    /// The run or session of the agent, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The agent, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The action (namespaced tool), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The register version in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register: Option<String>,
+    /// Stage-specific facts: redacted arguments, the agent's reason, the decision, the result.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
+}
+
+impl Event {
+    /// The canonical bytes of the event: JSON with sorted keys and no insignificant space.
+    ///
+    /// These bytes are the Merkle leaf; they are what the store keeps, byte for byte.
+    pub fn canonical(&self) -> Vec<u8> {
+        let value = serde_json::to_value(self).unwrap_or(Value::Null);
+        canonical_json(&value).into_bytes()
+    }
+}
+
+/// Writes a JSON value with object keys sorted by code point and no whitespace.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(*k) {
+                    write_canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// An event as the store holds it: its place in the log and its exact bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Zero-based index of the event in the log (its Merkle leaf index); also its public id.
+    pub seq: u64,
+    /// The canonical JSON bytes written at append time.
+    pub body: String,
+    /// `SHA-256(0x00 || body)` as recorded at append time (RFC 6962 leaf hash).
+    pub leaf_hash: [u8; 32],
+}
+
+impl StoredEvent {
+    /// Parses the body back into an event.
+    pub fn event(&self) -> Result<Event, serde_json::Error> {
+        serde_json::from_str(&self.body)
+    }
+}
+
+/// A signed checkpoint as the store holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Number of events the checkpoint covers.
+    pub tree_size: u64,
+    /// The Merkle tree head over the first `tree_size` events.
+    pub root: [u8; 32],
+    /// The full signed note text (C2SP signed-note format).
+    pub note: String,
+    /// When it was signed, RFC 3339 UTC.
+    pub time: String,
+}

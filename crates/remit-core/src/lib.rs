@@ -1,0 +1,5 @@
+//! What an agent may do, and the record of what it did: register, decisions, budgets, the audit tree, and the pipeline over traits.
+
+pub mod audit;
+pub mod ids;
+pub mod ports;

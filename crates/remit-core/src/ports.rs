@@ -1,0 +1,277 @@
+//! The four small traits core awaits and the other crates implement: store, upstreams, notifier, clock.
+
+use crate::audit::event::{Event, StoredCheckpoint, StoredEvent};
+use crate::ids::{ActionName, AgentId, CallId, UpstreamName};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[error("store {kind}: {message}")]
+pub struct StoreError {
+    /// What sort of failure it was.
+    pub kind: StoreErrorKind,
+    /// A message for the operator; never contains secrets.
+    pub message: String,
+}
+
+impl StoreError {
+    /// A store error of the given kind.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The store is down or did not answer.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StoreErrorKind::Unavailable, message)
+    }
+}
+
+/// The sort of store failure, after sqlx's `ErrorKind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The store is down, locked out or timed out.
+    Unavailable,
+    /// A uniqueness or compare-and-set check failed.
+    Conflict,
+    /// What the store holds is not what remit wrote (bad row, bad migration).
+    Corrupt,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unavailable => "unavailable",
+            Self::Conflict => "conflict",
+            Self::Corrupt => "corrupt",
+            Self::Other => "error",
+        })
+    }
+}
+
+/// One budget a call must fit in: a sliding window per agent and action.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetCharge {
+    /// Identifies the budget: agent, action and budget index (`support-bot/billing.issue_refund/0`).
+    pub key: String,
+    /// Window length in milliseconds.
+    pub window_ms: i64,
+    /// What this call adds (1 for a count, the argument's value for a sum).
+    pub amount: f64,
+    /// The most the window may hold.
+    pub limit: f64,
+}
+
+/// What the store answered to a budget charge.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChargeOutcome {
+    /// Every budget had room; all were charged together.
+    Charged,
+    /// Budget `index` (into the slice given) had no room; nothing was charged.
+    Exceeded {
+        /// Which budget of the slice.
+        index: usize,
+        /// What the window already holds.
+        used: f64,
+        /// When enough of the window expires for this call to fit, epoch milliseconds.
+        resets_at_ms: i64,
+    },
+}
+
+/// What the kill switch can freeze.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum FreezeTarget {
+    /// Every call of this agent.
+    Agent(AgentId),
+    /// Every call of this action, by any agent.
+    Action(ActionName),
+}
+
+impl fmt::Display for FreezeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Agent(a) => write!(f, "agent `{a}`"),
+            Self::Action(a) => write!(f, "action `{a}`"),
+        }
+    }
+}
+
+/// Durable state: the audit log, checkpoints, budgets and the kill switch.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Appends events durably, in order, group-committed with concurrent appends; returns their sequence numbers.
+    ///
+    /// Returns only once the events are committed (fsync'd on SQLite). Each event's
+    /// `leaf_hash` is `audit::tree::leaf_hash(&event.canonical())`.
+    async fn append(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError>;
+    /// Events with `seq` in `from..from+limit`, in order.
+    async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError>;
+    /// How many events the log holds.
+    async fn event_count(&self) -> Result<u64, StoreError>;
+    /// Saves a signed checkpoint; saving one for a tree size already checkpointed is a no-op.
+    async fn put_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
+    /// Every checkpoint, by tree size.
+    async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError>;
+    /// The checkpoint with the largest tree size.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+    /// Checks every budget and, when all have room, charges them in one atomic step.
+    async fn charge(&self, charges: &[BudgetCharge], now_ms: i64)
+    -> Result<ChargeOutcome, StoreError>;
+    /// Freezes or unfreezes an agent or action.
+    async fn set_frozen(&self, target: &FreezeTarget, frozen: bool) -> Result<(), StoreError>;
+    /// Everything frozen now.
+    async fn frozen(&self) -> Result<Vec<FreezeTarget>, StoreError>;
+    /// A cheap round trip that proves the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A tool as an upstream describes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// The upstream that serves it.
+    pub upstream: UpstreamName,
+    /// Its name on the upstream (without the namespace).
+    pub name: String,
+    /// The upstream's tool definition as JSON (`description`, `inputSchema`, `annotations`, ...).
+    pub definition: Map<String, Value>,
+}
+
+impl ToolSpec {
+    /// The tool's input schema, if it declared one.
+    pub fn input_schema(&self) -> Option<&Value> {
+        self.definition.get("inputSchema")
+    }
+}
+
+/// A call that passed every check; only the pipeline can make one, and it is spent on use.
+#[derive(Debug)]
+pub struct Cleared {
+    pub(crate) call: CallId,
+    pub(crate) upstream: UpstreamName,
+    pub(crate) tool: String,
+    pub(crate) args: Map<String, Value>,
+}
+
+impl Cleared {
+    /// The call this clearance belongs to.
+    pub fn call(&self) -> &CallId {
+        &self.call
+    }
+
+    /// The upstream to run it on.
+    pub fn upstream(&self) -> &UpstreamName {
+        &self.upstream
+    }
+
+    /// The tool name on the upstream.
+    pub fn tool(&self) -> &str {
+        &self.tool
+    }
+
+    /// The arguments, exactly as cleared.
+    pub fn args(&self) -> &Map<String, Value> {
+        &self.args
+    }
+
+    /// Mints a clearance outside the pipeline; for benchmarks and tests of an upstream alone.
+    pub fn dangerous_unchecked(
+        call: CallId,
+        upstream: UpstreamName,
+        tool: String,
+        args: Map<String, Value>,
+    ) -> Self {
+        Self {
+            call,
+            upstream,
+            tool,
+            args,
+        }
+    }
+}
+
+/// Why an upstream could not give a result.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No upstream by that name is configured.
+    #[error("no upstream named `{0}`")]
+    Unknown(String),
+    /// The upstream is down or restarting; the call was not sent.
+    #[error("upstream `{upstream}` is unavailable: {message}")]
+    Unavailable {
+        /// Which upstream.
+        upstream: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The call was sent but no answer came in time; it may or may not have run.
+    #[error("upstream `{upstream}` did not answer within {seconds}s; the call may or may not have run")]
+    Timeout {
+        /// Which upstream.
+        upstream: String,
+        /// How long remit waited.
+        seconds: u64,
+    },
+    /// The upstream answered with a protocol error (not a tool error).
+    #[error("upstream `{upstream}` answered with an error: {message}")]
+    Protocol {
+        /// Which upstream.
+        upstream: String,
+        /// The upstream's message.
+        message: String,
+    },
+}
+
+/// The health of one upstream, for `remit status` and `/health`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamHealth {
+    /// Which upstream.
+    pub upstream: UpstreamName,
+    /// Whether it is connected and answered its last request.
+    pub up: bool,
+    /// The protocol revision it speaks, when connected.
+    pub protocol: Option<String>,
+    /// How many tools it lists.
+    pub tools: usize,
+    /// How many times it was (re)started or reconnected.
+    pub restarts: u64,
+    /// The last error seen, if any.
+    pub last_error: Option<String>,
+}
+
+/// The systems agents act on, reached as MCP servers.
+#[async_trait]
+pub trait Upstreams: Send + Sync + fmt::Debug {
+    /// Every tool every upstream lists now.
+    async fn tools(&self) -> Vec<ToolSpec>;
+    /// Runs a cleared call exactly once; the `CallToolResult` comes back as JSON.
+    async fn execute(&self, cleared: Cleared) -> Result<Value, UpstreamError>;
+    /// The health of each upstream.
+    fn health(&self) -> Vec<UpstreamHealth>;
+}
+
+/// Wall-clock time, injected so tests can move it.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The real clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or_default()
+    }
+}
