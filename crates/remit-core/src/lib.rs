@@ -3,3 +3,8 @@
 pub mod audit;
 pub mod ids;
 pub mod ports;
+pub mod condition;
+pub mod register;
+pub mod decision;
+pub mod pipeline;
+pub mod time;

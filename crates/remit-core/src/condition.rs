@@ -1,0 +1,260 @@
+//! CEL conditions on an action's arguments, compiled once and evaluated per call.
+
+use cel::{Context, Env, Program, Value as CelValue};
+use serde_json::Value;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+fn env() -> &'static Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| Arc::new(Env::stdlib()))
+}
+
+/// A compiled CEL expression with the text it was written as.
+pub struct Condition {
+    source: String,
+    program: Program,
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Condition").field(&self.source).finish()
+    }
+}
+
+/// Why a condition could not be evaluated to a boolean or a number.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConditionError {
+    /// The expression did not parse.
+    #[error("{0}")]
+    Syntax(String),
+    /// Evaluation failed (missing field, wrong type).
+    #[error("`{expr}` could not be evaluated: {message}")]
+    Evaluation {
+        /// The expression.
+        expr: String,
+        /// What went wrong, in CEL's words.
+        message: String,
+    },
+    /// The expression gave a value of the wrong type.
+    #[error("`{expr}` gave {got}, not {want}")]
+    Type {
+        /// The expression.
+        expr: String,
+        /// What it gave.
+        got: String,
+        /// What was needed.
+        want: &'static str,
+    },
+}
+
+/// The variables an expression sees: `args` now; `result` and `probe` later.
+#[derive(Debug)]
+pub struct Bindings {
+    args: CelValue,
+}
+
+impl Bindings {
+    /// Binds the call's arguments as `args`.
+    pub fn for_args(args: &serde_json::Map<String, Value>) -> Self {
+        let args = cel::to_value(args).unwrap_or(CelValue::Null);
+        Self { args }
+    }
+}
+
+impl Condition {
+    /// Compiles an expression; the error carries CEL's own message with a column.
+    pub fn compile(source: &str) -> Result<Self, ConditionError> {
+        let program = env()
+            .compile(source)
+            .map_err(|e| ConditionError::Syntax(clean_parse_error(&e.to_string())))?;
+        Ok(Self {
+            source: source.to_owned(),
+            program,
+        })
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The names of `args.FIELD` the expression reads, for checking against a tool's schema.
+    pub fn arg_fields(&self) -> Vec<String> {
+        arg_fields(&self.source)
+    }
+
+    fn run(&self, b: &Bindings) -> Result<CelValue, ConditionError> {
+        let mut ctx = Context::with_env(env().clone());
+        ctx.add_variable_from_value("args", b.args.clone());
+        self.program
+            .execute(&ctx)
+            .map_err(|e| ConditionError::Evaluation {
+                expr: self.source.clone(),
+                message: describe_execution_error(&e),
+            })
+    }
+
+    /// Evaluates to a boolean; anything else is an error (and so a refusal).
+    pub fn holds(&self, b: &Bindings) -> Result<bool, ConditionError> {
+        match self.run(b)? {
+            CelValue::Bool(v) => Ok(v),
+            other => Err(ConditionError::Type {
+                expr: self.source.clone(),
+                got: type_name(&other),
+                want: "a boolean",
+            }),
+        }
+    }
+
+    /// Evaluates to a number (for budget sums).
+    pub fn number(&self, b: &Bindings) -> Result<f64, ConditionError> {
+        match self.run(b)? {
+            CelValue::Int(v) => Ok(v as f64),
+            CelValue::UInt(v) => Ok(v as f64),
+            CelValue::Float(v) if v.is_finite() => Ok(v),
+            other => Err(ConditionError::Type {
+                expr: self.source.clone(),
+                got: type_name(&other),
+                want: "a finite number",
+            }),
+        }
+    }
+}
+
+fn type_name(v: &CelValue) -> String {
+    match v {
+        CelValue::Null => "null".to_owned(),
+        CelValue::Bool(_) => "a boolean".to_owned(),
+        CelValue::Int(_) | CelValue::UInt(_) => "an integer".to_owned(),
+        CelValue::Float(_) => "a number".to_owned(),
+        CelValue::String(_) => "a string".to_owned(),
+        CelValue::List(_) => "a list".to_owned(),
+        CelValue::Map(_) => "a map".to_owned(),
+        _ => "a value of another type".to_owned(),
+    }
+}
+
+fn describe_execution_error(e: &cel::ExecutionError) -> String {
+    let text = format!("{e:?}");
+    if let Some(rest) = text.strip_prefix("NoSuchKey(") {
+        let key = rest.trim_end_matches(')').trim_matches('"');
+        return format!("argument `{key}` is missing");
+    }
+    if text.starts_with("NoSuchOverload") {
+        return "an argument has the wrong type".to_owned();
+    }
+    e.to_string()
+}
+
+fn clean_parse_error(text: &str) -> String {
+    text.trim_start_matches("ERROR: ").replace('\n', " ")
+}
+
+/// The `args.FIELD` names mentioned in an expression (a scan of the text, outside string literals).
+pub fn arg_fields(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let c = bytes.get(i).copied().unwrap_or(0);
+        if let Some(q) = quote {
+            if c == b'\\' {
+                i += 2;
+                continue;
+            }
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'\'' || c == b'"' {
+            quote = Some(c);
+            i += 1;
+            continue;
+        }
+        let boundary = i == 0
+            || !bytes
+                .get(i - 1)
+                .is_some_and(|p| p.is_ascii_alphanumeric() || *p == b'_' || *p == b'.');
+        if boundary && source.get(i..).is_some_and(|s| s.starts_with("args.")) {
+            let start = i + 5;
+            let mut end = start;
+            while bytes
+                .get(end)
+                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            {
+                end += 1;
+            }
+            if let Some(name) = source.get(start..end)
+                && !name.is_empty()
+                && !out.iter().any(|n| n == name)
+            {
+                out.push(name.to_owned());
+            }
+            i = end;
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(v: Value) -> Bindings {
+        Bindings::for_args(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn integer_and_decimal_amounts_compare_with_integer_limits() {
+        let c = Condition::compile("args.amount > 0 && args.amount <= 500").unwrap();
+        assert!(c.holds(&args(json!({"amount": 40}))).unwrap());
+        assert!(c.holds(&args(json!({"amount": 40.5}))).unwrap());
+        assert!(!c.holds(&args(json!({"amount": 500.01}))).unwrap());
+        assert!(!c.holds(&args(json!({"amount": -1}))).unwrap());
+    }
+
+    #[test]
+    fn missing_argument_is_an_error_not_false() {
+        let c = Condition::compile("args.amount <= 500").unwrap();
+        let err = c.holds(&args(json!({}))).unwrap_err();
+        assert!(err.to_string().contains("argument `amount` is missing"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let c = Condition::compile("args.amount <= 500").unwrap();
+        let err = c.holds(&args(json!({"amount": "500"}))).unwrap_err();
+        assert!(err.to_string().contains("wrong type"), "{err}");
+    }
+
+    #[test]
+    fn non_boolean_condition_is_an_error() {
+        let c = Condition::compile("args.amount").unwrap();
+        assert!(matches!(
+            c.holds(&args(json!({"amount": 1}))),
+            Err(ConditionError::Type { .. })
+        ));
+    }
+
+    #[test]
+    fn syntax_error_reports_a_column() {
+        let err = Condition::compile("args.amount >").unwrap_err();
+        assert!(err.to_string().contains("1:14"), "{err}");
+    }
+
+    #[test]
+    fn finds_argument_fields_outside_strings() {
+        assert_eq!(
+            arg_fields("args.amount > 0 && args.to.endsWith('args.fake') && size(args.x_y) > 1"),
+            vec!["amount", "to", "x_y"]
+        );
+        assert!(arg_fields("myargs.amount > 1").is_empty());
+    }
+}

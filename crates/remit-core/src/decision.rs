@@ -1,0 +1,235 @@
+//! Refusals as values, and the pure decision on a call: allow or deny, and why.
+
+use crate::condition::{Bindings, ConditionError};
+use crate::ids::ActionName;
+use crate::ports::{BudgetCharge, FreezeTarget, StoreError, UpstreamError};
+use crate::register::{Action, Budget, BudgetMeasure};
+use std::collections::HashSet;
+use std::fmt;
+
+/// Why a call was not executed. Each variant's `Display` is the message the agent sees.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Refusal {
+    /// No credential, or one that matches no agent.
+    Unauthenticated,
+    /// The tool is not in the agent's remit (or does not exist).
+    Unlisted {
+        /// The name the agent asked for.
+        tool: String,
+        /// A granted tool with a close name, if any.
+        hint: Option<String>,
+    },
+    /// The arguments do not fit the tool's input schema or are malformed.
+    InvalidArguments {
+        /// The action.
+        action: ActionName,
+        /// What is wrong.
+        message: String,
+    },
+    /// A condition of the register is false.
+    Condition {
+        /// The action.
+        action: ActionName,
+        /// The condition as written.
+        expr: String,
+    },
+    /// A condition could not be evaluated for these arguments (missing field, wrong type).
+    ConditionError {
+        /// The action.
+        action: ActionName,
+        /// The evaluation error.
+        message: String,
+    },
+    /// A budget has no room for this call.
+    OverBudget {
+        /// The action.
+        action: ActionName,
+        /// The budget, in words.
+        budget: String,
+        /// What the window already holds.
+        used: f64,
+        /// When the call would fit, RFC 3339.
+        resets_at: String,
+    },
+    /// The kill switch is on for the agent or the action.
+    Frozen {
+        /// What is frozen.
+        target: String,
+    },
+    /// The action needs a control this version does not yet enforce, so it stays closed.
+    NotYetEnforced {
+        /// The action.
+        action: ActionName,
+        /// Which control (`approval`, `delay`).
+        control: &'static str,
+    },
+    /// A dependency (store, audit, upstream) failed before anything was executed.
+    Unavailable {
+        /// What failed, without secrets.
+        message: String,
+    },
+}
+
+impl Refusal {
+    /// A short machine-readable code for the refusal (`unlisted`, `condition`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::Unlisted { .. } => "unlisted",
+            Self::InvalidArguments { .. } => "invalid_arguments",
+            Self::Condition { .. } => "condition",
+            Self::ConditionError { .. } => "invalid_arguments",
+            Self::OverBudget { .. } => "over_budget",
+            Self::Frozen { .. } => "frozen",
+            Self::NotYetEnforced { .. } => "not_enforced",
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+
+    /// Whether the arguments are at fault (HTTP 422) rather than the remit (403) or a dependency (503).
+    pub fn is_bad_arguments(&self) -> bool {
+        matches!(self, Self::InvalidArguments { .. } | Self::ConditionError { .. })
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unauthenticated => f.write_str("refused: no valid agent credential; send `Authorization: Bearer <token>`"),
+            Self::Unlisted { tool, hint } => {
+                write!(f, "refused: `{tool}` is outside this agent's remit; list tools to see what it may call")?;
+                if let Some(h) = hint {
+                    write!(f, " ({h})")?;
+                }
+                Ok(())
+            }
+            Self::InvalidArguments { action, message } => {
+                write!(f, "refused: arguments for `{action}` are invalid: {message}")
+            }
+            Self::Condition { action, expr } => {
+                write!(f, "refused: condition `{expr}` is false for `{action}`")
+            }
+            Self::ConditionError { action, message } => {
+                write!(f, "refused: arguments for `{action}` are invalid: {message}")
+            }
+            Self::OverBudget { action, budget, used, resets_at } => write!(
+                f,
+                "refused: budget for `{action}` is exhausted ({budget}; {used} used); retry after {resets_at}"
+            ),
+            Self::Frozen { target } => write!(f, "refused: {target} is frozen by an operator; stop and ask a person"),
+            Self::NotYetEnforced { action, control } => write!(
+                f,
+                "refused: `{action}` requires {control}, which this gateway does not yet enforce; the action stays closed"
+            ),
+            Self::Unavailable { message } => {
+                write!(f, "refused: remit could not decide safely ({message}); nothing was executed, retry later")
+            }
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Self::Unavailable {
+            message: format!("store {}", e.kind),
+        }
+    }
+}
+
+impl From<UpstreamError> for Refusal {
+    fn from(e: UpstreamError) -> Self {
+        Self::Unavailable {
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The answer of [`decide`].
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    /// Run it, after charging these budgets.
+    Allow(Vec<BudgetCharge>),
+    /// Do not run it.
+    Deny(Refusal),
+}
+
+/// Decides a call from the register alone: kill switch, conditions, budgets to charge.
+///
+/// Pure: the store's answer on the budgets comes after, in the pipeline.
+pub fn decide(
+    action: &Action,
+    agent: &str,
+    bindings: &Bindings,
+    frozen: &HashSet<FreezeTarget>,
+) -> Decision {
+    if !frozen.is_empty() {
+        for target in [
+            FreezeTarget::Agent(crate::ids::AgentId::new(agent)),
+            FreezeTarget::Action(action.name.clone()),
+        ] {
+            if frozen.contains(&target) {
+                return Decision::Deny(Refusal::Frozen {
+                    target: target.to_string(),
+                });
+            }
+        }
+    }
+    if action.approve.is_some() {
+        return Decision::Deny(Refusal::NotYetEnforced {
+            action: action.name.clone(),
+            control: "approval",
+        });
+    }
+    if action.delay.is_some() {
+        return Decision::Deny(Refusal::NotYetEnforced {
+            action: action.name.clone(),
+            control: "a delay",
+        });
+    }
+    for c in &action.conditions {
+        match c.holds(bindings) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Decision::Deny(Refusal::Condition {
+                    action: action.name.clone(),
+                    expr: c.source().to_owned(),
+                });
+            }
+            Err(e) => return Decision::Deny(condition_error(action, &e)),
+        }
+    }
+    let mut charges = Vec::with_capacity(action.budgets.len());
+    for (i, b) in action.budgets.iter().enumerate() {
+        match charge_for(action, agent, i, b, bindings) {
+            Ok(c) => charges.push(c),
+            Err(e) => return Decision::Deny(condition_error(action, &e)),
+        }
+    }
+    Decision::Allow(charges)
+}
+
+fn condition_error(action: &Action, e: &ConditionError) -> Refusal {
+    Refusal::ConditionError {
+        action: action.name.clone(),
+        message: e.to_string(),
+    }
+}
+
+fn charge_for(
+    action: &Action,
+    agent: &str,
+    index: usize,
+    budget: &Budget,
+    bindings: &Bindings,
+) -> Result<BudgetCharge, ConditionError> {
+    let amount = match &budget.measure {
+        BudgetMeasure::Count => 1.0,
+        BudgetMeasure::Sum(expr) => expr.number(bindings)?,
+    };
+    Ok(BudgetCharge {
+        key: format!("{agent}/{}/{index}", action.name),
+        window_ms: i64::try_from(budget.per.as_millis()).unwrap_or(i64::MAX),
+        amount,
+        limit: budget.limit,
+    })
+}

@@ -1,0 +1,554 @@
+//! The one call pipeline every entry point goes through: authenticate, look up, validate, decide, execute, record.
+
+use crate::audit::event::{Event, Stage};
+use crate::condition::Bindings;
+use crate::decision::{decide, Decision, Refusal};
+use crate::ids::{fresh, AgentId, CallId, RunId};
+use crate::ports::{
+    ChargeOutcome, Cleared, Clock, FreezeTarget, Store, ToolSpec, UpstreamError, Upstreams,
+};
+use crate::register::compile::did_you_mean;
+use crate::register::{Action, Agent, Register, Tier};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+/// Who is calling.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A bearer token presented over HTTP.
+    Bearer(String),
+    /// An agent named by the local process that launched `remit stdio --agent NAME`.
+    Local(AgentId),
+    /// No credential.
+    None,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Self::Local(a) => f.debug_tuple("Local").field(a).finish(),
+            Self::None => f.write_str("None"),
+        }
+    }
+}
+
+/// Which entry point a call came through, for the record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// MCP `tools/call`.
+    Mcp,
+    /// `POST /v1/calls`.
+    Http,
+    /// The command line.
+    Cli,
+}
+
+impl Entry {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Mcp => "mcp",
+            Self::Http => "http",
+            Self::Cli => "cli",
+        }
+    }
+}
+
+/// One request to run a tool.
+#[derive(Debug)]
+pub struct Call {
+    /// Who is calling.
+    pub credential: Credential,
+    /// The tool name as the agent sent it.
+    pub tool: String,
+    /// The arguments as the agent sent them (an object, or null for none).
+    pub args: Value,
+    /// The agent's stated reason (`_meta["remit/reason"]`); `_reason` in the arguments also counts.
+    pub reason: Option<String>,
+    /// The run or session the call belongs to.
+    pub run: Option<RunId>,
+    /// Where it came from.
+    pub entry: Entry,
+}
+
+/// What happened to a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The upstream ran it; its `CallToolResult` as JSON (a tool error has `isError: true`).
+    Done {
+        /// The call.
+        call: CallId,
+        /// The upstream's result.
+        result: Value,
+    },
+    /// Not executed.
+    Refused {
+        /// The call.
+        call: CallId,
+        /// Why.
+        refusal: Refusal,
+    },
+    /// Cleared, but the upstream or the audit failed; the message says whether it may have run.
+    Failed {
+        /// The call.
+        call: CallId,
+        /// What went wrong, for the agent.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// The call's id.
+    pub fn call(&self) -> &CallId {
+        match self {
+            Self::Done { call, .. } | Self::Refused { call, .. } | Self::Failed { call, .. } => call,
+        }
+    }
+}
+
+struct CatalogEntry {
+    spec: ToolSpec,
+    validator: Option<jsonschema::Validator>,
+}
+
+/// The upstream tools the gateway knows now, keyed by `UPSTREAM.TOOL`.
+#[derive(Default)]
+struct Catalog {
+    tools: HashMap<String, CatalogEntry>,
+}
+
+/// The gateway: a register, a store and upstreams, and the pipeline over them.
+pub struct Gateway {
+    register: Arc<Register>,
+    store: Arc<dyn Store>,
+    upstreams: Arc<dyn Upstreams>,
+    clock: Arc<dyn Clock>,
+    catalog: RwLock<Arc<Catalog>>,
+    frozen: RwLock<Arc<HashSet<FreezeTarget>>>,
+}
+
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway")
+            .field("register", &self.register.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Largest result kept in an audit event before it is truncated.
+const MAX_AUDITED_RESULT: usize = 64 * 1024;
+
+impl Gateway {
+    /// A gateway over a compiled register and its ports.
+    pub fn new(
+        register: Arc<Register>,
+        store: Arc<dyn Store>,
+        upstreams: Arc<dyn Upstreams>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            register,
+            store,
+            upstreams,
+            clock,
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            frozen: RwLock::new(Arc::new(HashSet::new())),
+        }
+    }
+
+    /// The register in force.
+    pub fn register(&self) -> &Arc<Register> {
+        &self.register
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The upstreams.
+    pub fn upstreams(&self) -> &Arc<dyn Upstreams> {
+        &self.upstreams
+    }
+
+    /// Reloads the upstreams' tool lists and compiles their input schemas.
+    pub async fn refresh_tools(&self) {
+        let specs = self.upstreams.tools().await;
+        let mut tools = HashMap::new();
+        for spec in specs {
+            let validator = spec
+                .input_schema()
+                .and_then(|s| jsonschema::validator_for(s).ok());
+            tools.insert(
+                format!("{}.{}", spec.upstream, spec.name),
+                CatalogEntry { spec, validator },
+            );
+        }
+        if let Ok(mut c) = self.catalog.write() {
+            *c = Arc::new(Catalog { tools });
+        }
+    }
+
+    /// Reloads the kill switch from the store (so a freeze on another replica applies here).
+    pub async fn refresh_frozen(&self) -> Result<(), crate::ports::StoreError> {
+        let list = self.store.frozen().await?;
+        if let Ok(mut f) = self.frozen.write() {
+            *f = Arc::new(list.into_iter().collect());
+        }
+        Ok(())
+    }
+
+    /// Freezes or unfreezes an agent or action, records it, and applies it here at once.
+    pub async fn set_frozen(
+        &self,
+        target: FreezeTarget,
+        frozen: bool,
+        by: &str,
+    ) -> Result<(), crate::ports::StoreError> {
+        self.store.set_frozen(&target, frozen).await?;
+        let (agent, action) = match &target {
+            FreezeTarget::Agent(a) => (Some(a.to_string()), None),
+            FreezeTarget::Action(a) => (None, Some(a.to_string())),
+        };
+        let event = Event {
+            time: crate::time::rfc3339(self.clock.now_ms()),
+            stage: if frozen { Stage::Frozen } else { Stage::Unfrozen },
+            call: None,
+            run: None,
+            agent,
+            action,
+            register: Some(self.register.version.to_string()),
+            detail: json!({ "by": by }),
+        };
+        self.store.append(vec![event]).await?;
+        self.refresh_frozen().await
+    }
+
+    fn frozen(&self) -> Arc<HashSet<FreezeTarget>> {
+        self.frozen
+            .read()
+            .map(|f| Arc::clone(&f))
+            .unwrap_or_default()
+    }
+
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .map(|c| Arc::clone(&c))
+            .unwrap_or_default()
+    }
+
+    /// The agent a credential proves, if any.
+    pub fn authenticate(&self, credential: &Credential) -> Result<&Agent, Refusal> {
+        match credential {
+            Credential::Bearer(token) => {
+                let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+                self.register
+                    .agent_by_token_hash(&hash)
+                    .ok_or(Refusal::Unauthenticated)
+            }
+            Credential::Local(id) => self.register.agents.get(id).ok_or(Refusal::Unauthenticated),
+            Credential::None => Err(Refusal::Unauthenticated),
+        }
+    }
+
+    /// The tools an agent may see: only what its register grants and its upstream lists, under their exposed names.
+    pub fn list_tools(&self, credential: &Credential) -> Result<Vec<Map<String, Value>>, Refusal> {
+        let agent = self.authenticate(credential)?;
+        let catalog = self.catalog();
+        let mut out = Vec::new();
+        for action in self.register.actions_for(&agent.id) {
+            let Some(entry) = catalog.tools.get(action.name.as_str()) else {
+                continue;
+            };
+            out.push(exposed_definition(action, &entry.spec));
+        }
+        Ok(out)
+    }
+
+    /// Runs one call through the pipeline; every path records its events and fails closed.
+    pub async fn call(&self, call: Call) -> Outcome {
+        let id = CallId::new(fresh("call"));
+        let mut trail = Trail::new(self, &id, &call);
+        match self.run(&call, &id, &mut trail).await {
+            Ok(result) => Outcome::Done { call: id, result },
+            Err(Stop::Refused(refusal)) => {
+                let event = trail.event(
+                    Stage::Refused,
+                    json!({ "code": refusal.code(), "reason": refusal.to_string() }),
+                );
+                let mut events = trail.take_pending();
+                events.push(event);
+                if let Err(e) = self.store.append(events).await {
+                    tracing::error!(call = %id, error = %e, "audit append failed for a refused call");
+                }
+                Outcome::Refused { call: id, refusal }
+            }
+            Err(Stop::Failed(message)) => Outcome::Failed { call: id, message },
+        }
+    }
+
+    async fn run<'g>(
+        &'g self,
+        call: &Call,
+        id: &CallId,
+        trail: &mut Trail<'g>,
+    ) -> Result<Value, Stop> {
+        // 1 authenticate
+        let agent = self.authenticate(&call.credential)?;
+        trail.agent = Some(agent.id.clone());
+        // 2 look up: byte-exact, only among what this agent is granted
+        let action = self.look_up(agent, &call.tool)?;
+        trail.action = Some(action);
+        // 3 validate: the arguments object, minus `_reason`, against the tool's schema
+        let (args, reason) = split_reason(&call.args).map_err(|message| Refusal::InvalidArguments {
+            action: action.name.clone(),
+            message,
+        })?;
+        trail.reason = call.reason.clone().or(reason);
+        trail.args = Some(redact(&args, &action.redact));
+        trail.pending.push(trail.event(Stage::Proposed, trail.proposed_detail(call)));
+        let catalog = self.catalog();
+        let entry = catalog
+            .tools
+            .get(action.name.as_str())
+            .ok_or_else(|| Refusal::Unavailable {
+                message: format!("upstream `{}` has not listed `{}`", action.upstream, action.tool),
+            })?;
+        if let Some(v) = &entry.validator {
+            let instance = Value::Object(args.clone());
+            if let Err(e) = v.validate(&instance) {
+                let at = e.instance_path().to_string();
+                let message = if at.is_empty() { e.to_string() } else { format!("{at}: {e}") };
+                return Err(Refusal::InvalidArguments { action: action.name.clone(), message }.into());
+            }
+        }
+        // 4 decide: kill switch, controls not yet enforced, conditions, budgets
+        let bindings = Bindings::for_args(&args);
+        let charges = match decide(action, agent.id.as_str(), &bindings, &self.frozen()) {
+            Decision::Allow(charges) => charges,
+            Decision::Deny(refusal) => return Err(refusal.into()),
+        };
+        if !charges.is_empty() {
+            let now = self.clock.now_ms();
+            match self.store.charge(&charges, now).await.map_err(Refusal::from)? {
+                ChargeOutcome::Charged => {}
+                ChargeOutcome::Exceeded { index, used, resets_at_ms } => {
+                    let budget = action.budgets.get(index).map(ToString::to_string).unwrap_or_default();
+                    return Err(Refusal::OverBudget {
+                        action: action.name.clone(),
+                        budget,
+                        used,
+                        resets_at: crate::time::rfc3339(resets_at_ms),
+                    }
+                    .into());
+                }
+            }
+        }
+        // record the decision durably before anything reaches the upstream (write-ahead)
+        let decided = trail.event(Stage::Decided, json!({ "decision": "allow", "tier": action.tier.as_str() }));
+        let mut events = trail.take_pending();
+        events.push(decided);
+        self.store.append(events).await.map_err(Refusal::from)?;
+        // 6 execute, exactly once
+        let cleared = Cleared {
+            call: id.clone(),
+            upstream: action.upstream.clone(),
+            tool: action.tool.clone(),
+            args,
+        };
+        let outcome = self.upstreams.execute(cleared).await;
+        // 8 record
+        let (event, reply) = match outcome {
+            Ok(result) => {
+                let is_error = result.get("isError").and_then(Value::as_bool).unwrap_or(false);
+                let detail = json!({ "is_error": is_error, "result": cap(&result) });
+                (trail.event(Stage::Executed, detail), Ok(result))
+            }
+            Err(e) => {
+                let sent = !matches!(e, UpstreamError::Unavailable { .. } | UpstreamError::Unknown(_));
+                let detail = json!({ "error": e.to_string(), "sent": sent });
+                (trail.event(Stage::Failed, detail), Err(Stop::Failed(e.to_string())))
+            }
+        };
+        if let Err(e) = self.store.append(vec![event]).await {
+            tracing::error!(call = %id, error = %e, "audit append failed after execution");
+            return Err(Stop::Failed(format!(
+                "the action ran but remit could not record its result ({}); do not retry, ask an operator to check call {id}",
+                e.kind
+            )));
+        }
+        reply
+    }
+
+    fn look_up<'r>(&'r self, agent: &Agent, tool: &str) -> Result<&'r Action, Refusal> {
+        match self.register.action_exposed_as(tool) {
+            Some(action) if action.agents.contains(&agent.id) => Ok(action),
+            _ => {
+                let granted = self.register.actions_for(&agent.id).map(|a| a.exposed.as_str());
+                Err(Refusal::Unlisted {
+                    tool: printable(tool),
+                    hint: did_you_mean(tool, granted.collect::<Vec<_>>()),
+                })
+            }
+        }
+    }
+}
+
+enum Stop {
+    Refused(Refusal),
+    Failed(String),
+}
+
+impl From<Refusal> for Stop {
+    fn from(r: Refusal) -> Self {
+        Self::Refused(r)
+    }
+}
+
+/// The events of one call, built up as it goes.
+struct Trail<'g> {
+    gateway: &'g Gateway,
+    call: &'g CallId,
+    run: Option<String>,
+    agent: Option<AgentId>,
+    action: Option<&'g Action>,
+    tool: String,
+    entry: Entry,
+    reason: Option<String>,
+    args: Option<Value>,
+    pending: Vec<Event>,
+}
+
+impl<'g> Trail<'g> {
+    fn new(gateway: &'g Gateway, call: &'g CallId, c: &Call) -> Self {
+        Self {
+            gateway,
+            call,
+            run: c.run.as_ref().map(ToString::to_string),
+            agent: None,
+            action: None,
+            tool: printable(&c.tool),
+            entry: c.entry,
+            reason: c.reason.clone(),
+            args: None,
+            pending: Vec::new(),
+        }
+    }
+
+    fn proposed_detail(&self, call: &Call) -> Value {
+        let mut d = Map::new();
+        d.insert("tool".into(), Value::String(printable(&call.tool)));
+        d.insert("entry".into(), Value::String(self.entry.as_str().into()));
+        if let Some(a) = &self.args {
+            d.insert("args".into(), a.clone());
+        }
+        if let Some(r) = &self.reason {
+            d.insert("reason".into(), Value::String(r.clone()));
+        }
+        Value::Object(d)
+    }
+
+    fn event(&self, stage: Stage, detail: Value) -> Event {
+        Event {
+            time: crate::time::rfc3339(self.gateway.clock.now_ms()),
+            stage,
+            call: Some(self.call.to_string()),
+            run: self.run.clone(),
+            agent: self.agent.as_ref().map(ToString::to_string),
+            action: self.action.map(|a| a.name.to_string()),
+            register: Some(self.gateway.register.version.to_string()),
+            detail,
+        }
+    }
+
+    /// Events not yet written; a refusal before `proposed` was built still records what was asked.
+    fn take_pending(&mut self) -> Vec<Event> {
+        if self.pending.is_empty() {
+            let mut d = Map::new();
+            d.insert("tool".into(), Value::String(self.tool.clone()));
+            d.insert("entry".into(), Value::String(self.entry.as_str().into()));
+            if let Some(r) = &self.reason {
+                d.insert("reason".into(), Value::String(r.clone()));
+            }
+            return vec![self.event(Stage::Proposed, Value::Object(d))];
+        }
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// Splits `_reason` out of the arguments; anything but an object (or null) is invalid.
+fn split_reason(args: &Value) -> Result<(Map<String, Value>, Option<String>), String> {
+    match args {
+        Value::Null => Ok((Map::new(), None)),
+        Value::Object(map) => {
+            let mut map = map.clone();
+            let reason = match map.remove("_reason") {
+                None => None,
+                Some(Value::String(s)) => Some(s),
+                Some(_) => return Err("`_reason` must be a string".to_owned()),
+            };
+            Ok((map, reason))
+        }
+        _ => Err("arguments must be a JSON object".to_owned()),
+    }
+}
+
+/// A copy of the arguments with each listed path replaced by `"[redacted]"`.
+pub fn redact(args: &Map<String, Value>, paths: &[Vec<String>]) -> Value {
+    let mut v = Value::Object(args.clone());
+    for path in paths {
+        let mut cur = &mut v;
+        for (i, key) in path.iter().enumerate() {
+            let Some(next) = cur.as_object_mut().and_then(|m| m.get_mut(key)) else {
+                break;
+            };
+            if i + 1 == path.len() {
+                *next = Value::String("[redacted]".into());
+                break;
+            }
+            cur = next;
+        }
+    }
+    v
+}
+
+fn cap(result: &Value) -> Value {
+    let text = result.to_string();
+    if text.len() <= MAX_AUDITED_RESULT {
+        return result.clone();
+    }
+    let digest = hex::encode(Sha256::digest(text.as_bytes()));
+    json!({ "truncated": true, "bytes": text.len(), "sha256": digest })
+}
+
+/// A tool name as it may be shown: control characters escaped, length capped.
+fn printable(name: &str) -> String {
+    let mut s: String = name.chars().take(200).flat_map(char::escape_debug).collect();
+    if name.chars().count() > 200 {
+        s.push('…');
+    }
+    s
+}
+
+fn exposed_definition(action: &Action, spec: &ToolSpec) -> Map<String, Value> {
+    let mut def = spec.definition.clone();
+    def.insert("name".into(), Value::String(action.exposed.clone()));
+    // Annotations are the upstream's hints: they may tighten what the agent is told, never loosen it.
+    let mut ann = def
+        .get("annotations")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if action.tier != Tier::Read {
+        ann.insert("readOnlyHint".into(), Value::Bool(false));
+    }
+    if action.tier == Tier::Irreversible {
+        ann.insert("destructiveHint".into(), Value::Bool(true));
+    }
+    def.insert("annotations".into(), Value::Object(ann));
+    def
+}

@@ -1,0 +1,666 @@
+//! From the file as written to a [`Register`]: names resolved, CEL compiled, every problem located.
+
+use super::raw::{OneOrMany, RawAction, RawRegister, RawSecret, RawUpstream};
+use super::{
+    Action, Agent, Budget, BudgetMeasure, Diagnostic, Gateway, Pending, Protocol, Register,
+    Secret, Severity, Tier, Transport, Upstream,
+};
+use crate::condition::Condition;
+use crate::ids::{ActionName, AgentId, RegisterVersion, UpstreamName};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Reads an environment variable (injected so tests and `remit check` control it).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Whether missing environment variables are errors (serving) or warnings (checking).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strictness {
+    /// `remit serve`: everything must resolve.
+    Serve,
+    /// `remit check`: report what would fail, as warnings where it depends on the environment.
+    Check,
+}
+
+struct Ctx<'a> {
+    source: &'a str,
+    diags: Vec<Diagnostic>,
+    env: EnvLookup<'a>,
+    strictness: Strictness,
+}
+
+impl Ctx<'_> {
+    fn at(&mut self, severity: Severity, span: Range<usize>, message: String, help: Option<String>) {
+        let (line, column) = line_col(self.source, span.start);
+        self.diags.push(Diagnostic {
+            severity,
+            line,
+            column,
+            message,
+            help,
+        });
+    }
+
+    fn error(&mut self, span: Range<usize>, message: String, help: Option<String>) {
+        self.at(Severity::Error, span, message, help);
+    }
+
+    fn secret(&mut self, s: &Spanned<RawSecret>, what: &str) -> Option<Secret> {
+        match s.get_ref() {
+            RawSecret::Literal(v) => Some(Secret::new(v.clone())),
+            RawSecret::Env { env, prefix } => match (self.env)(env) {
+                Some(v) => Some(Secret::new(format!(
+                    "{}{v}",
+                    prefix.as_deref().unwrap_or_default()
+                ))),
+                None => {
+                    let sev = match self.strictness {
+                        Strictness::Serve => Severity::Error,
+                        Strictness::Check => Severity::Warning,
+                    };
+                    self.at(
+                        sev,
+                        s.span(),
+                        format!("environment variable `{env}` for {what} is not set"),
+                        Some(format!("set `{env}` in the environment remit runs in")),
+                    );
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// 1-based line and character column of a byte offset.
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = source
+        .get(line_start..offset)
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+/// Edit distance, for "did you mean" hints.
+pub fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
+            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
+            let ins = cur.get(j).copied().unwrap_or(0) + 1;
+            if let Some(slot) = cur.get_mut(j + 1) {
+                *slot = sub.min(del).min(ins);
+            }
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(0)
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = distance(&word.to_lowercase(), &c.to_lowercase());
+        if best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    best.filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+/// Parses a duration such as `500ms`, `30s`, `5m`, `1h`, `7d`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1_000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Compiles a register file. `path` is used for the base folder and in messages.
+///
+/// Returns the register when there is no error, and every diagnostic (errors and warnings) either way.
+pub fn compile(
+    source: &str,
+    path: &Path,
+    env: EnvLookup<'_>,
+    strictness: Strictness,
+) -> (Option<Register>, Vec<Diagnostic>) {
+    let mut cx = Ctx {
+        source,
+        diags: Vec::new(),
+        env,
+        strictness,
+    };
+    let raw: RawRegister = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().replace('\n', " ");
+            let help = unknown_field_hint(&message);
+            cx.error(span, message, help);
+            return (None, cx.diags);
+        }
+    };
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new(".").to_path_buf());
+    let version = {
+        let digest = Sha256::digest(source.as_bytes());
+        RegisterVersion::new(format!("sha256:{}", hex::encode(digest.get(..6).unwrap_or(&[]))))
+    };
+
+    let gateway = compile_gateway(&mut cx, &raw, &base_dir);
+    let agents = compile_agents(&mut cx, &raw);
+    let mut approvers = BTreeMap::new();
+    for (name, members) in &raw.approvers {
+        let list: Vec<String> = members.get_ref().iter().map(|m| m.get_ref().clone()).collect();
+        if list.is_empty() {
+            cx.error(
+                members.span(),
+                format!("approver group `{}` has no members", name.get_ref()),
+                Some("list at least one approver: `finance = [\"ana\", \"bo\"]`".to_owned()),
+            );
+        }
+        approvers.insert(name.get_ref().clone(), list);
+    }
+    let upstreams = compile_upstreams(&mut cx, &raw, &base_dir);
+    let mut actions = BTreeMap::new();
+    let mut exposed: HashMap<String, ActionName> = HashMap::new();
+    for (name, action) in &raw.actions {
+        if let Some(a) = compile_action(&mut cx, name, action, &agents, &upstreams, &approvers) {
+            if let Some(other) = exposed.get(&a.exposed) {
+                cx.error(
+                    name.span(),
+                    format!(
+                        "action `{}` is exposed as `{}`, the same name as `{other}`",
+                        a.name, a.exposed
+                    ),
+                    Some("keep `namespace = true` on one of the upstreams".to_owned()),
+                );
+                continue;
+            }
+            exposed.insert(a.exposed.clone(), a.name.clone());
+            actions.insert(a.name.clone(), a);
+        }
+    }
+    if raw.actions.is_empty() {
+        cx.at(
+            Severity::Warning,
+            0..0,
+            "the register lists no actions: every call will be refused".to_owned(),
+            Some("add `[actions.\"UPSTREAM.TOOL\"]` with `agents` and `tier`".to_owned()),
+        );
+    }
+
+    let failed = cx.diags.iter().any(|d| d.severity == Severity::Error);
+    let mut diags = cx.diags;
+    let register = match (failed, gateway) {
+        (false, Some(gateway)) => {
+            let register = Register {
+                version,
+                gateway,
+                agents,
+                approvers,
+                upstreams,
+                actions,
+                exposed,
+            };
+            diags.extend(super::findings::risks(&register, &raw, source));
+            Some(register)
+        }
+        _ => None,
+    };
+    diags.sort_by_key(|d| (d.line, d.column, d.severity));
+    (register, diags)
+}
+
+fn unknown_field_hint(message: &str) -> Option<String> {
+    // serde: "unknown field `requir`, expected one of `agents`, `tier`, ..."
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    did_you_mean(field, expected.iter().copied())
+        .or_else(|| Some(format!("remove `{field}`; see docs/register.md for the keys")))
+}
+
+fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Option<Gateway> {
+    let g = raw.gateway.as_ref().map(Spanned::get_ref);
+    let listen = g
+        .and_then(|g| g.listen.as_ref())
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_else(|| "127.0.0.1:8470".to_owned());
+    if let Some(l) = g.and_then(|g| g.listen.as_ref())
+        && l.get_ref().parse::<std::net::SocketAddr>().is_err()
+    {
+        cx.error(
+            l.span(),
+            format!("`{}` is not an address to listen on", l.get_ref()),
+            Some("write `host:port`, for example `127.0.0.1:8470`".to_owned()),
+        );
+    }
+    let store = match g.and_then(|g| g.store.as_ref()) {
+        Some(s) => {
+            let secret = cx.secret(s, "the store URL")?;
+            let url = secret.expose();
+            if !(url.starts_with("sqlite://") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                cx.error(
+                    s.span(),
+                    "the store must be a `sqlite://` or `postgres://` URL".to_owned(),
+                    Some("for example `store = \"sqlite://remit.db\"`".to_owned()),
+                );
+            }
+            secret
+        }
+        None => Secret::new("sqlite://remit.db"),
+    };
+    let audit_key = base_dir.join(
+        g.and_then(|g| g.audit_key.as_ref())
+            .map(|s| s.get_ref().as_str())
+            .unwrap_or("remit-audit.key"),
+    );
+    let audit_origin = g
+        .and_then(|g| g.audit_origin.as_ref())
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_else(|| "remit/audit".to_owned());
+    if audit_origin.is_empty() || audit_origin.contains(['\n', ' ', '+']) {
+        cx.error(
+            g.and_then(|g| g.audit_origin.as_ref()).map(Spanned::span).unwrap_or(0..0),
+            "`audit_origin` must be one word without spaces or `+`".to_owned(),
+            Some("for example `audit_origin = \"remit.example.com/support\"`".to_owned()),
+        );
+    }
+    let max_request_bytes = g
+        .and_then(|g| g.max_request_bytes.as_ref())
+        .map(|s| *s.get_ref())
+        .unwrap_or(1 << 20);
+    Some(Gateway {
+        listen,
+        store,
+        audit_key,
+        audit_origin,
+        max_request_bytes,
+        base_dir: base_dir.to_path_buf(),
+    })
+}
+
+fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agent> {
+    let mut agents = BTreeMap::new();
+    for (name, agent) in &raw.agents {
+        if !valid_name(name.get_ref()) || name.get_ref().contains('.') {
+            cx.error(
+                name.span(),
+                format!("agent name `{}` may use only letters, digits, `-` and `_`", name.get_ref()),
+                None,
+            );
+            continue;
+        }
+        let a = agent.get_ref();
+        let mut token_sha256 = None;
+        if let Some(token) = &a.token {
+            match token.get_ref() {
+                RawSecret::Literal(_) => cx.error(
+                    token.span(),
+                    format!("the token of agent `{}` is written in the register", name.get_ref()),
+                    Some(format!(
+                        "keep it in the environment: `token = {{ env = \"REMIT_TOKEN_{}\" }}`, or write its hash as `token_sha256`",
+                        name.get_ref().to_uppercase().replace('-', "_")
+                    )),
+                ),
+                RawSecret::Env { .. } => {
+                    if let Some(secret) = cx.secret(token, &format!("agent `{}`", name.get_ref())) {
+                        if secret.expose().len() < 16 {
+                            cx.error(
+                                token.span(),
+                                format!("the token of agent `{}` is shorter than 16 characters", name.get_ref()),
+                                Some("use a long random token, e.g. `openssl rand -hex 32`".to_owned()),
+                            );
+                        }
+                        token_sha256 = Some(Sha256::digest(secret.expose().as_bytes()).into());
+                    }
+                }
+            }
+        }
+        if let Some(h) = &a.token_sha256 {
+            match hex::decode(h.get_ref()).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+                Some(bytes) if token_sha256.is_none() => token_sha256 = Some(bytes),
+                Some(_) => cx.error(
+                    h.span(),
+                    "give either `token` or `token_sha256`, not both".to_owned(),
+                    None,
+                ),
+                None => cx.error(
+                    h.span(),
+                    "`token_sha256` must be 64 hex digits".to_owned(),
+                    Some("compute it with `printf %s \"$TOKEN\" | sha256sum`".to_owned()),
+                ),
+            }
+        }
+        let id = AgentId::new(name.get_ref().clone());
+        agents.insert(
+            id.clone(),
+            Agent {
+                id,
+                owner: a.owner.as_ref().map(|s| s.get_ref().clone()),
+                description: a.description.as_ref().map(|s| s.get_ref().clone()),
+                token_sha256,
+            },
+        );
+    }
+    agents
+}
+
+fn compile_upstreams(
+    cx: &mut Ctx<'_>,
+    raw: &RawRegister,
+    base_dir: &Path,
+) -> BTreeMap<UpstreamName, Upstream> {
+    let mut out = BTreeMap::new();
+    for (name, up) in &raw.upstreams {
+        if !valid_name(name.get_ref()) || name.get_ref().contains('.') {
+            cx.error(
+                name.span(),
+                format!("upstream name `{}` may use only letters, digits, `-` and `_`", name.get_ref()),
+                None,
+            );
+            continue;
+        }
+        if let Some(u) = compile_upstream(cx, name, up, base_dir) {
+            out.insert(u.name.clone(), u);
+        }
+    }
+    out
+}
+
+fn compile_upstream(
+    cx: &mut Ctx<'_>,
+    name: &Spanned<String>,
+    up: &Spanned<RawUpstream>,
+    base_dir: &Path,
+) -> Option<Upstream> {
+    let u = up.get_ref();
+    let transport = match (&u.command, &u.url) {
+        (Some(cmd), None) => {
+            let command: Vec<String> = cmd.get_ref().iter().map(|s| s.get_ref().clone()).collect();
+            if command.first().is_none_or(String::is_empty) {
+                cx.error(cmd.span(), "`command` is empty".to_owned(), Some("write the program and its arguments: `command = [\"billing-mcp\", \"--db\", \"billing.db\"]`".to_owned()));
+                return None;
+            }
+            let mut env = Vec::new();
+            for (k, v) in &u.env {
+                if let Some(s) = cx.secret(v, &format!("upstream `{}`", name.get_ref())) {
+                    env.push((k.get_ref().clone(), s));
+                }
+            }
+            if !u.headers.is_empty() {
+                cx.error(up.span(), "`headers` apply to `url` upstreams only".to_owned(), Some("give a stdio upstream its credentials in `env`".to_owned()));
+            }
+            let cwd = u.cwd.as_ref().map(|c| base_dir.join(c.get_ref())).unwrap_or_else(|| base_dir.to_path_buf());
+            Transport::Stdio { command, env, cwd }
+        }
+        (None, Some(url)) => {
+            let url_secret = cx.secret(url, &format!("upstream `{}`", name.get_ref()))?;
+            if !(url_secret.expose().starts_with("http://") || url_secret.expose().starts_with("https://")) {
+                cx.error(url.span(), "`url` must start with `http://` or `https://`".to_owned(), None);
+            }
+            let mut headers = Vec::new();
+            for (k, v) in &u.headers {
+                if let Some(s) = cx.secret(v, &format!("upstream `{}`", name.get_ref())) {
+                    headers.push((k.get_ref().clone(), s));
+                }
+            }
+            if !u.env.is_empty() || u.cwd.is_some() {
+                cx.error(up.span(), "`env` and `cwd` apply to `command` upstreams only".to_owned(), Some("give an HTTP upstream its credentials in `headers`".to_owned()));
+            }
+            Transport::Http { url: url_secret, headers }
+        }
+        (Some(_), Some(_)) => {
+            cx.error(up.span(), format!("upstream `{}` has both `command` and `url`", name.get_ref()), Some("keep one: `command` for a stdio server, `url` for Streamable HTTP".to_owned()));
+            return None;
+        }
+        (None, None) => {
+            cx.error(up.span(), format!("upstream `{}` has neither `command` nor `url`", name.get_ref()), Some("add `command = [\"server\", \"--flag\"]` or `url = \"http://host/mcp\"`".to_owned()));
+            return None;
+        }
+    };
+    let protocol = match u.protocol.as_ref().map(|p| p.get_ref().as_str()) {
+        None | Some("auto") => Protocol::Auto,
+        Some("2025-11-25") => Protocol::Legacy,
+        Some("2026-07-28") => Protocol::Modern,
+        Some(other) => {
+            let span = u.protocol.as_ref().map(Spanned::span).unwrap_or(0..0);
+            cx.error(span, format!("unknown protocol `{other}`"), Some("write `auto`, `2025-11-25` or `2026-07-28`".to_owned()));
+            Protocol::Auto
+        }
+    };
+    let timeout = match &u.timeout {
+        None => Duration::from_secs(30),
+        Some(t) => parse_duration(t.get_ref()).unwrap_or_else(|| {
+            cx.error(t.span(), format!("`{}` is not a duration", t.get_ref()), Some("write a number and a unit: `500ms`, `30s`, `5m`".to_owned()));
+            Duration::from_secs(30)
+        }),
+    };
+    Some(Upstream {
+        name: UpstreamName::new(name.get_ref().clone()),
+        transport,
+        protocol,
+        namespace: u.namespace.as_ref().is_none_or(|n| *n.get_ref()),
+        timeout,
+    })
+}
+
+fn pending(cx: &Ctx<'_>, v: Option<&Spanned<toml::Value>>, key: &str) -> Option<Pending> {
+    v.map(|v| Pending {
+        text: format!("{key} = {}", v.get_ref()),
+        line: line_col(cx.source, v.span().start).0,
+    })
+}
+
+fn compile_action(
+    cx: &mut Ctx<'_>,
+    name: &Spanned<String>,
+    action: &Spanned<RawAction>,
+    agents: &BTreeMap<AgentId, Agent>,
+    upstreams: &BTreeMap<UpstreamName, Upstream>,
+    approvers: &BTreeMap<String, Vec<String>>,
+) -> Option<Action> {
+    let a = action.get_ref();
+    let Some((up_name, tool)) = name.get_ref().split_once('.') else {
+        cx.error(
+            name.span(),
+            format!("action `{}` does not name its upstream", name.get_ref()),
+            Some(format!("write it as `UPSTREAM.TOOL`, for example `billing.{}`", name.get_ref())),
+        );
+        return None;
+    };
+    if !valid_name(name.get_ref()) || tool.is_empty() || up_name.is_empty() {
+        cx.error(
+            name.span(),
+            format!("action name `{}` may use only ASCII letters, digits, `_`, `-` and `.`", name.get_ref()),
+            None,
+        );
+        return None;
+    }
+    let up_id = UpstreamName::new(up_name);
+    let Some(upstream) = upstreams.get(&up_id) else {
+        let hint = did_you_mean(up_name, upstreams.keys().map(UpstreamName::as_str));
+        cx.error(
+            name.span(),
+            format!("action `{}` names unknown upstream `{up_name}`", name.get_ref()),
+            hint.or_else(|| Some(format!("add `[upstreams.{up_name}]` with a `command` or a `url`"))),
+        );
+        return None;
+    };
+    let mut granted = BTreeSet::new();
+    match &a.agents {
+        None => cx.error(
+            action.span(),
+            format!("action `{}` lists no `agents`", name.get_ref()),
+            Some("add `agents = [\"support-bot\"]`: an action no agent may call is better removed".to_owned()),
+        ),
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                cx.error(list.span(), format!("action `{}` lists no agents", name.get_ref()), Some("name at least one agent, or remove the action".to_owned()));
+            }
+            for agent in list.get_ref() {
+                let id = AgentId::new(agent.get_ref().clone());
+                if agents.contains_key(&id) {
+                    granted.insert(id);
+                } else {
+                    let hint = did_you_mean(agent.get_ref(), agents.keys().map(AgentId::as_str));
+                    cx.error(
+                        agent.span(),
+                        format!("unknown agent `{}`", agent.get_ref()),
+                        hint.or_else(|| Some(format!("add `[agents.{}]`", agent.get_ref()))),
+                    );
+                }
+            }
+        }
+    }
+    let tier = match a.tier.as_ref().map(|t| t.get_ref().as_str()) {
+        Some("read") => Tier::Read,
+        Some("write") => Tier::Write,
+        Some("irreversible") => Tier::Irreversible,
+        Some(other) => {
+            let span = a.tier.as_ref().map(Spanned::span).unwrap_or(0..0);
+            let hint = did_you_mean(other, ["read", "write", "irreversible"]);
+            cx.error(span, format!("unknown tier `{other}`"), hint.or_else(|| Some("write `read`, `write` or `irreversible`".to_owned())));
+            Tier::Irreversible
+        }
+        None => {
+            cx.error(action.span(), format!("action `{}` has no `tier`", name.get_ref()), Some("add `tier = \"read\"`, `\"write\"` or `\"irreversible\"`".to_owned()));
+            Tier::Irreversible
+        }
+    };
+    let mut conditions = Vec::new();
+    if let Some(req) = &a.require {
+        let OneOrMany(list) = req.get_ref();
+        for expr in list {
+            match Condition::compile(expr) {
+                Ok(c) => conditions.push(c),
+                Err(e) => {
+                    let span = find_in(cx.source, req.span(), expr);
+                    cx.error(span, format!("condition `{expr}` does not compile: {e}"), Some("conditions are CEL over `args`, e.g. `args.amount > 0 && args.amount <= 500`".to_owned()));
+                }
+            }
+        }
+    }
+    let mut budgets = Vec::new();
+    for b in &a.budget {
+        let rb = b.get_ref();
+        let per = match &rb.per {
+            Some(p) => match parse_duration(p.get_ref()) {
+                Some(d) => Some((d, p.get_ref().clone())),
+                None => {
+                    cx.error(p.span(), format!("`{}` is not a duration", p.get_ref()), Some("write a number and a unit: `30m`, `1h`, `24h`, `7d`".to_owned()));
+                    None
+                }
+            },
+            None => {
+                cx.error(b.span(), "budget has no `per` window".to_owned(), Some("add `per = \"1h\"`".to_owned()));
+                None
+            }
+        };
+        let measure = match (&rb.count, &rb.sum, &rb.max) {
+            (Some(c), None, None) => {
+                if *c.get_ref() <= 0 {
+                    cx.error(c.span(), "`count` must be at least 1".to_owned(), None);
+                }
+                Some((BudgetMeasure::Count, *c.get_ref() as f64))
+            }
+            (None, Some(expr), Some(max)) => match Condition::compile(expr.get_ref()) {
+                Ok(c) => Some((BudgetMeasure::Sum(c), *max.get_ref())),
+                Err(e) => {
+                    cx.error(expr.span(), format!("budget sum `{}` does not compile: {e}", expr.get_ref()), None);
+                    None
+                }
+            },
+            (None, Some(_), None) => {
+                cx.error(b.span(), "a `sum` budget needs a `max`".to_owned(), Some("for example `{ sum = \"args.amount\", max = 1000, per = \"24h\" }`".to_owned()));
+                None
+            }
+            _ => {
+                cx.error(b.span(), "a budget is either `{ count = N, per = .. }` or `{ sum = \"EXPR\", max = N, per = .. }`".to_owned(), None);
+                None
+            }
+        };
+        if let (Some((measure, limit)), Some((per, per_text))) = (measure, per) {
+            budgets.push(Budget { measure, limit, per, per_text });
+        }
+    }
+    let mut redact = Vec::new();
+    for r in &a.redact {
+        match r.get_ref().strip_prefix("args.") {
+            Some(path) if !path.is_empty() => redact.push(path.split('.').map(str::to_owned).collect()),
+            _ => cx.error(r.span(), format!("`{}` is not an argument path", r.get_ref()), Some("write `args.FIELD`, e.g. `args.card_number`".to_owned())),
+        }
+    }
+    if let Some(approve) = &a.approve
+        && let Some(by) = approve.get_ref().get("by").and_then(toml::Value::as_str)
+        && !approvers.contains_key(by)
+    {
+        let hint = did_you_mean(by, approvers.keys().map(String::as_str));
+        cx.error(approve.span(), format!("approval names unknown approver group `{by}`"), hint.or_else(|| Some(format!("add `[approvers]` with `{by} = [\"name\"]`"))));
+    }
+    let exposed = if upstream.namespace {
+        name.get_ref().clone()
+    } else {
+        tool.to_owned()
+    };
+    Some(Action {
+        name: ActionName::new(name.get_ref().clone()),
+        upstream: up_id,
+        tool: tool.to_owned(),
+        exposed,
+        agents: granted,
+        tier,
+        description: a.description.as_ref().map(|d| d.get_ref().clone()),
+        conditions,
+        budgets,
+        redact,
+        approve: pending(cx, a.approve.as_ref(), "approve"),
+        delay: pending(cx, a.delay.as_ref(), "delay"),
+        verify: pending(cx, a.verify.as_ref(), "verify"),
+        undo: pending(cx, a.undo.as_ref(), "undo"),
+        line: line_col(cx.source, name.span().start).0,
+    })
+}
+
+/// The span of `needle` inside `within`, or `within` itself.
+fn find_in(source: &str, within: Range<usize>, needle: &str) -> Range<usize> {
+    source
+        .get(within.clone())
+        .and_then(|s| s.find(needle))
+        .map(|i| within.start + i..within.start + i + needle.len())
+        .unwrap_or(within)
+}

@@ -1,0 +1,128 @@
+//! Risk findings for `remit check`: what the register allows that the person accountable should see.
+
+use super::raw::RawRegister;
+use super::{Diagnostic, Register, Severity, Tier};
+use crate::condition::arg_fields;
+use crate::ports::ToolSpec;
+
+fn warn(line: usize, message: String, help: Option<String>) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Warning,
+        line,
+        column: 1,
+        message,
+        help,
+    }
+}
+
+/// Warnings about risk in a register that compiled.
+pub fn risks(register: &Register, _raw: &RawRegister, _source: &str) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for a in register.actions.values() {
+        let unbounded = a.conditions.is_empty() && a.budgets.is_empty();
+        if a.tier != Tier::Read && unbounded && a.approve.is_none() {
+            out.push(warn(
+                a.line,
+                format!("{} action `{}` has no condition, no budget and no approval", a.tier.as_str(), a.name),
+                Some("bound it: `require = \"args.amount <= 500\"`, `budget = [{ count = 20, per = \"1h\" }]`".to_owned()),
+            ));
+        }
+        if a.tier == Tier::Irreversible && a.approve.is_none() {
+            out.push(warn(
+                a.line,
+                format!("irreversible action `{}` needs no approval", a.name),
+                Some("add `approve = { by = \"GROUP\" }`".to_owned()),
+            ));
+        }
+        for (key, block) in [("approve", &a.approve), ("delay", &a.delay)] {
+            if let Some(p) = block {
+                out.push(warn(
+                    p.line,
+                    format!("`{key}` on `{}` is not yet enforced by this version: every call of it is refused", a.name),
+                    Some("remove the block to let calls through without it, or keep it to keep the action closed".to_owned()),
+                ));
+            }
+        }
+        for (key, block) in [("verify", &a.verify), ("undo", &a.undo)] {
+            if let Some(p) = block {
+                out.push(warn(
+                    p.line,
+                    format!("`{key}` on `{}` is not yet enforced by this version", a.name),
+                    None,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Errors and warnings from comparing the register with the tools the upstreams actually list.
+pub fn against_tools(register: &Register, tools: &[ToolSpec], reachable: &[&str]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for a in register.actions.values() {
+        if !reachable.contains(&a.upstream.as_str()) {
+            continue;
+        }
+        let Some(spec) = tools
+            .iter()
+            .find(|t| t.upstream == a.upstream && t.name == a.tool)
+        else {
+            let names = tools.iter().filter(|t| t.upstream == a.upstream).map(|t| t.name.as_str());
+            let hint = super::compile::did_you_mean(&a.tool, names);
+            out.push(Diagnostic {
+                severity: Severity::Error,
+                line: a.line,
+                column: 1,
+                message: format!("upstream `{}` has no tool `{}`", a.upstream, a.tool),
+                help: hint,
+            });
+            continue;
+        };
+        let props = spec
+            .input_schema()
+            .and_then(|s| s.get("properties"))
+            .and_then(|p| p.as_object());
+        let mut exprs: Vec<&str> = a.conditions.iter().map(|c| c.source()).collect();
+        for b in &a.budgets {
+            if let super::BudgetMeasure::Sum(c) = &b.measure {
+                exprs.push(c.source());
+            }
+        }
+        for expr in exprs {
+            for field in arg_fields(expr) {
+                if let Some(props) = props
+                    && !props.contains_key(&field)
+                {
+                    let hint = super::compile::did_you_mean(&field, props.keys().map(String::as_str));
+                    out.push(Diagnostic {
+                        severity: Severity::Error,
+                        line: a.line,
+                        column: 1,
+                        message: format!(
+                            "`{expr}` reads `args.{field}`, but tool `{}` has no argument `{field}`",
+                            a.name
+                        ),
+                        help: hint.or_else(|| {
+                            Some(format!(
+                                "its arguments are: {}",
+                                props.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                            ))
+                        }),
+                    });
+                }
+            }
+        }
+        if let Some(ann) = spec.definition.get("annotations")
+            && a.tier == Tier::Read
+            && ann.get("readOnlyHint").and_then(|v| v.as_bool()) != Some(true)
+            && ann.get("destructiveHint").and_then(|v| v.as_bool()) == Some(true)
+        {
+            out.push(warn(
+                a.line,
+                format!("`{}` is registered as `read` but the upstream marks it destructive", a.name),
+                Some("register it as `write` or `irreversible`".to_owned()),
+            ));
+        }
+    }
+    out
+}
