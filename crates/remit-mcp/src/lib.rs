@@ -1,1 +1,16 @@
-//! Being written.
+//! MCP to agents (stdio, Streamable HTTP service) and to upstreams (child process, HTTP), both eras.
+//!
+//! Brief overview:
+//! - [`AgentServer`] is the MCP server agents talk to; it turns `tools/list` and
+//!   `tools/call` into calls of the one pipeline, `remit_core::pipeline::Gateway`.
+//! - [`McpUpstreams`] implements core's `Upstreams` port: one supervised MCP client per
+//!   upstream, restarted (stdio) or reconnected (HTTP) with backoff.
+//!
+//! rmcp speaks both protocol revisions on both sides: 2025-11-25 (`initialize` and a
+//! session) and 2026-07-28 (stateless, `server/discover`, per-request `_meta`).
+
+mod agent;
+mod upstream;
+
+pub use agent::{outcome_to_mcp, AgentServer, CredentialSource};
+pub use upstream::McpUpstreams;

@@ -1,0 +1,106 @@
+//! A minimal MCP server with one tool, `echo(text)`, for benchmarks and
+//! conformance-style tests.
+//!
+//! Written against rmcp's `ServerHandler` by hand, without the `#[tool]`
+//! macros: the tool list is plain data and `call_tool` dispatches on the
+//! name. That is the shape a gateway needs when its tools are only known at
+//! run time.
+
+use std::sync::Arc;
+
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+        JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+        Tool, ToolAnnotations,
+    },
+    service::RequestContext,
+};
+use serde_json::json;
+
+/// The echo MCP server: one read-only tool, `echo(text)`, that returns its
+/// input. No storage, no ledger, nothing slow.
+#[derive(Debug, Clone)]
+pub struct Echo {
+    tools: Arc<[Tool]>,
+}
+
+impl Default for Echo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Echo {
+    /// Builds the server and its (fixed) tool list.
+    pub fn new() -> Self {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "text": { "type": "string", "description": "Text to send back." }
+            },
+            "required": ["text"],
+            "additionalProperties": false
+        });
+        let schema: JsonObject = match schema {
+            serde_json::Value::Object(map) => map,
+            _ => JsonObject::new(),
+        };
+        let echo = Tool::new("echo", "Return `text` unchanged.", Arc::new(schema))
+            .with_annotations(
+                ToolAnnotations::with_title("Echo")
+                    .read_only(true)
+                    .idempotent(true)
+                    .open_world(false),
+            );
+        Self {
+            tools: Arc::from([echo]),
+        }
+    }
+}
+
+impl ServerHandler for Echo {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("remit-echo", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.tools.to_vec()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tools.iter().find(|tool| tool.name == name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if request.name != "echo" {
+            // An unknown tool is a protocol error (-32602), as rmcp's router does.
+            return Err(ErrorData::invalid_params(
+                format!("tool `{}` not found", request.name),
+                None,
+            ));
+        }
+        let text = request
+            .arguments
+            .as_ref()
+            .and_then(|arguments| arguments.get("text"))
+            .and_then(serde_json::Value::as_str);
+        let result = match text {
+            Some(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+            None => CallToolResult::error(vec![ContentBlock::text(
+                "argument `text` is required and must be a string",
+            )]),
+        };
+        Ok(result.into())
+    }
+}

@@ -1,0 +1,54 @@
+//! The echo server over stdio and HTTP, in both eras.
+
+use rmcp::{ServiceError, model::CallToolRequestParams};
+use serde_json::json;
+
+use crate::support::{
+    Client, Era, call, connect, http_transport, object, serve_echo_http, spawn_binary, text,
+};
+
+async fn echo_behaves(client: &Client) {
+    let tools = client.list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), 1);
+    let echo = tools.first().unwrap();
+    assert_eq!(echo.name, "echo");
+    assert_eq!(
+        echo.annotations.as_ref().unwrap().read_only_hint,
+        Some(true)
+    );
+
+    let result = call(client, "echo", json!({"text": "hello, remit"})).await;
+    assert_eq!(result.is_error, Some(false));
+    assert_eq!(text(&result), "hello, remit");
+
+    let missing = call(client, "echo", json!({})).await;
+    assert_eq!(missing.is_error, Some(true));
+
+    // An unknown tool is a protocol error (-32602), not a tool result.
+    let unknown = client
+        .call_tool(CallToolRequestParams::new("shout").with_arguments(object(json!({}))))
+        .await;
+    match unknown {
+        Err(ServiceError::McpError(error)) => assert_eq!(error.code.0, -32602),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn echo_over_stdio_in_both_eras() {
+    for era in Era::ALL {
+        let client = connect(spawn_binary(&["--echo"]), era).await;
+        echo_behaves(&client).await;
+        client.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn echo_over_http_in_both_eras() {
+    let url = serve_echo_http().await;
+    for era in Era::ALL {
+        let client = connect(http_transport(&url), era).await;
+        echo_behaves(&client).await;
+        client.cancel().await.unwrap();
+    }
+}

@@ -1,0 +1,362 @@
+//! Upstream MCP servers: one supervised client per upstream, restarted or reconnected with backoff.
+
+use async_trait::async_trait;
+use remit_core::ids::UpstreamName;
+use remit_core::ports::{Cleared, ToolSpec, UpstreamError, UpstreamHealth, Upstreams};
+use remit_core::register::{Protocol, Transport, Upstream};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, NotificationContext, Peer, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// Environment variables a child upstream inherits from remit; everything else it gets from the register.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT"];
+
+/// Every upstream of the register, each behind a supervised MCP client.
+pub struct McpUpstreams {
+    links: BTreeMap<UpstreamName, Arc<Link>>,
+    changes: watch::Sender<u64>,
+}
+
+impl fmt::Debug for McpUpstreams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("McpUpstreams")
+            .field("upstreams", &self.links.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+struct Link {
+    config: Upstream,
+    state: RwLock<LinkState>,
+    reconnect: Notify,
+}
+
+#[derive(Default)]
+struct LinkState {
+    peer: Option<Peer<RoleClient>>,
+    tools: Vec<ToolSpec>,
+    protocol: Option<String>,
+    restarts: u64,
+    last_error: Option<String>,
+}
+
+/// The client side remit presents to an upstream; it notices tool list changes.
+#[derive(Clone)]
+struct UpstreamClient {
+    info: ClientConfig,
+    link: Arc<Link>,
+    changes: watch::Sender<u64>,
+}
+
+impl ClientHandler for UpstreamClient {
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+
+    async fn on_tool_list_changed(&self, context: NotificationContext<RoleClient>) {
+        let link = Arc::clone(&self.link);
+        let changes = self.changes.clone();
+        let peer = context.peer.clone();
+        tokio::spawn(async move {
+            if let Ok(tools) = list_tools(&link.config.name, &peer).await
+                && let Ok(mut s) = link.state.write()
+            {
+                s.tools = tools;
+            }
+            changes.send_modify(|g| *g += 1);
+        });
+    }
+}
+
+impl McpUpstreams {
+    /// Starts a supervisor for each upstream; they connect in the background.
+    pub fn start(upstreams: impl IntoIterator<Item = Upstream>) -> Arc<Self> {
+        let (changes, _) = watch::channel(0u64);
+        let mut links = BTreeMap::new();
+        for config in upstreams {
+            let link = Arc::new(Link {
+                config,
+                state: RwLock::new(LinkState::default()),
+                reconnect: Notify::new(),
+            });
+            links.insert(link.config.name.clone(), Arc::clone(&link));
+            tokio::spawn(supervise(link, changes.clone()));
+        }
+        Arc::new(Self { links, changes })
+    }
+
+    /// A receiver that changes whenever an upstream connects, drops or changes its tools.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Waits until every upstream has connected once or failed, at most `limit`.
+    pub async fn settle(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let pending = self.links.values().any(|l| {
+                l.state
+                    .read()
+                    .map(|s| s.peer.is_none() && s.last_error.is_none())
+                    .unwrap_or(false)
+            });
+            if !pending || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn client_info(protocol: Protocol) -> ClientConfig {
+    let mut info = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("remit", env!("CARGO_PKG_VERSION")),
+    );
+    if protocol == Protocol::Legacy {
+        // rmcp's default would put the newest revision in `initialize`; a strict 2025-11-25 server refuses that.
+        info.protocol_version = ProtocolVersion::V_2025_11_25;
+    }
+    info
+}
+
+fn lifecycle(protocol: Protocol) -> ClientLifecycleMode {
+    match protocol {
+        Protocol::Legacy => ClientLifecycleMode::Initialize,
+        Protocol::Modern => ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+        Protocol::Auto => ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        },
+    }
+}
+
+async fn connect(
+    link: &Arc<Link>,
+    changes: &watch::Sender<u64>,
+) -> Result<RunningService<RoleClient, UpstreamClient>, String> {
+    let client = UpstreamClient {
+        info: client_info(link.config.protocol),
+        link: Arc::clone(link),
+        changes: changes.clone(),
+    };
+    let mode = lifecycle(link.config.protocol);
+    match &link.config.transport {
+        Transport::Stdio { command, env, cwd } => {
+            let (program, args) = command.split_first().ok_or("empty command")?;
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args).current_dir(cwd).env_clear().kill_on_drop(true);
+            for key in INHERITED_ENV {
+                if let Ok(v) = std::env::var(key) {
+                    cmd.env(key, v);
+                }
+            }
+            for (k, v) in env {
+                cmd.env(k, v.expose());
+            }
+            let transport = TokioChildProcess::new(cmd)
+                .map_err(|e| format!("could not start `{program}`: {e}"))?;
+            client
+                .serve_with_lifecycle(transport, mode)
+                .await
+                .map_err(|e| format!("handshake failed: {e}"))
+        }
+        Transport::Http { url, headers } => {
+            let mut custom = HashMap::new();
+            for (k, v) in headers {
+                let name = http::HeaderName::try_from(k.as_str())
+                    .map_err(|_| format!("header name `{k}` is invalid"))?;
+                let value = http::HeaderValue::try_from(v.expose())
+                    .map_err(|_| format!("the value of header `{k}` is invalid"))?;
+                custom.insert(name, value);
+            }
+            let config = StreamableHttpClientTransportConfig::with_uri(url.expose().to_owned())
+                .custom_headers(custom);
+            let transport = StreamableHttpClientTransport::from_config(config);
+            client
+                .serve_with_lifecycle(transport, mode)
+                .await
+                .map_err(|e| format!("handshake failed: {}", scrub(&e.to_string(), url.expose())))
+        }
+    }
+}
+
+/// Removes a URL (which may carry credentials) from a message.
+fn scrub(message: &str, url: &str) -> String {
+    message.replace(url, "<upstream url>")
+}
+
+async fn list_tools(name: &UpstreamName, peer: &Peer<RoleClient>) -> Result<Vec<ToolSpec>, String> {
+    let tools = peer.list_all_tools().await.map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(tools.len());
+    for t in tools {
+        if let Ok(Value::Object(definition)) = serde_json::to_value(&t) {
+            out.push(ToolSpec {
+                upstream: name.clone(),
+                name: t.name.to_string(),
+                definition,
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match connect(&link, &changes).await {
+            Ok(running) => {
+                let peer = running.peer().clone();
+                let protocol = peer.peer_info().map(|i| i.protocol_version.to_string());
+                let tools = list_tools(&link.config.name, &peer).await;
+                let ok = tools.is_ok();
+                if let Ok(mut s) = link.state.write() {
+                    match tools {
+                        Ok(t) => {
+                            s.tools = t;
+                            s.last_error = None;
+                        }
+                        Err(e) => s.last_error = Some(format!("tools/list failed: {e}")),
+                    }
+                    s.peer = Some(peer);
+                    s.protocol = protocol;
+                    s.restarts += 1;
+                }
+                changes.send_modify(|g| *g += 1);
+                tracing::info!(upstream = %link.config.name, "upstream connected");
+                if ok {
+                    backoff = Duration::from_millis(250);
+                }
+                let token = running.cancellation_token();
+                tokio::select! {
+                    _ = running.waiting() => {}
+                    () = link.reconnect.notified() => { token.cancel(); }
+                }
+                if let Ok(mut s) = link.state.write() {
+                    s.peer = None;
+                    s.tools.clear();
+                    if s.last_error.is_none() {
+                        s.last_error = Some("connection closed".to_owned());
+                    }
+                }
+                changes.send_modify(|g| *g += 1);
+                tracing::warn!(upstream = %link.config.name, "upstream disconnected; reconnecting");
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %link.config.name, error = %e, "upstream unavailable");
+                if let Ok(mut s) = link.state.write() {
+                    s.last_error = Some(e);
+                }
+                changes.send_modify(|g| *g += 1);
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[async_trait]
+impl Upstreams for McpUpstreams {
+    async fn tools(&self) -> Vec<ToolSpec> {
+        let mut out = Vec::new();
+        for link in self.links.values() {
+            if let Ok(s) = link.state.read() {
+                out.extend(s.tools.iter().cloned());
+            }
+        }
+        out
+    }
+
+    async fn execute(&self, cleared: Cleared) -> Result<Value, UpstreamError> {
+        let name = cleared.upstream().to_string();
+        let link = self
+            .links
+            .get(cleared.upstream())
+            .ok_or_else(|| UpstreamError::Unknown(name.clone()))?;
+        let peer = link
+            .state
+            .read()
+            .ok()
+            .and_then(|s| s.peer.clone())
+            .ok_or_else(|| UpstreamError::Unavailable {
+                upstream: name.clone(),
+                message: link
+                    .state
+                    .read()
+                    .ok()
+                    .and_then(|s| s.last_error.clone())
+                    .unwrap_or_else(|| "not connected".to_owned()),
+            })?;
+        let params = CallToolRequestParams::new(cleared.tool().to_owned())
+            .with_arguments(cleared.args().clone());
+        let timeout = link.config.timeout;
+        let answer = tokio::time::timeout(timeout, peer.call_tool(params)).await;
+        match answer {
+            Err(_) => Err(UpstreamError::Timeout {
+                upstream: name,
+                seconds: timeout.as_secs(),
+            }),
+            Ok(Ok(result)) => serde_json::to_value(&result).map_err(|e| UpstreamError::Protocol {
+                upstream: name,
+                message: e.to_string(),
+            }),
+            Ok(Err(e)) => {
+                use rmcp::service::ServiceError;
+                let err = match e {
+                    ServiceError::McpError(data) => UpstreamError::Protocol {
+                        upstream: name,
+                        message: data.message.to_string(),
+                    },
+                    ServiceError::TransportSend(_) => {
+                        link.reconnect.notify_one();
+                        UpstreamError::Unavailable {
+                            upstream: name,
+                            message: "the request could not be sent".to_owned(),
+                        }
+                    }
+                    ServiceError::TransportClosed => {
+                        link.reconnect.notify_one();
+                        UpstreamError::Timeout { upstream: name, seconds: 0 }
+                    }
+                    other => UpstreamError::Protocol {
+                        upstream: name,
+                        message: other.to_string(),
+                    },
+                };
+                if let Ok(mut s) = link.state.write() {
+                    s.last_error = Some(err.to_string());
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn health(&self) -> Vec<UpstreamHealth> {
+        self.links
+            .values()
+            .filter_map(|l| {
+                let s = l.state.read().ok()?;
+                Some(UpstreamHealth {
+                    upstream: l.config.name.clone(),
+                    up: s.peer.is_some(),
+                    protocol: s.protocol.clone(),
+                    tools: s.tools.len(),
+                    restarts: s.restarts.saturating_sub(1),
+                    last_error: s.last_error.clone(),
+                })
+            })
+            .collect()
+    }
+}
