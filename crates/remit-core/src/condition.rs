@@ -208,7 +208,10 @@ mod tests {
     use serde_json::json;
 
     fn args(v: Value) -> Bindings {
-        Bindings::for_args(v.as_object().unwrap())
+        match v {
+            Value::Object(map) => Bindings::for_args(&map),
+            other => panic!("test arguments must be an object, not {other}"),
+        }
     }
 
     #[test]
@@ -224,7 +227,10 @@ mod tests {
     fn missing_argument_is_an_error_not_false() {
         let c = Condition::compile("args.amount <= 500").unwrap();
         let err = c.holds(&args(json!({}))).unwrap_err();
-        assert!(err.to_string().contains("argument `amount` is missing"), "{err}");
+        assert!(
+            err.to_string().contains("argument `amount` is missing"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -88,41 +88,66 @@ impl Refusal {
 
     /// Whether the arguments are at fault (HTTP 422) rather than the remit (403) or a dependency (503).
     pub fn is_bad_arguments(&self) -> bool {
-        matches!(self, Self::InvalidArguments { .. } | Self::ConditionError { .. })
+        matches!(
+            self,
+            Self::InvalidArguments { .. } | Self::ConditionError { .. }
+        )
     }
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unauthenticated => f.write_str("refused: no valid agent credential; send `Authorization: Bearer <token>`"),
+            Self::Unauthenticated => f.write_str(
+                "refused: no valid agent credential; send `Authorization: Bearer <token>`",
+            ),
             Self::Unlisted { tool, hint } => {
-                write!(f, "refused: `{tool}` is outside this agent's remit; list tools to see what it may call")?;
+                write!(
+                    f,
+                    "refused: `{tool}` is outside this agent's remit; list tools to see what it may call"
+                )?;
                 if let Some(h) = hint {
                     write!(f, " ({h})")?;
                 }
                 Ok(())
             }
             Self::InvalidArguments { action, message } => {
-                write!(f, "refused: arguments for `{action}` are invalid: {message}")
+                write!(
+                    f,
+                    "refused: arguments for `{action}` are invalid: {message}"
+                )
             }
             Self::Condition { action, expr } => {
                 write!(f, "refused: condition `{expr}` is false for `{action}`")
             }
             Self::ConditionError { action, message } => {
-                write!(f, "refused: arguments for `{action}` are invalid: {message}")
+                write!(
+                    f,
+                    "refused: arguments for `{action}` are invalid: {message}"
+                )
             }
-            Self::OverBudget { action, budget, used, resets_at } => write!(
+            Self::OverBudget {
+                action,
+                budget,
+                used,
+                resets_at,
+            } => write!(
                 f,
                 "refused: budget for `{action}` is exhausted ({budget}; {used} used); retry after {resets_at}"
             ),
-            Self::Frozen { target } => write!(f, "refused: {target} is frozen by an operator; stop and ask a person"),
+            Self::Frozen { target } => write!(
+                f,
+                "refused: {target} is frozen by an operator; stop and ask a person"
+            ),
             Self::NotYetEnforced { action, control } => write!(
                 f,
                 "refused: `{action}` requires {control}, which this gateway does not yet enforce; the action stays closed"
             ),
             Self::Unavailable { message } => {
-                write!(f, "refused: remit could not decide safely ({message}); nothing was executed, retry later")
+                write!(
+                    f,
+                    "refused: remit could not decide safely ({message}); nothing was executed, retry later"
+                )
             }
         }
     }

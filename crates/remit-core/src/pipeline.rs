@@ -2,14 +2,14 @@
 
 use crate::audit::event::{Event, Stage};
 use crate::condition::Bindings;
-use crate::decision::{decide, Decision, Refusal};
-use crate::ids::{fresh, AgentId, CallId, RunId};
+use crate::decision::{Decision, Refusal, decide};
+use crate::ids::{AgentId, CallId, RunId, fresh};
 use crate::ports::{
     ChargeOutcome, Cleared, Clock, FreezeTarget, Store, ToolSpec, UpstreamError, Upstreams,
 };
 use crate::register::compile::did_you_mean;
 use crate::register::{Action, Agent, Register, Tier};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -104,7 +104,9 @@ impl Outcome {
     /// The call's id.
     pub fn call(&self) -> &CallId {
         match self {
-            Self::Done { call, .. } | Self::Refused { call, .. } | Self::Failed { call, .. } => call,
+            Self::Done { call, .. } | Self::Refused { call, .. } | Self::Failed { call, .. } => {
+                call
+            }
         }
     }
 }
@@ -215,7 +217,11 @@ impl Gateway {
         };
         let event = Event {
             time: crate::time::rfc3339(self.clock.now_ms()),
-            stage: if frozen { Stage::Frozen } else { Stage::Unfrozen },
+            stage: if frozen {
+                Stage::Frozen
+            } else {
+                Stage::Unfrozen
+            },
             call: None,
             run: None,
             agent,
@@ -304,26 +310,41 @@ impl Gateway {
         let action = self.look_up(agent, &call.tool)?;
         trail.action = Some(action);
         // 3 validate: the arguments object, minus `_reason`, against the tool's schema
-        let (args, reason) = split_reason(&call.args).map_err(|message| Refusal::InvalidArguments {
-            action: action.name.clone(),
-            message,
-        })?;
+        let (args, reason) =
+            split_reason(&call.args).map_err(|message| Refusal::InvalidArguments {
+                action: action.name.clone(),
+                message,
+            })?;
         trail.reason = call.reason.clone().or(reason);
         trail.args = Some(redact(&args, &action.redact));
-        trail.pending.push(trail.event(Stage::Proposed, trail.proposed_detail(call)));
+        trail
+            .pending
+            .push(trail.event(Stage::Proposed, trail.proposed_detail(call)));
         let catalog = self.catalog();
-        let entry = catalog
-            .tools
-            .get(action.name.as_str())
-            .ok_or_else(|| Refusal::Unavailable {
-                message: format!("upstream `{}` has not listed `{}`", action.upstream, action.tool),
-            })?;
+        let entry =
+            catalog
+                .tools
+                .get(action.name.as_str())
+                .ok_or_else(|| Refusal::Unavailable {
+                    message: format!(
+                        "upstream `{}` has not listed `{}`",
+                        action.upstream, action.tool
+                    ),
+                })?;
         if let Some(v) = &entry.validator {
             let instance = Value::Object(args.clone());
             if let Err(e) = v.validate(&instance) {
                 let at = e.instance_path().to_string();
-                let message = if at.is_empty() { e.to_string() } else { format!("{at}: {e}") };
-                return Err(Refusal::InvalidArguments { action: action.name.clone(), message }.into());
+                let message = if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                };
+                return Err(Refusal::InvalidArguments {
+                    action: action.name.clone(),
+                    message,
+                }
+                .into());
             }
         }
         // 4 decide: kill switch, controls not yet enforced, conditions, budgets
@@ -334,10 +355,23 @@ impl Gateway {
         };
         if !charges.is_empty() {
             let now = self.clock.now_ms();
-            match self.store.charge(&charges, now).await.map_err(Refusal::from)? {
+            match self
+                .store
+                .charge(&charges, now)
+                .await
+                .map_err(Refusal::from)?
+            {
                 ChargeOutcome::Charged => {}
-                ChargeOutcome::Exceeded { index, used, resets_at_ms } => {
-                    let budget = action.budgets.get(index).map(ToString::to_string).unwrap_or_default();
+                ChargeOutcome::Exceeded {
+                    index,
+                    used,
+                    resets_at_ms,
+                } => {
+                    let budget = action
+                        .budgets
+                        .get(index)
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
                     return Err(Refusal::OverBudget {
                         action: action.name.clone(),
                         budget,
@@ -349,7 +383,10 @@ impl Gateway {
             }
         }
         // record the decision durably before anything reaches the upstream (write-ahead)
-        let decided = trail.event(Stage::Decided, json!({ "decision": "allow", "tier": action.tier.as_str() }));
+        let decided = trail.event(
+            Stage::Decided,
+            json!({ "decision": "allow", "tier": action.tier.as_str() }),
+        );
         let mut events = trail.take_pending();
         events.push(decided);
         self.store.append(events).await.map_err(Refusal::from)?;
@@ -364,14 +401,23 @@ impl Gateway {
         // 8 record
         let (event, reply) = match outcome {
             Ok(result) => {
-                let is_error = result.get("isError").and_then(Value::as_bool).unwrap_or(false);
+                let is_error = result
+                    .get("isError")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 let detail = json!({ "is_error": is_error, "result": cap(&result) });
                 (trail.event(Stage::Executed, detail), Ok(result))
             }
             Err(e) => {
-                let sent = !matches!(e, UpstreamError::Unavailable { .. } | UpstreamError::Unknown(_));
+                let sent = !matches!(
+                    e,
+                    UpstreamError::Unavailable { .. } | UpstreamError::Unknown(_)
+                );
                 let detail = json!({ "error": e.to_string(), "sent": sent });
-                (trail.event(Stage::Failed, detail), Err(Stop::Failed(e.to_string())))
+                (
+                    trail.event(Stage::Failed, detail),
+                    Err(Stop::Failed(e.to_string())),
+                )
             }
         };
         if let Err(e) = self.store.append(vec![event]).await {
@@ -388,7 +434,10 @@ impl Gateway {
         match self.register.action_exposed_as(tool) {
             Some(action) if action.agents.contains(&agent.id) => Ok(action),
             _ => {
-                let granted = self.register.actions_for(&agent.id).map(|a| a.exposed.as_str());
+                let granted = self
+                    .register
+                    .actions_for(&agent.id)
+                    .map(|a| a.exposed.as_str());
                 Err(Refusal::Unlisted {
                     tool: printable(tool),
                     hint: did_you_mean(tool, granted.collect::<Vec<_>>()),
@@ -527,7 +576,11 @@ fn cap(result: &Value) -> Value {
 
 /// A tool name as it may be shown: control characters escaped, length capped.
 fn printable(name: &str) -> String {
-    let mut s: String = name.chars().take(200).flat_map(char::escape_debug).collect();
+    let mut s: String = name
+        .chars()
+        .take(200)
+        .flat_map(char::escape_debug)
+        .collect();
     if name.chars().count() > 200 {
         s.push('…');
     }

@@ -123,8 +123,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The checkpoint with the largest tree size.
     async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
     /// Checks every budget and, when all have room, charges them in one atomic step.
-    async fn charge(&self, charges: &[BudgetCharge], now_ms: i64)
-    -> Result<ChargeOutcome, StoreError>;
+    async fn charge(
+        &self,
+        charges: &[BudgetCharge],
+        now_ms: i64,
+    ) -> Result<ChargeOutcome, StoreError>;
     /// Freezes or unfreezes an agent or action.
     async fn set_frozen(&self, target: &FreezeTarget, frozen: bool) -> Result<(), StoreError>;
     /// Everything frozen now.
@@ -212,7 +215,9 @@ pub enum UpstreamError {
         message: String,
     },
     /// The call was sent but no answer came in time; it may or may not have run.
-    #[error("upstream `{upstream}` did not answer within {seconds}s; the call may or may not have run")]
+    #[error(
+        "upstream `{upstream}` did not answer within {seconds}s; the call may or may not have run"
+    )]
     Timeout {
         /// Which upstream.
         upstream: String,

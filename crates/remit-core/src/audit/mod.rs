@@ -5,3 +5,12 @@ pub mod event;
 pub mod proof;
 pub mod tree;
 pub mod verify;
+
+pub use checkpoint::{AuditKey, Checkpoint, CheckpointError, Verifier};
+pub use event::{Event, Stage, StoredCheckpoint, StoredEvent};
+pub use proof::{
+    InclusionProof, PathBuilder, ProofError, consistency_path, inclusion_path, verify_consistency,
+    verify_inclusion,
+};
+pub use tree::{Frontier, Hash, leaf_hash, node_hash, root};
+pub use verify::{Location, LogVerifier, Problem, VerifyReport};

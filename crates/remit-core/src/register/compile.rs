@@ -2,8 +2,8 @@
 
 use super::raw::{OneOrMany, RawAction, RawRegister, RawSecret, RawUpstream};
 use super::{
-    Action, Agent, Budget, BudgetMeasure, Diagnostic, Gateway, Pending, Protocol, Register,
-    Secret, Severity, Tier, Transport, Upstream,
+    Action, Agent, Budget, BudgetMeasure, Diagnostic, Gateway, Pending, Protocol, Register, Secret,
+    Severity, Tier, Transport, Upstream,
 };
 use crate::condition::Condition;
 use crate::ids::{ActionName, AgentId, RegisterVersion, UpstreamName};
@@ -34,7 +34,13 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn at(&mut self, severity: Severity, span: Range<usize>, message: String, help: Option<String>) {
+    fn at(
+        &mut self,
+        severity: Severity,
+        span: Range<usize>,
+        message: String,
+        help: Option<String>,
+    ) {
         let (line, column) = line_col(self.source, span.start);
         self.diags.push(Diagnostic {
             severity,
@@ -108,7 +114,10 @@ pub fn distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = distance(&word.to_lowercase(), &c.to_lowercase());
@@ -140,8 +149,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
@@ -177,14 +185,21 @@ pub fn compile(
         .unwrap_or_else(|| Path::new(".").to_path_buf());
     let version = {
         let digest = Sha256::digest(source.as_bytes());
-        RegisterVersion::new(format!("sha256:{}", hex::encode(digest.get(..6).unwrap_or(&[]))))
+        RegisterVersion::new(format!(
+            "sha256:{}",
+            hex::encode(digest.get(..6).unwrap_or(&[]))
+        ))
     };
 
     let gateway = compile_gateway(&mut cx, &raw, &base_dir);
     let agents = compile_agents(&mut cx, &raw);
     let mut approvers = BTreeMap::new();
     for (name, members) in &raw.approvers {
-        let list: Vec<String> = members.get_ref().iter().map(|m| m.get_ref().clone()).collect();
+        let list: Vec<String> = members
+            .get_ref()
+            .iter()
+            .map(|m| m.get_ref().clone())
+            .collect();
         if list.is_empty() {
             cx.error(
                 members.span(),
@@ -250,8 +265,11 @@ fn unknown_field_hint(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (field, rest) = rest.split_once('`')?;
     let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-    did_you_mean(field, expected.iter().copied())
-        .or_else(|| Some(format!("remove `{field}`; see docs/register.md for the keys")))
+    did_you_mean(field, expected.iter().copied()).or_else(|| {
+        Some(format!(
+            "remove `{field}`; see docs/register.md for the keys"
+        ))
+    })
 }
 
 fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Option<Gateway> {
@@ -273,7 +291,10 @@ fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Opti
         Some(s) => {
             let secret = cx.secret(s, "the store URL")?;
             let url = secret.expose();
-            if !(url.starts_with("sqlite://") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            if !(url.starts_with("sqlite://")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
                 cx.error(
                     s.span(),
                     "the store must be a `sqlite://` or `postgres://` URL".to_owned(),
@@ -295,7 +316,9 @@ fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Opti
         .unwrap_or_else(|| "remit/audit".to_owned());
     if audit_origin.is_empty() || audit_origin.contains(['\n', ' ', '+']) {
         cx.error(
-            g.and_then(|g| g.audit_origin.as_ref()).map(Spanned::span).unwrap_or(0..0),
+            g.and_then(|g| g.audit_origin.as_ref())
+                .map(Spanned::span)
+                .unwrap_or(0..0),
             "`audit_origin` must be one word without spaces or `+`".to_owned(),
             Some("for example `audit_origin = \"remit.example.com/support\"`".to_owned()),
         );
@@ -320,7 +343,10 @@ fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agen
         if !valid_name(name.get_ref()) || name.get_ref().contains('.') {
             cx.error(
                 name.span(),
-                format!("agent name `{}` may use only letters, digits, `-` and `_`", name.get_ref()),
+                format!(
+                    "agent name `{}` may use only letters, digits, `-` and `_`",
+                    name.get_ref()
+                ),
                 None,
             );
             continue;
@@ -352,7 +378,10 @@ fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agen
             }
         }
         if let Some(h) = &a.token_sha256 {
-            match hex::decode(h.get_ref()).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+            match hex::decode(h.get_ref())
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            {
                 Some(bytes) if token_sha256.is_none() => token_sha256 = Some(bytes),
                 Some(_) => cx.error(
                     h.span(),
@@ -390,7 +419,10 @@ fn compile_upstreams(
         if !valid_name(name.get_ref()) || name.get_ref().contains('.') {
             cx.error(
                 name.span(),
-                format!("upstream name `{}` may use only letters, digits, `-` and `_`", name.get_ref()),
+                format!(
+                    "upstream name `{}` may use only letters, digits, `-` and `_`",
+                    name.get_ref()
+                ),
                 None,
             );
             continue;
@@ -423,15 +455,29 @@ fn compile_upstream(
                 }
             }
             if !u.headers.is_empty() {
-                cx.error(up.span(), "`headers` apply to `url` upstreams only".to_owned(), Some("give a stdio upstream its credentials in `env`".to_owned()));
+                cx.error(
+                    up.span(),
+                    "`headers` apply to `url` upstreams only".to_owned(),
+                    Some("give a stdio upstream its credentials in `env`".to_owned()),
+                );
             }
-            let cwd = u.cwd.as_ref().map(|c| base_dir.join(c.get_ref())).unwrap_or_else(|| base_dir.to_path_buf());
+            let cwd = u
+                .cwd
+                .as_ref()
+                .map(|c| base_dir.join(c.get_ref()))
+                .unwrap_or_else(|| base_dir.to_path_buf());
             Transport::Stdio { command, env, cwd }
         }
         (None, Some(url)) => {
             let url_secret = cx.secret(url, &format!("upstream `{}`", name.get_ref()))?;
-            if !(url_secret.expose().starts_with("http://") || url_secret.expose().starts_with("https://")) {
-                cx.error(url.span(), "`url` must start with `http://` or `https://`".to_owned(), None);
+            if !(url_secret.expose().starts_with("http://")
+                || url_secret.expose().starts_with("https://"))
+            {
+                cx.error(
+                    url.span(),
+                    "`url` must start with `http://` or `https://`".to_owned(),
+                    None,
+                );
             }
             let mut headers = Vec::new();
             for (k, v) in &u.headers {
@@ -440,16 +486,39 @@ fn compile_upstream(
                 }
             }
             if !u.env.is_empty() || u.cwd.is_some() {
-                cx.error(up.span(), "`env` and `cwd` apply to `command` upstreams only".to_owned(), Some("give an HTTP upstream its credentials in `headers`".to_owned()));
+                cx.error(
+                    up.span(),
+                    "`env` and `cwd` apply to `command` upstreams only".to_owned(),
+                    Some("give an HTTP upstream its credentials in `headers`".to_owned()),
+                );
             }
-            Transport::Http { url: url_secret, headers }
+            Transport::Http {
+                url: url_secret,
+                headers,
+            }
         }
         (Some(_), Some(_)) => {
-            cx.error(up.span(), format!("upstream `{}` has both `command` and `url`", name.get_ref()), Some("keep one: `command` for a stdio server, `url` for Streamable HTTP".to_owned()));
+            cx.error(
+                up.span(),
+                format!("upstream `{}` has both `command` and `url`", name.get_ref()),
+                Some(
+                    "keep one: `command` for a stdio server, `url` for Streamable HTTP".to_owned(),
+                ),
+            );
             return None;
         }
         (None, None) => {
-            cx.error(up.span(), format!("upstream `{}` has neither `command` nor `url`", name.get_ref()), Some("add `command = [\"server\", \"--flag\"]` or `url = \"http://host/mcp\"`".to_owned()));
+            cx.error(
+                up.span(),
+                format!(
+                    "upstream `{}` has neither `command` nor `url`",
+                    name.get_ref()
+                ),
+                Some(
+                    "add `command = [\"server\", \"--flag\"]` or `url = \"http://host/mcp\"`"
+                        .to_owned(),
+                ),
+            );
             return None;
         }
     };
@@ -459,14 +528,22 @@ fn compile_upstream(
         Some("2026-07-28") => Protocol::Modern,
         Some(other) => {
             let span = u.protocol.as_ref().map(Spanned::span).unwrap_or(0..0);
-            cx.error(span, format!("unknown protocol `{other}`"), Some("write `auto`, `2025-11-25` or `2026-07-28`".to_owned()));
+            cx.error(
+                span,
+                format!("unknown protocol `{other}`"),
+                Some("write `auto`, `2025-11-25` or `2026-07-28`".to_owned()),
+            );
             Protocol::Auto
         }
     };
     let timeout = match &u.timeout {
         None => Duration::from_secs(30),
         Some(t) => parse_duration(t.get_ref()).unwrap_or_else(|| {
-            cx.error(t.span(), format!("`{}` is not a duration", t.get_ref()), Some("write a number and a unit: `500ms`, `30s`, `5m`".to_owned()));
+            cx.error(
+                t.span(),
+                format!("`{}` is not a duration", t.get_ref()),
+                Some("write a number and a unit: `500ms`, `30s`, `5m`".to_owned()),
+            );
             Duration::from_secs(30)
         }),
     };
@@ -499,14 +576,20 @@ fn compile_action(
         cx.error(
             name.span(),
             format!("action `{}` does not name its upstream", name.get_ref()),
-            Some(format!("write it as `UPSTREAM.TOOL`, for example `billing.{}`", name.get_ref())),
+            Some(format!(
+                "write it as `UPSTREAM.TOOL`, for example `billing.{}`",
+                name.get_ref()
+            )),
         );
         return None;
     };
     if !valid_name(name.get_ref()) || tool.is_empty() || up_name.is_empty() {
         cx.error(
             name.span(),
-            format!("action name `{}` may use only ASCII letters, digits, `_`, `-` and `.`", name.get_ref()),
+            format!(
+                "action name `{}` may use only ASCII letters, digits, `_`, `-` and `.`",
+                name.get_ref()
+            ),
             None,
         );
         return None;
@@ -516,8 +599,15 @@ fn compile_action(
         let hint = did_you_mean(up_name, upstreams.keys().map(UpstreamName::as_str));
         cx.error(
             name.span(),
-            format!("action `{}` names unknown upstream `{up_name}`", name.get_ref()),
-            hint.or_else(|| Some(format!("add `[upstreams.{up_name}]` with a `command` or a `url`"))),
+            format!(
+                "action `{}` names unknown upstream `{up_name}`",
+                name.get_ref()
+            ),
+            hint.or_else(|| {
+                Some(format!(
+                    "add `[upstreams.{up_name}]` with a `command` or a `url`"
+                ))
+            }),
         );
         return None;
     };
@@ -526,11 +616,18 @@ fn compile_action(
         None => cx.error(
             action.span(),
             format!("action `{}` lists no `agents`", name.get_ref()),
-            Some("add `agents = [\"support-bot\"]`: an action no agent may call is better removed".to_owned()),
+            Some(
+                "add `agents = [\"support-bot\"]`: an action no agent may call is better removed"
+                    .to_owned(),
+            ),
         ),
         Some(list) => {
             if list.get_ref().is_empty() {
-                cx.error(list.span(), format!("action `{}` lists no agents", name.get_ref()), Some("name at least one agent, or remove the action".to_owned()));
+                cx.error(
+                    list.span(),
+                    format!("action `{}` lists no agents", name.get_ref()),
+                    Some("name at least one agent, or remove the action".to_owned()),
+                );
             }
             for agent in list.get_ref() {
                 let id = AgentId::new(agent.get_ref().clone());
@@ -554,11 +651,19 @@ fn compile_action(
         Some(other) => {
             let span = a.tier.as_ref().map(Spanned::span).unwrap_or(0..0);
             let hint = did_you_mean(other, ["read", "write", "irreversible"]);
-            cx.error(span, format!("unknown tier `{other}`"), hint.or_else(|| Some("write `read`, `write` or `irreversible`".to_owned())));
+            cx.error(
+                span,
+                format!("unknown tier `{other}`"),
+                hint.or_else(|| Some("write `read`, `write` or `irreversible`".to_owned())),
+            );
             Tier::Irreversible
         }
         None => {
-            cx.error(action.span(), format!("action `{}` has no `tier`", name.get_ref()), Some("add `tier = \"read\"`, `\"write\"` or `\"irreversible\"`".to_owned()));
+            cx.error(
+                action.span(),
+                format!("action `{}` has no `tier`", name.get_ref()),
+                Some("add `tier = \"read\"`, `\"write\"` or `\"irreversible\"`".to_owned()),
+            );
             Tier::Irreversible
         }
     };
@@ -582,12 +687,20 @@ fn compile_action(
             Some(p) => match parse_duration(p.get_ref()) {
                 Some(d) => Some((d, p.get_ref().clone())),
                 None => {
-                    cx.error(p.span(), format!("`{}` is not a duration", p.get_ref()), Some("write a number and a unit: `30m`, `1h`, `24h`, `7d`".to_owned()));
+                    cx.error(
+                        p.span(),
+                        format!("`{}` is not a duration", p.get_ref()),
+                        Some("write a number and a unit: `30m`, `1h`, `24h`, `7d`".to_owned()),
+                    );
                     None
                 }
             },
             None => {
-                cx.error(b.span(), "budget has no `per` window".to_owned(), Some("add `per = \"1h\"`".to_owned()));
+                cx.error(
+                    b.span(),
+                    "budget has no `per` window".to_owned(),
+                    Some("add `per = \"1h\"`".to_owned()),
+                );
                 None
             }
         };
@@ -601,12 +714,23 @@ fn compile_action(
             (None, Some(expr), Some(max)) => match Condition::compile(expr.get_ref()) {
                 Ok(c) => Some((BudgetMeasure::Sum(c), *max.get_ref())),
                 Err(e) => {
-                    cx.error(expr.span(), format!("budget sum `{}` does not compile: {e}", expr.get_ref()), None);
+                    cx.error(
+                        expr.span(),
+                        format!("budget sum `{}` does not compile: {e}", expr.get_ref()),
+                        None,
+                    );
                     None
                 }
             },
             (None, Some(_), None) => {
-                cx.error(b.span(), "a `sum` budget needs a `max`".to_owned(), Some("for example `{ sum = \"args.amount\", max = 1000, per = \"24h\" }`".to_owned()));
+                cx.error(
+                    b.span(),
+                    "a `sum` budget needs a `max`".to_owned(),
+                    Some(
+                        "for example `{ sum = \"args.amount\", max = 1000, per = \"24h\" }`"
+                            .to_owned(),
+                    ),
+                );
                 None
             }
             _ => {
@@ -615,14 +739,25 @@ fn compile_action(
             }
         };
         if let (Some((measure, limit)), Some((per, per_text))) = (measure, per) {
-            budgets.push(Budget { measure, limit, per, per_text });
+            budgets.push(Budget {
+                measure,
+                limit,
+                per,
+                per_text,
+            });
         }
     }
     let mut redact = Vec::new();
     for r in &a.redact {
         match r.get_ref().strip_prefix("args.") {
-            Some(path) if !path.is_empty() => redact.push(path.split('.').map(str::to_owned).collect()),
-            _ => cx.error(r.span(), format!("`{}` is not an argument path", r.get_ref()), Some("write `args.FIELD`, e.g. `args.card_number`".to_owned())),
+            Some(path) if !path.is_empty() => {
+                redact.push(path.split('.').map(str::to_owned).collect())
+            }
+            _ => cx.error(
+                r.span(),
+                format!("`{}` is not an argument path", r.get_ref()),
+                Some("write `args.FIELD`, e.g. `args.card_number`".to_owned()),
+            ),
         }
     }
     if let Some(approve) = &a.approve
@@ -630,7 +765,11 @@ fn compile_action(
         && !approvers.contains_key(by)
     {
         let hint = did_you_mean(by, approvers.keys().map(String::as_str));
-        cx.error(approve.span(), format!("approval names unknown approver group `{by}`"), hint.or_else(|| Some(format!("add `[approvers]` with `{by} = [\"name\"]`"))));
+        cx.error(
+            approve.span(),
+            format!("approval names unknown approver group `{by}`"),
+            hint.or_else(|| Some(format!("add `[approvers]` with `{by} = [\"name\"]`"))),
+        );
     }
     let exposed = if upstream.namespace {
         name.get_ref().clone()

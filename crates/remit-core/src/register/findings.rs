@@ -47,7 +47,10 @@ pub fn risks(register: &Register, _raw: &RawRegister, _source: &str) -> Vec<Diag
             if let Some(p) = block {
                 out.push(warn(
                     p.line,
-                    format!("`{key}` on `{}` is not yet enforced by this version", a.name),
+                    format!(
+                        "`{key}` on `{}` is not yet enforced by this version",
+                        a.name
+                    ),
                     None,
                 ));
             }
@@ -57,7 +60,11 @@ pub fn risks(register: &Register, _raw: &RawRegister, _source: &str) -> Vec<Diag
 }
 
 /// Errors and warnings from comparing the register with the tools the upstreams actually list.
-pub fn against_tools(register: &Register, tools: &[ToolSpec], reachable: &[&str]) -> Vec<Diagnostic> {
+pub fn against_tools(
+    register: &Register,
+    tools: &[ToolSpec],
+    reachable: &[&str],
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for a in register.actions.values() {
         if !reachable.contains(&a.upstream.as_str()) {
@@ -67,7 +74,10 @@ pub fn against_tools(register: &Register, tools: &[ToolSpec], reachable: &[&str]
             .iter()
             .find(|t| t.upstream == a.upstream && t.name == a.tool)
         else {
-            let names = tools.iter().filter(|t| t.upstream == a.upstream).map(|t| t.name.as_str());
+            let names = tools
+                .iter()
+                .filter(|t| t.upstream == a.upstream)
+                .map(|t| t.name.as_str());
             let hint = super::compile::did_you_mean(&a.tool, names);
             out.push(Diagnostic {
                 severity: Severity::Error,
@@ -93,7 +103,8 @@ pub fn against_tools(register: &Register, tools: &[ToolSpec], reachable: &[&str]
                 if let Some(props) = props
                     && !props.contains_key(&field)
                 {
-                    let hint = super::compile::did_you_mean(&field, props.keys().map(String::as_str));
+                    let hint =
+                        super::compile::did_you_mean(&field, props.keys().map(String::as_str));
                     out.push(Diagnostic {
                         severity: Severity::Error,
                         line: a.line,
@@ -119,7 +130,10 @@ pub fn against_tools(register: &Register, tools: &[ToolSpec], reachable: &[&str]
         {
             out.push(warn(
                 a.line,
-                format!("`{}` is registered as `read` but the upstream marks it destructive", a.name),
+                format!(
+                    "`{}` is registered as `read` but the upstream marks it destructive",
+                    a.name
+                ),
                 Some("register it as `write` or `irreversible`".to_owned()),
             ));
         }

@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use compile::{compile, EnvLookup, Strictness};
+pub use compile::{EnvLookup, Strictness, compile};
 
 /// How serious a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -288,7 +288,9 @@ impl Register {
 
     /// Every action granted to `agent`, in name order.
     pub fn actions_for<'a>(&'a self, agent: &'a AgentId) -> impl Iterator<Item = &'a Action> + 'a {
-        self.actions.values().filter(move |a| a.agents.contains(agent))
+        self.actions
+            .values()
+            .filter(move |a| a.agents.contains(agent))
     }
 
     /// The agent whose token hashes to `sha256`, compared in constant time against every agent.

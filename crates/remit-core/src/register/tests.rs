@@ -10,7 +10,12 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn compile_str(src: &str) -> (Option<Register>, Vec<Diagnostic>) {
-    compile(src, Path::new("/etc/remit/remit.toml"), &env, Strictness::Serve)
+    compile(
+        src,
+        Path::new("/etc/remit/remit.toml"),
+        &env,
+        Strictness::Serve,
+    )
 }
 
 const GOOD: &str = r#"
@@ -59,7 +64,10 @@ fn a_good_register_compiles_with_its_parts_resolved() {
     assert!(reg.version.as_str().starts_with("sha256:"));
     assert_eq!(reg.gateway.base_dir, Path::new("/etc/remit"));
     let hash: [u8; 32] = Sha256::digest(b"s3cret-token-of-support-bot").into();
-    assert_eq!(reg.agent_by_token_hash(&hash).unwrap().id.as_str(), "support-bot");
+    assert_eq!(
+        reg.agent_by_token_hash(&hash).unwrap().id.as_str(),
+        "support-bot"
+    );
     assert!(reg.agent_by_token_hash(&[0; 32]).is_none());
 }
 
@@ -73,7 +81,13 @@ fn unknown_key_is_located_with_a_did_you_mean() {
     let e = errors(&diags);
     assert_eq!(e.len(), 1, "{e:?}");
     let line = src.lines().position(|l| l.starts_with("requir")).unwrap() + 1;
-    assert!(e[0].starts_with(&format!("remit.toml:{line}:1: error: unknown field `requir`")), "{}", e[0]);
+    assert!(
+        e[0].starts_with(&format!(
+            "remit.toml:{line}:1: error: unknown field `requir`"
+        )),
+        "{}",
+        e[0]
+    );
     assert!(e[0].contains("did you mean `require`?"), "{}", e[0]);
 }
 
@@ -85,27 +99,56 @@ fn cel_that_does_not_compile_points_into_the_expression() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].contains("does not compile"), "{}", e[0]);
     let line = src.lines().position(|l| l.starts_with("require")).unwrap() + 1;
-    assert!(e[0].starts_with(&format!("remit.toml:{line}:12:")), "{}", e[0]);
+    assert!(
+        e[0].starts_with(&format!("remit.toml:{line}:12:")),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]
 fn unknown_agent_and_upstream_are_errors_with_hints() {
     let src = GOOD
-        .replace("agents = [\"support-bot\"]\ntier = \"read\"", "agents = [\"support-boot\"]\ntier = \"read\"")
-        .replace("[actions.\"billing.issue_refund\"]", "[actions.\"biling.issue_refund\"]");
+        .replace(
+            "agents = [\"support-bot\"]\ntier = \"read\"",
+            "agents = [\"support-boot\"]\ntier = \"read\"",
+        )
+        .replace(
+            "[actions.\"billing.issue_refund\"]",
+            "[actions.\"biling.issue_refund\"]",
+        );
     let (_, diags) = compile_str(&src);
     let e = errors(&diags);
-    assert!(e.iter().any(|m| m.contains("unknown agent `support-boot`") && m.contains("did you mean `support-bot`?")), "{e:?}");
-    assert!(e.iter().any(|m| m.contains("unknown upstream `biling`") && m.contains("did you mean `billing`?")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("unknown agent `support-boot`")
+            && m.contains("did you mean `support-bot`?")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("unknown upstream `biling`")
+                && m.contains("did you mean `billing`?")),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn a_token_written_in_the_file_is_refused() {
-    let src = GOOD.replace("token = { env = \"REMIT_TOKEN_SUPPORT_BOT\" }", "token = \"abcdefabcdefabcdefabcdef\"");
+    let src = GOOD.replace(
+        "token = { env = \"REMIT_TOKEN_SUPPORT_BOT\" }",
+        "token = \"abcdefabcdefabcdefabcdef\"",
+    );
     let (_, diags) = compile_str(&src);
     let e = errors(&diags);
-    assert!(e.iter().any(|m| m.contains("is written in the register") && m.contains("env =")), "{e:?}");
-    assert!(!e.iter().any(|m| m.contains("abcdefabcdef")), "the token must not be echoed: {e:?}");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("is written in the register") && m.contains("env =")),
+        "{e:?}"
+    );
+    assert!(
+        !e.iter().any(|m| m.contains("abcdefabcdef")),
+        "the token must not be echoed: {e:?}"
+    );
 }
 
 #[test]
@@ -113,10 +156,18 @@ fn missing_environment_is_an_error_to_serve_and_a_warning_to_check() {
     let src = GOOD.replace("BILLING_KEY", "NOT_SET_ANYWHERE");
     let (reg, diags) = compile_str(&src);
     assert!(reg.is_none());
-    assert!(errors(&diags).iter().any(|m| m.contains("`NOT_SET_ANYWHERE`")));
+    assert!(
+        errors(&diags)
+            .iter()
+            .any(|m| m.contains("`NOT_SET_ANYWHERE`"))
+    );
     let (reg, diags) = compile(&src, Path::new("remit.toml"), &env, Strictness::Check);
     assert!(reg.is_some(), "{diags:?}");
-    assert!(diags.iter().any(|d| d.severity == Severity::Warning && d.message.contains("NOT_SET_ANYWHERE")));
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.severity == Severity::Warning && d.message.contains("NOT_SET_ANYWHERE"))
+    );
 }
 
 #[test]
@@ -126,9 +177,21 @@ fn risky_actions_get_warnings() {
     );
     let (reg, diags) = compile_str(&src);
     assert!(reg.is_some());
-    let w: Vec<_> = diags.iter().filter(|d| d.severity == Severity::Warning).map(|d| d.message.clone()).collect();
-    assert!(w.iter().any(|m| m.contains("`billing.send_email` needs no approval")), "{w:?}");
-    assert!(w.iter().any(|m| m.contains("no condition, no budget and no approval")), "{w:?}");
+    let w: Vec<_> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .map(|d| d.message.clone())
+        .collect();
+    assert!(
+        w.iter()
+            .any(|m| m.contains("`billing.send_email` needs no approval")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|m| m.contains("no condition, no budget and no approval")),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -138,18 +201,35 @@ fn later_controls_are_reported_not_ignored() {
         "redact = [\"args.card_number\"]\nundo = { tool = \"billing.cancel_refund\", args = { id = \"result.refund_id\" }, within = \"30m\" }",
     );
     let (reg, diags) = compile_str(&src);
-    assert!(reg.unwrap().action_exposed_as("billing.issue_refund").unwrap().undo.is_some());
-    assert!(diags.iter().any(|d| d.message.contains("`undo` on `billing.issue_refund` is not yet enforced")));
+    assert!(
+        reg.unwrap()
+            .action_exposed_as("billing.issue_refund")
+            .unwrap()
+            .undo
+            .is_some()
+    );
+    assert!(diags.iter().any(|d| {
+        d.message
+            .contains("`undo` on `billing.issue_refund` is not yet enforced")
+    }));
 }
 
 #[test]
 fn bad_durations_and_budgets_are_located() {
     let src = GOOD.replace("per = \"1h\"", "per = \"1 hour\"");
     let (_, diags) = compile_str(&src);
-    assert!(errors(&diags).iter().any(|m| m.contains("`1 hour` is not a duration")));
+    assert!(
+        errors(&diags)
+            .iter()
+            .any(|m| m.contains("`1 hour` is not a duration"))
+    );
     let src = GOOD.replace("max = 1000, ", "");
     let (_, diags) = compile_str(&src);
-    assert!(errors(&diags).iter().any(|m| m.contains("a `sum` budget needs a `max`")));
+    assert!(
+        errors(&diags)
+            .iter()
+            .any(|m| m.contains("a `sum` budget needs a `max`"))
+    );
 }
 
 #[test]
@@ -170,14 +250,26 @@ agents = ["a"]
 tier = "read"
 "#;
     let (_, diags) = compile_str(src);
-    assert!(errors(&diags).iter().any(|m| m.contains("the same name")), "{diags:?}");
+    assert!(
+        errors(&diags).iter().any(|m| m.contains("the same name")),
+        "{diags:?}"
+    );
 }
 
 #[test]
 fn durations_parse() {
-    assert_eq!(compile::parse_duration("30s"), Some(Duration::from_secs(30)));
-    assert_eq!(compile::parse_duration("24h"), Some(Duration::from_secs(86_400)));
-    assert_eq!(compile::parse_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(
+        compile::parse_duration("30s"),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        compile::parse_duration("24h"),
+        Some(Duration::from_secs(86_400))
+    );
+    assert_eq!(
+        compile::parse_duration("500ms"),
+        Some(Duration::from_millis(500))
+    );
     assert_eq!(compile::parse_duration("0s"), None);
     assert_eq!(compile::parse_duration("h"), None);
     assert_eq!(compile::parse_duration("5 m"), None);
