@@ -3,8 +3,8 @@
 use remit_core::ids::{AgentId, RunId};
 use remit_core::pipeline::{Call, Credential, Entry, Gateway, Outcome};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -41,7 +41,10 @@ impl AgentServer {
                 .get::<http::request::Parts>()
                 .and_then(|p| p.headers.get(http::header::AUTHORIZATION))
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
                 .map(|t| Credential::Bearer(t.trim().to_owned()))
                 .unwrap_or(Credential::None),
         }
@@ -57,7 +60,12 @@ fn run_of(ctx: &RequestContext<RoleServer>) -> Option<RunId> {
         .get::<http::request::Parts>()
         .and_then(|p| p.headers.get("mcp-session-id"))
         .and_then(|v| v.to_str().ok())
-        .map(|s| RunId::new(format!("session:{}", s.chars().take(64).collect::<String>())))
+        .map(|s| {
+            RunId::new(format!(
+                "session:{}",
+                s.chars().take(64).collect::<String>()
+            ))
+        })
 }
 
 /// Maps an outcome of the pipeline to the MCP tool result the agent sees.
@@ -66,16 +74,19 @@ fn run_of(ctx: &RequestContext<RoleServer>) -> Option<RunId> {
 /// whether to retry, with `structuredContent.remit` carrying the code for programs.
 pub fn outcome_to_mcp(outcome: &Outcome) -> CallToolResult {
     match outcome {
-        Outcome::Done { result, .. } => match serde_json::from_value::<CallToolResult>(result.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                let mut r = CallToolResult::error(vec![Content::text(format!(
-                    "the upstream answered with a result remit could not read: {e}"
-                ))]);
-                r.structured_content = Some(serde_json::json!({ "remit": { "code": "bad_upstream_result" } }));
-                r
+        Outcome::Done { result, .. } => {
+            match serde_json::from_value::<CallToolResult>(result.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut r = CallToolResult::error(vec![Content::text(format!(
+                        "the upstream answered with a result remit could not read: {e}"
+                    ))]);
+                    r.structured_content =
+                        Some(serde_json::json!({ "remit": { "code": "bad_upstream_result" } }));
+                    r
+                }
             }
-        },
+        }
         Outcome::Refused { call, refusal } => {
             let mut r = CallToolResult::error(vec![Content::text(refusal.to_string())]);
             r.structured_content = Some(serde_json::json!({
@@ -119,7 +130,9 @@ impl ServerHandler for AgentServer {
         for def in defs {
             match serde_json::from_value::<Tool>(Value::Object(def)) {
                 Ok(t) => tools.push(t),
-                Err(e) => tracing::warn!(error = %e, "an upstream tool definition could not be read; hidden"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "an upstream tool definition could not be read; hidden")
+                }
             }
         }
         Ok(ListToolsResult::with_all_items(tools))
@@ -146,4 +159,32 @@ impl ServerHandler for AgentServer {
         let outcome = self.gateway.call(call).await;
         Ok(CallToolResponse::Complete(outcome_to_mcp(&outcome)))
     }
+}
+
+/// The Streamable HTTP service agents reach at `/mcp`, both protocol eras.
+pub type McpHttpService = rmcp::transport::streamable_http_server::StreamableHttpService<
+    AgentServer,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+>;
+
+/// Builds the `/mcp` service over a gateway; `allowed_hosts` guards against DNS rebinding.
+pub fn http_service(gateway: Arc<Gateway>, allowed_hosts: Vec<String>) -> McpHttpService {
+    use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
+    let server = AgentServer::new(gateway, CredentialSource::BearerHeader);
+    let config = StreamableHttpServerConfig::default()
+        .with_json_response(true)
+        .with_allowed_hosts(allowed_hosts);
+    McpHttpService::new(move || Ok(server.clone()), Arc::default(), config)
+}
+
+/// Serves one agent over stdin/stdout until the client closes.
+pub async fn serve_stdio(gateway: Arc<Gateway>, agent: AgentId) -> Result<(), String> {
+    use rmcp::ServiceExt;
+    let server = AgentServer::new(gateway, CredentialSource::Local(agent));
+    let running = server
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| e.to_string())?;
+    running.waiting().await.map_err(|e| e.to_string())?;
+    Ok(())
 }

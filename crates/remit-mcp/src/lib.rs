@@ -12,5 +12,7 @@
 mod agent;
 mod upstream;
 
-pub use agent::{outcome_to_mcp, AgentServer, CredentialSource};
+pub use agent::{
+    AgentServer, CredentialSource, McpHttpService, http_service, outcome_to_mcp, serve_stdio,
+};
 pub use upstream::McpUpstreams;

@@ -7,7 +7,9 @@ use remit_core::register::{Protocol, Transport, Upstream};
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
 };
-use rmcp::service::{ClientLifecycleMode, ClientServiceExt, NotificationContext, Peer, RunningService};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, NotificationContext, Peer, RunningService,
+};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient};
@@ -16,10 +18,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{Notify, watch};
 
 /// Environment variables a child upstream inherits from remit; everything else it gets from the register.
-const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT"];
+const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "TZ",
+    "SYSTEMROOT",
+];
 
 /// Every upstream of the register, each behind a supervised MCP client.
 pub struct McpUpstreams {
@@ -157,7 +167,10 @@ async fn connect(
         Transport::Stdio { command, env, cwd } => {
             let (program, args) = command.split_first().ok_or("empty command")?;
             let mut cmd = tokio::process::Command::new(program);
-            cmd.args(args).current_dir(cwd).env_clear().kill_on_drop(true);
+            cmd.args(args)
+                .current_dir(cwd)
+                .env_clear()
+                .kill_on_drop(true);
             for key in INHERITED_ENV {
                 if let Ok(v) = std::env::var(key) {
                     cmd.env(key, v);
@@ -328,7 +341,10 @@ impl Upstreams for McpUpstreams {
                     }
                     ServiceError::TransportClosed => {
                         link.reconnect.notify_one();
-                        UpstreamError::Timeout { upstream: name, seconds: 0 }
+                        UpstreamError::Timeout {
+                            upstream: name,
+                            seconds: 0,
+                        }
                     }
                     other => UpstreamError::Protocol {
                         upstream: name,

@@ -1,0 +1,357 @@
+//! The axum router: `/mcp`, `POST /v1/calls`, `/v1/openapi.json`, `/health`.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use remit_core::decision::Refusal;
+use remit_core::ids::RunId;
+use remit_core::pipeline::{Call, Credential, Entry, Gateway, Outcome};
+use remit_core::wire::check_strict_json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use utoipa::{OpenApi, ToSchema};
+
+#[derive(Clone)]
+struct AppState {
+    gateway: Arc<Gateway>,
+    upstreams: Arc<remit_mcp::McpUpstreams>,
+    max_body: usize,
+}
+
+/// The OpenAPI document of `/v1`.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "remit", description = "A gateway that lets AI agents act in production safely: the HTTP API for agents that do not speak MCP."),
+    paths(post_call, health),
+    components(schemas(CallRequest, CallResponse, ApiError, Health)),
+    modifiers(&BearerAuth)
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "agent_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Builds the router over a running gateway.
+pub fn app(runtime: &crate::Runtime) -> Router {
+    let gateway = Arc::clone(&runtime.gateway);
+    let max_body =
+        usize::try_from(gateway.register().gateway.max_request_bytes).unwrap_or(usize::MAX);
+    let state = AppState {
+        gateway: Arc::clone(&gateway),
+        upstreams: Arc::clone(&runtime.upstreams),
+        max_body,
+    };
+    let mcp = remit_mcp::http_service(
+        Arc::clone(&gateway),
+        allowed_hosts(&gateway.register().gateway.listen),
+    );
+    Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(state.clone(), guard_mcp))
+        .route("/v1/calls", post(post_call))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/health", get(health))
+        .with_state(state)
+}
+
+fn allowed_hosts(listen: &str) -> Vec<String> {
+    let mut hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    if let Some((host, _)) = listen.rsplit_once(':') {
+        let host = host.trim_matches(['[', ']']);
+        if host != "0.0.0.0" && host != "::" && !hosts.iter().any(|h| h == host) {
+            hosts.push(host.to_owned());
+        }
+    }
+    hosts
+}
+
+fn bearer(headers: &HeaderMap) -> Credential {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| Credential::Bearer(t.trim().to_owned()))
+        .unwrap_or(Credential::None)
+}
+
+fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
+    let mut resp = (
+        status,
+        Json(
+            json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } }),
+        ),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"remit\""),
+        );
+    }
+    resp
+}
+
+/// Before rmcp sees a request on `/mcp`: size limit, strict JSON (no duplicate keys), agent token.
+async fn guard_mcp(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/mcp") {
+        return next.run(req).await;
+    }
+    if state.gateway.authenticate(&bearer(req.headers())).is_err() {
+        return jsonrpc_error(
+            StatusCode::UNAUTHORIZED,
+            -32001,
+            "no valid agent credential; send `Authorization: Bearer <token>`",
+        );
+    }
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, state.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return jsonrpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                &format!("request body is larger than {} bytes", state.max_body),
+            );
+        }
+    };
+    if let Err(e) = check_strict_json(&bytes) {
+        return jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            -32700,
+            &format!("invalid JSON: {e}"),
+        );
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// A call to one tool, for agents that do not speak MCP.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallRequest {
+    /// The tool, as it appears in the agent's tool list (`billing.issue_refund`).
+    pub tool: String,
+    /// The arguments, a JSON object.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub arguments: Value,
+    /// Why the agent makes the call; recorded in the audit.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The agent's run, to group its calls.
+    #[serde(default)]
+    pub run: Option<String>,
+}
+
+/// The result of a call that ran.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallResponse {
+    /// The call's id in the audit.
+    pub call: String,
+    /// The upstream's MCP `CallToolResult` (a tool error has `isError: true`).
+    #[schema(value_type = Object)]
+    pub result: Value,
+}
+
+/// Why a call was not run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiError {
+    /// The call's id in the audit, when one was recorded.
+    pub call: Option<String>,
+    /// A stable code: `unauthenticated`, `unlisted`, `invalid_arguments`, `condition`, `over_budget`, `frozen`, `not_enforced`, `unavailable`, `failed`, `bad_request`.
+    pub code: String,
+    /// What happened and what to do, for the agent.
+    pub message: String,
+}
+
+fn error(status: StatusCode, call: Option<String>, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(ApiError {
+            call,
+            code: code.to_owned(),
+            message,
+        }),
+    )
+        .into_response()
+}
+
+fn refusal_status(r: &Refusal) -> StatusCode {
+    match r {
+        Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Refusal::InvalidArguments { .. } | Refusal::ConditionError { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        Refusal::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::OverBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Refusal::Unlisted { .. }
+        | Refusal::Condition { .. }
+        | Refusal::Frozen { .. }
+        | Refusal::NotYetEnforced { .. } => StatusCode::FORBIDDEN,
+    }
+}
+
+/// Run one tool call through the gateway's pipeline.
+#[utoipa::path(
+    post,
+    path = "/v1/calls",
+    request_body = CallRequest,
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "the upstream ran the call (a tool error is still 200, with `isError`)", body = CallResponse),
+        (status = 400, description = "malformed body (not JSON, duplicate keys, unknown fields)", body = ApiError),
+        (status = 401, description = "no valid agent token", body = ApiError),
+        (status = 403, description = "outside the agent's remit, a condition is false, or frozen", body = ApiError),
+        (status = 413, description = "body too large", body = ApiError),
+        (status = 422, description = "arguments fail validation", body = ApiError),
+        (status = 429, description = "a budget is exhausted", body = ApiError),
+        (status = 502, description = "cleared, but the upstream or the audit failed; may or may not have run", body = ApiError),
+        (status = 503, description = "remit could not decide safely; nothing ran", body = ApiError),
+    )
+)]
+async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match to_bytes(body, state.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                "bad_request",
+                format!("request body is larger than {} bytes", state.max_body),
+            );
+        }
+    };
+    if let Err(e) = check_strict_json(&bytes) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            None,
+            "bad_request",
+            format!("invalid JSON: {e}"),
+        );
+    }
+    let req: CallRequest = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                None,
+                "bad_request",
+                format!("invalid request: {e}"),
+            );
+        }
+    };
+    let call = Call {
+        credential: bearer(&headers),
+        tool: req.tool,
+        args: req.arguments,
+        reason: req.reason,
+        run: req.run.map(RunId::new),
+        entry: Entry::Http,
+    };
+    match state.gateway.call(call).await {
+        Outcome::Done { call, result } => Json(CallResponse {
+            call: call.to_string(),
+            result,
+        })
+        .into_response(),
+        Outcome::Refused { call, refusal } => error(
+            refusal_status(&refusal),
+            Some(call.to_string()),
+            refusal.code(),
+            refusal.to_string(),
+        ),
+        Outcome::Failed { call, message } => error(
+            StatusCode::BAD_GATEWAY,
+            Some(call.to_string()),
+            "failed",
+            message,
+        ),
+    }
+}
+
+async fn openapi() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}
+
+/// The state of the gateway: store, audit, upstreams.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` when the store answers and every upstream is up; `degraded` otherwise.
+    pub status: String,
+    /// The register version in force.
+    pub register: String,
+    /// The store.
+    #[schema(value_type = Object)]
+    pub store: Value,
+    /// The audit log: events and the latest checkpoint.
+    #[schema(value_type = Object)]
+    pub audit: Value,
+    /// Each upstream.
+    #[schema(value_type = Vec<Object>)]
+    pub upstreams: Vec<Value>,
+}
+
+/// Report store, audit and upstream state.
+#[utoipa::path(get, path = "/health", responses((status = 200, body = Health), (status = 503, body = Health)))]
+async fn health(State(state): State<AppState>) -> Response {
+    use remit_core::ports::Upstreams;
+    let store = state.gateway.store();
+    let store_ok = store.ping().await;
+    let events = store.event_count().await.ok();
+    let checkpoint = store.latest_checkpoint().await.ok().flatten();
+    let ups = state.upstreams.health();
+    let all_up = ups.iter().all(|u| u.up);
+    let h = Health {
+        status: if store_ok.is_ok() && all_up {
+            "ok"
+        } else {
+            "degraded"
+        }
+        .to_owned(),
+        register: state.gateway.register().version.to_string(),
+        store: match &store_ok {
+            Ok(()) => json!({ "ok": true }),
+            Err(e) => json!({ "ok": false, "error": e.to_string() }),
+        },
+        audit: json!({
+            "events": events,
+            "checkpoint": checkpoint.map(|c| json!({ "tree_size": c.tree_size, "time": c.time })),
+        }),
+        upstreams: ups
+            .iter()
+            .map(|u| serde_json::to_value(u).unwrap_or(Value::Null))
+            .collect(),
+    };
+    let status = if store_ok.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(h)).into_response()
+}

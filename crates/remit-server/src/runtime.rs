@@ -1,0 +1,152 @@
+//! Builds the gateway from a compiled register and keeps its background work running.
+
+use remit_core::audit::checkpoint::AuditKey;
+use remit_core::checkpointer::Checkpointer;
+use remit_core::pipeline::Gateway;
+use remit_core::ports::{Clock, Store, SystemClock, Upstreams};
+use remit_core::register::Register;
+use remit_mcp::McpUpstreams;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(String),
+    /// The audit key could not be read or written.
+    #[error("cannot load the audit key: {0}")]
+    Key(String),
+}
+
+/// A running gateway: the pipeline plus the tasks that keep it current.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The pipeline every entry point calls.
+    pub gateway: Arc<Gateway>,
+    /// The upstream clients.
+    pub upstreams: Arc<McpUpstreams>,
+    /// The audit verifier key text (public), for `audit verify` and proofs.
+    pub verifier: String,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Reads the audit signing key at `path`, or creates one (mode 0600) named after `origin`.
+pub fn load_or_create_key(path: &Path, origin: &str) -> Result<AuditKey, RuntimeError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => AuditKey::from_text(text.trim())
+            .map_err(|e| RuntimeError::Key(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = AuditKey::generate(origin).map_err(|e| RuntimeError::Key(e.to_string()))?;
+            write_private(path, &key.to_text())
+                .map_err(|e| RuntimeError::Key(format!("{}: {e}", path.display())))?;
+            let pubpath = path.with_extension("pub");
+            std::fs::write(&pubpath, format!("{}\n", key.verifier().to_text()))
+                .map_err(|e| RuntimeError::Key(format!("{}: {e}", pubpath.display())))?;
+            tracing::info!(key = %path.display(), "created a new audit signing key");
+            Ok(key)
+        }
+        Err(e) => Err(RuntimeError::Key(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+impl Runtime {
+    /// Opens the store, loads the key, starts the upstreams and the background tasks.
+    pub async fn start(register: Register) -> Result<Self, RuntimeError> {
+        let register = Arc::new(register);
+        let store = remit_store::open(register.gateway.store.expose(), &register.gateway.base_dir)
+            .await
+            .map_err(|e| RuntimeError::Store(e.to_string()))?;
+        let key = load_or_create_key(&register.gateway.audit_key, &register.gateway.audit_origin)?;
+        let verifier = key.verifier().to_text();
+        let upstreams = McpUpstreams::start(register.upstreams.values().cloned());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let gateway = Arc::new(Gateway::new(
+            Arc::clone(&register),
+            Arc::clone(&store),
+            Arc::clone(&upstreams) as Arc<dyn Upstreams>,
+            Arc::clone(&clock),
+        ));
+        let _ = gateway.refresh_frozen().await;
+        let mut tasks = Vec::new();
+        // tool lists follow the upstreams
+        {
+            let gateway = Arc::clone(&gateway);
+            let mut changes = upstreams.changes();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    gateway.refresh_tools().await;
+                    if changes.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        // the kill switch, shared through the store, applies within a second everywhere
+        {
+            let gateway = Arc::clone(&gateway);
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(250));
+                loop {
+                    every.tick().await;
+                    if let Err(e) = gateway.refresh_frozen().await {
+                        tracing::warn!(error = %e, "could not refresh the kill switch");
+                    }
+                }
+            }));
+        }
+        // a signed checkpoint at least every second while events arrive
+        {
+            let store: Arc<dyn Store> = Arc::clone(&store);
+            let clock = Arc::clone(&clock);
+            let mut signer = Checkpointer::new(key, register.gateway.audit_origin.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(1000));
+                loop {
+                    every.tick().await;
+                    if let Err(e) = signer.tick(store.as_ref(), clock.as_ref()).await {
+                        tracing::error!(error = %e, "audit checkpoint failed");
+                    }
+                }
+            }));
+        }
+        Ok(Self {
+            gateway,
+            upstreams,
+            verifier,
+            tasks,
+        })
+    }
+
+    /// Waits until each upstream has connected or failed once (at most `limit`), then loads tools.
+    pub async fn settle(&self, limit: Duration) {
+        self.upstreams.settle(limit).await;
+        self.gateway.refresh_tools().await;
+    }
+}
