@@ -29,6 +29,7 @@
 
 mod billing;
 mod echo;
+mod script;
 mod store;
 
 use std::{path::Path, sync::Arc};
@@ -44,6 +45,7 @@ use tokio::net::TcpListener;
 
 pub use billing::Billing;
 pub use echo::Echo;
+pub use script::{Expect, Route, ScriptError, Step, StepOutcome, run_support_agent};
 pub use store::ReceivedCall;
 
 /// What can go wrong opening the billing file or serving MCP.

@@ -10,3 +10,6 @@ pub mod ports;
 pub mod register;
 pub mod time;
 pub mod wire;
+
+/// Re-exported so the ports can be implemented outside core with the same macro.
+pub use async_trait::async_trait;

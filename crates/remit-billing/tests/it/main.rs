@@ -12,6 +12,8 @@ mod echo;
 #[cfg(test)]
 mod handler_context;
 #[cfg(test)]
+mod script;
+#[cfg(test)]
 mod support;
 #[cfg(test)]
 mod wire;

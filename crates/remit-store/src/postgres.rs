@@ -1,0 +1,390 @@
+//! The PostgreSQL store: several remit replicas share one database.
+//!
+//! Each batch transaction takes transaction-scoped advisory locks, sorted so two
+//! replicas never wait on each other in a cycle: one for the audit log when the batch
+//! appends (then reads `max(seq)` in a fresh statement, so seqs stay gapless across
+//! replicas), and one per budget key it charges.
+
+use crate::budget;
+use crate::error::store_error;
+use crate::location::redacted;
+use crate::record::{self, to_i64};
+use crate::sql;
+use crate::sqlite::same_root;
+use crate::writer::{Batch, Committed, Ledger, Writer};
+use async_trait::async_trait;
+use remit_core::audit::event::{Event, StoredCheckpoint, StoredEvent};
+use remit_core::ports::{
+    BudgetCharge, ChargeOutcome, FreezeTarget, Store, StoreError, StoreErrorKind,
+};
+use sqlx::PgConnection;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections per handle: the writer's one plus reads.
+const CONNECTIONS: u32 = 8;
+
+/// How long a call waits for a connection (or to open one) before the store counts as down.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Inserts a whole batch of events in one statement.
+const INSERT_EVENTS: &str = "INSERT INTO audit_events \
+    (seq, time, stage, call, run, agent, action, body, leaf_hash) \
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], \
+    $6::text[], $7::text[], $8::text[], $9::bytea[])";
+
+/// Takes the batch's advisory locks in the order given (sorted by the caller).
+const LOCK: &str = "SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) AS id";
+
+/// A remit store in a PostgreSQL database, shareable by several replicas.
+#[derive(Clone)]
+pub struct PgStore {
+    shown: Arc<str>,
+    pool: PgPool,
+    writer: Writer,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("database", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database a `postgres://` URL names and migrates it.
+    ///
+    /// Commits are durable: the connection sets `synchronous_commit = on` whatever
+    /// the server's default.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, CONNECTIONS).await
+    }
+
+    /// Like [`PgStore::connect`], with at most `connections` connections (at least 2).
+    pub async fn connect_with(url: &str, connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|_| {
+                StoreError::new(
+                    StoreErrorKind::Other,
+                    "invalid postgres url: expected `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`",
+                )
+            })?
+            .application_name("remit")
+            .options([("synchronous_commit", "on")]);
+        let shown: Arc<str> = redacted(&options).into();
+        let pool = PgPoolOptions::new()
+            .max_connections(connections.max(2))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::unavailable(format!(
+                    "cannot connect to the postgres store `{shown}`: {e}"
+                ))
+            })?;
+        MIGRATOR.run(&pool).await.map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("cannot migrate the postgres store `{shown}`: {e}"),
+            )
+        })?;
+        let writer = Writer::start(PgLedger { pool: pool.clone() });
+        Ok(Self {
+            shown,
+            pool,
+            writer,
+        })
+    }
+
+    /// The database, as `postgres://user@host:port/database` (never with a password).
+    pub fn database(&self) -> &str {
+        &self.shown
+    }
+
+    /// Closes every connection of every clone; later calls fail as unavailable.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn append(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError> {
+        self.writer.append(events).await
+    }
+
+    async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let Ok(start) = i64::try_from(from) else {
+            return Ok(Vec::new());
+        };
+        let end = start.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(sql::EVENTS)
+            .bind(start)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| store_error("cannot read audit events", &e))?;
+        rows.into_iter()
+            .map(|(seq, body, hash)| record::stored_event(seq, body, &hash))
+            .collect()
+    }
+
+    async fn event_count(&self) -> Result<u64, StoreError> {
+        let next: i64 = sqlx::query_scalar(sql::NEXT_SEQ)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| store_error("cannot count audit events", &e))?;
+        u64::try_from(next).map_err(|_| record::corrupt("the audit log has a negative seq"))
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        let tree_size = to_i64(checkpoint.tree_size, "checkpoint tree size")?;
+        let doing = "cannot save a checkpoint";
+        let saved = sqlx::query(sql::INSERT_CHECKPOINT)
+            .bind(tree_size)
+            .bind(&checkpoint.root[..])
+            .bind(&checkpoint.note)
+            .bind(&checkpoint.time)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(doing, &e))?;
+        if saved.rows_affected() > 0 {
+            return Ok(());
+        }
+        let root: Vec<u8> = sqlx::query_scalar(sql::CHECKPOINT_ROOT)
+            .bind(tree_size)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| store_error(doing, &e))?;
+        same_root(&root, checkpoint)
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>, String, String)> = sqlx::query_as(sql::CHECKPOINTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| store_error("cannot read checkpoints", &e))?;
+        rows.into_iter()
+            .map(|(size, root, note, time)| record::stored_checkpoint(size, &root, note, time))
+            .collect()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row: Option<(i64, Vec<u8>, String, String)> = sqlx::query_as(sql::LATEST_CHECKPOINT)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error("cannot read the latest checkpoint", &e))?;
+        row.map(|(size, root, note, time)| record::stored_checkpoint(size, &root, note, time))
+            .transpose()
+    }
+
+    async fn charge(
+        &self,
+        charges: &[BudgetCharge],
+        now_ms: i64,
+    ) -> Result<ChargeOutcome, StoreError> {
+        self.writer.charge(charges, now_ms).await
+    }
+
+    async fn set_frozen(&self, target: &FreezeTarget, frozen: bool) -> Result<(), StoreError> {
+        let (kind, name) = record::freeze_columns(target)?;
+        sqlx::query(if frozen { sql::FREEZE } else { sql::UNFREEZE })
+            .bind(kind)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error("cannot change the kill switch", &e))?;
+        Ok(())
+    }
+
+    async fn frozen(&self) -> Result<Vec<FreezeTarget>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as(sql::FROZEN)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| store_error("cannot read the kill switch", &e))?;
+        rows.iter()
+            .map(|(kind, name)| record::freeze_target(kind, name))
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error("the postgres store does not answer", &e))?;
+        Ok(())
+    }
+}
+
+/// The advisory lock of the audit log.
+fn audit_lock() -> i64 {
+    lock_id(b"remit/audit", b"")
+}
+
+/// The advisory lock of one budget key.
+fn budget_lock(key: &str) -> i64 {
+    lock_id(b"remit/budget/", key.as_bytes())
+}
+
+/// FNV-1a (64-bit) of the name: stable across processes, versions and platforms.
+fn lock_id(prefix: &[u8], name: &[u8]) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in prefix.iter().chain(name) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_be_bytes(hash.to_be_bytes())
+}
+
+/// Commits batches on one pooled connection at a time.
+#[derive(Debug)]
+struct PgLedger {
+    pool: PgPool,
+}
+
+#[async_trait]
+impl Ledger for PgLedger {
+    async fn commit(&self, batch: &Batch<'_>) -> Result<Committed, StoreError> {
+        let doing = "cannot commit audit events";
+        let mut locks: Vec<i64> = batch
+            .charges
+            .iter()
+            .flat_map(|(charges, _)| charges.iter().map(|c| budget_lock(&c.key)))
+            .collect();
+        if !batch.events.is_empty() {
+            locks.push(audit_lock());
+        }
+        locks.sort_unstable();
+        locks.dedup();
+
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| store_error(doing, &e))?;
+        sqlx::query(LOCK)
+            .bind(&locks)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| store_error(doing, &e))?;
+        let first_seq = if batch.events.is_empty() {
+            0
+        } else {
+            // A statement of its own, after the lock: its snapshot sees every seq
+            // committed by whoever held the lock before.
+            let next: i64 = sqlx::query_scalar(sql::NEXT_SEQ)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| store_error(doing, &e))?;
+            insert_events(&mut tx, next, &batch.events)
+                .await
+                .map_err(|e| store_error(doing, &e))?;
+            u64::try_from(next).map_err(|_| record::corrupt("the audit log has a negative seq"))?
+        };
+        let mut outcomes = Vec::with_capacity(batch.charges.len());
+        for (charges, now_ms) in &batch.charges {
+            outcomes.push(
+                charge(&mut tx, charges, *now_ms)
+                    .await
+                    .map_err(|e| store_error("cannot charge budgets", &e))?,
+            );
+        }
+        tx.commit().await.map_err(|e| store_error(doing, &e))?;
+        Ok(Committed {
+            first_seq,
+            charges: outcomes,
+        })
+    }
+}
+
+async fn insert_events(
+    conn: &mut PgConnection,
+    first_seq: i64,
+    rows: &[&record::EventRow],
+) -> Result<(), sqlx::Error> {
+    let seqs: Vec<i64> = (first_seq..).take(rows.len()).collect();
+    sqlx::query(INSERT_EVENTS)
+        .bind(seqs)
+        .bind(rows.iter().map(|r| r.time.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.stage).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.call.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.run.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.agent.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.action.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| &r.leaf_hash[..]).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Checks every budget of one call and charges all of them, or none; the keys are locked.
+async fn charge(
+    conn: &mut PgConnection,
+    charges: &[BudgetCharge],
+    now_ms: i64,
+) -> Result<ChargeOutcome, sqlx::Error> {
+    let mut used = Vec::with_capacity(charges.len());
+    for charge in charges {
+        let sum: f64 = sqlx::query_scalar(sql::WINDOW_SUM)
+            .bind(&charge.key)
+            .bind(budget::since(now_ms, charge.window_ms))
+            .fetch_one(&mut *conn)
+            .await?;
+        used.push(sum);
+    }
+    if let Some((index, used)) = budget::first_exceeded(charges, &used) {
+        let mut resets_at_ms = now_ms;
+        if let Some(charge) = charges.get(index) {
+            let window: Vec<(i64, f64)> = sqlx::query_as(sql::WINDOW_CHARGES)
+                .bind(&charge.key)
+                .bind(budget::since(now_ms, charge.window_ms))
+                .fetch_all(&mut *conn)
+                .await?;
+            resets_at_ms = budget::resets_at(&window, used, charge, now_ms);
+        }
+        return Ok(ChargeOutcome::Exceeded {
+            index,
+            used,
+            resets_at_ms,
+        });
+    }
+    for charge in charges {
+        sqlx::query(sql::INSERT_CHARGE)
+            .bind(&charge.key)
+            .bind(now_ms)
+            .bind(charge.amount)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(sql::PRUNE_CHARGES)
+            .bind(&charge.key)
+            .bind(budget::prune_before(now_ms, charge.window_ms))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(ChargeOutcome::Charged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_ids_are_stable() {
+        // FNV-1a of the empty input is its offset basis.
+        assert_eq!(
+            lock_id(b"", b""),
+            i64::from_be_bytes(0xcbf2_9ce4_8422_2325u64.to_be_bytes())
+        );
+        assert_ne!(budget_lock("a"), budget_lock("b"));
+        assert_ne!(audit_lock(), budget_lock(""));
+    }
+}

@@ -1,0 +1,139 @@
+//! Rows of the audit log and the kill switch, as both backends write and read them.
+
+use remit_core::audit::event::{Event, StoredCheckpoint, StoredEvent};
+use remit_core::audit::tree::leaf_hash;
+use remit_core::ports::{FreezeTarget, StoreError, StoreErrorKind};
+use serde_json::{Value, json};
+
+/// An event turned into its row: canonical body, leaf hash and the indexed columns.
+#[derive(Debug)]
+pub(crate) struct EventRow {
+    pub(crate) time: String,
+    pub(crate) stage: &'static str,
+    pub(crate) call: Option<String>,
+    pub(crate) run: Option<String>,
+    pub(crate) agent: Option<String>,
+    pub(crate) action: Option<String>,
+    pub(crate) body: String,
+    pub(crate) leaf_hash: [u8; 32],
+}
+
+impl EventRow {
+    /// Canonicalises and hashes an event; done by the caller's task, not the writer.
+    pub(crate) fn new(event: Event) -> Result<Self, StoreError> {
+        let body = String::from_utf8(event.canonical())
+            .map_err(|_| StoreError::new(StoreErrorKind::Other, "event body is not utf-8 text"))?;
+        let leaf_hash = leaf_hash(body.as_bytes());
+        Ok(Self {
+            time: event.time,
+            stage: event.stage.as_str(),
+            call: event.call,
+            run: event.run,
+            agent: event.agent,
+            action: event.action,
+            body,
+            leaf_hash,
+        })
+    }
+}
+
+/// A stored event from its columns, checking what the store gave back.
+pub(crate) fn stored_event(
+    seq: i64,
+    body: String,
+    leaf_hash: &[u8],
+) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        seq: to_u64(seq, "event seq")?,
+        body,
+        leaf_hash: hash32(leaf_hash, "event leaf hash")?,
+    })
+}
+
+/// A stored checkpoint from its columns.
+pub(crate) fn stored_checkpoint(
+    tree_size: i64,
+    root: &[u8],
+    note: String,
+    time: String,
+) -> Result<StoredCheckpoint, StoreError> {
+    Ok(StoredCheckpoint {
+        tree_size: to_u64(tree_size, "checkpoint tree size")?,
+        root: hash32(root, "checkpoint root")?,
+        note,
+        time,
+    })
+}
+
+/// A count, size or seq as the store's signed integer.
+pub(crate) fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| {
+        StoreError::new(
+            StoreErrorKind::Other,
+            format!("{what} {n} is beyond what the store can hold"),
+        )
+    })
+}
+
+fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| corrupt(format!("{what} is negative ({n})")))
+}
+
+fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|_| corrupt(format!("{what} has {} bytes, not 32", bytes.len())))
+}
+
+/// The kill switch columns for a target: its kind and name.
+pub(crate) fn freeze_columns(target: &FreezeTarget) -> Result<(String, String), StoreError> {
+    let value = serde_json::to_value(target)
+        .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("freeze target: {e}")))?;
+    match (
+        value.get("kind").and_then(Value::as_str),
+        value.get("name").and_then(Value::as_str),
+    ) {
+        (Some(kind), Some(name)) => Ok((kind.to_owned(), name.to_owned())),
+        _ => Err(StoreError::new(
+            StoreErrorKind::Other,
+            format!("freeze target {target} has no kind and name"),
+        )),
+    }
+}
+
+/// A freeze target from its kind and name columns.
+pub(crate) fn freeze_target(kind: &str, name: &str) -> Result<FreezeTarget, StoreError> {
+    serde_json::from_value(json!({ "kind": kind, "name": name }))
+        .map_err(|_| corrupt(format!("unknown frozen target kind `{kind}`")))
+}
+
+/// The store holds something remit did not write.
+pub(crate) fn corrupt(message: impl Into<String>) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use remit_core::ids::{ActionName, AgentId};
+
+    #[test]
+    fn freeze_targets_round_trip_through_columns() {
+        for target in [
+            FreezeTarget::Agent(AgentId::new("support-bot")),
+            FreezeTarget::Action(ActionName::new("billing.issue_refund")),
+        ] {
+            let (kind, name) = freeze_columns(&target).unwrap();
+            assert_eq!(freeze_target(&kind, &name).unwrap(), target);
+        }
+        assert_eq!(
+            freeze_columns(&FreezeTarget::Agent(AgentId::new("a"))).unwrap(),
+            ("agent".to_owned(), "a".to_owned())
+        );
+    }
+
+    #[test]
+    fn short_leaf_hash_is_corrupt() {
+        let err = stored_event(0, "{}".to_owned(), &[0u8; 31]).unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Corrupt);
+    }
+}

@@ -1,0 +1,361 @@
+//! The SQLite store: one file in WAL mode, every commit fsync'd, one writing connection.
+//!
+//! Writes go through a pool of one connection, so writers in one process queue on it
+//! instead of on SQLite's lock; `BEGIN IMMEDIATE` and a busy timeout keep a second
+//! process on the same file correct too. Reads use their own small pool and, in WAL
+//! mode, never wait for the writer.
+
+use crate::budget;
+use crate::error::store_error;
+use crate::record::{self, EventRow, to_i64};
+use crate::sql;
+use crate::writer::{Batch, Committed, Ledger, Writer};
+use async_trait::async_trait;
+use remit_core::audit::event::{Event, StoredCheckpoint, StoredEvent};
+use remit_core::ports::{
+    BudgetCharge, ChargeOutcome, FreezeTarget, Store, StoreError, StoreErrorKind,
+};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, SqliteConnection};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a writer waits for another process holding the file's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections for reads; WAL readers do not block the writer or each other.
+const READERS: u32 = 4;
+
+/// A remit store in one SQLite file.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    path: Arc<PathBuf>,
+    writes: SqlitePool,
+    reads: SqlitePool,
+    writer: Writer,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file at `path` and migrates it.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let shown = path.display();
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                StoreError::unavailable(format!(
+                    "cannot create the directory of the sqlite store `{shown}`: {e}"
+                ))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let unavailable = |e: sqlx::Error| {
+            StoreError::unavailable(format!("cannot open the sqlite store `{shown}`: {e}"))
+        };
+        let writes = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(unavailable)?;
+        MIGRATOR.run(&writes).await.map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("cannot migrate the sqlite store `{shown}`: {e}"),
+            )
+        })?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        let writer = Writer::start(SqliteLedger {
+            pool: writes.clone(),
+        });
+        Ok(Self {
+            path: Arc::new(path.to_path_buf()),
+            writes,
+            reads,
+            writer,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes every connection of every clone; later calls fail as unavailable.
+    pub async fn close(&self) {
+        self.writes.close().await;
+        self.reads.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError> {
+        self.writer.append(events).await
+    }
+
+    async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let Ok(start) = i64::try_from(from) else {
+            return Ok(Vec::new());
+        };
+        let end = start.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(sql::EVENTS)
+            .bind(start)
+            .bind(end)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(|e| store_error("cannot read audit events", &e))?;
+        rows.into_iter()
+            .map(|(seq, body, hash)| record::stored_event(seq, body, &hash))
+            .collect()
+    }
+
+    async fn event_count(&self) -> Result<u64, StoreError> {
+        let next: i64 = sqlx::query_scalar(sql::NEXT_SEQ)
+            .fetch_one(&self.reads)
+            .await
+            .map_err(|e| store_error("cannot count audit events", &e))?;
+        u64::try_from(next).map_err(|_| record::corrupt("the audit log has a negative seq"))
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        let tree_size = to_i64(checkpoint.tree_size, "checkpoint tree size")?;
+        let doing = "cannot save a checkpoint";
+        let saved = sqlx::query(sql::INSERT_CHECKPOINT)
+            .bind(tree_size)
+            .bind(&checkpoint.root[..])
+            .bind(&checkpoint.note)
+            .bind(&checkpoint.time)
+            .execute(&self.writes)
+            .await
+            .map_err(|e| store_error(doing, &e))?;
+        if saved.rows_affected() > 0 {
+            return Ok(());
+        }
+        let root: Vec<u8> = sqlx::query_scalar(sql::CHECKPOINT_ROOT)
+            .bind(tree_size)
+            .fetch_one(&self.writes)
+            .await
+            .map_err(|e| store_error(doing, &e))?;
+        same_root(&root, checkpoint)
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>, String, String)> = sqlx::query_as(sql::CHECKPOINTS)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(|e| store_error("cannot read checkpoints", &e))?;
+        rows.into_iter()
+            .map(|(size, root, note, time)| record::stored_checkpoint(size, &root, note, time))
+            .collect()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row: Option<(i64, Vec<u8>, String, String)> = sqlx::query_as(sql::LATEST_CHECKPOINT)
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(|e| store_error("cannot read the latest checkpoint", &e))?;
+        row.map(|(size, root, note, time)| record::stored_checkpoint(size, &root, note, time))
+            .transpose()
+    }
+
+    async fn charge(
+        &self,
+        charges: &[BudgetCharge],
+        now_ms: i64,
+    ) -> Result<ChargeOutcome, StoreError> {
+        self.writer.charge(charges, now_ms).await
+    }
+
+    async fn set_frozen(&self, target: &FreezeTarget, frozen: bool) -> Result<(), StoreError> {
+        let (kind, name) = record::freeze_columns(target)?;
+        sqlx::query(if frozen { sql::FREEZE } else { sql::UNFREEZE })
+            .bind(kind)
+            .bind(name)
+            .execute(&self.writes)
+            .await
+            .map_err(|e| store_error("cannot change the kill switch", &e))?;
+        Ok(())
+    }
+
+    async fn frozen(&self) -> Result<Vec<FreezeTarget>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(sql::FROZEN)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(|e| store_error("cannot read the kill switch", &e))?;
+        rows.iter()
+            .map(|(kind, name)| record::freeze_target(kind, name))
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reads)
+            .await
+            .map_err(|e| store_error("the sqlite store does not answer", &e))?;
+        Ok(())
+    }
+}
+
+/// A checkpoint for a tree size already saved must name the same root.
+pub(crate) fn same_root(saved: &[u8], checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+    if saved == checkpoint.root {
+        Ok(())
+    } else {
+        Err(StoreError::new(
+            StoreErrorKind::Conflict,
+            format!(
+                "a checkpoint with a different root is already saved for tree size {}",
+                checkpoint.tree_size
+            ),
+        ))
+    }
+}
+
+/// Commits batches on the single writing connection.
+#[derive(Debug)]
+struct SqliteLedger {
+    pool: SqlitePool,
+}
+
+#[async_trait]
+impl Ledger for SqliteLedger {
+    async fn commit(&self, batch: &Batch<'_>) -> Result<Committed, StoreError> {
+        let doing = "cannot commit audit events";
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| store_error(doing, &e))?;
+        let first_seq = if batch.events.is_empty() {
+            0
+        } else {
+            let next: i64 = sqlx::query_scalar(sql::NEXT_SEQ)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| store_error(doing, &e))?;
+            insert_events(&mut tx, next, &batch.events)
+                .await
+                .map_err(|e| store_error(doing, &e))?;
+            u64::try_from(next).map_err(|_| record::corrupt("the audit log has a negative seq"))?
+        };
+        let mut outcomes = Vec::with_capacity(batch.charges.len());
+        for (charges, now_ms) in &batch.charges {
+            outcomes.push(
+                charge(&mut tx, charges, *now_ms)
+                    .await
+                    .map_err(|e| store_error("cannot charge budgets", &e))?,
+            );
+        }
+        tx.commit().await.map_err(|e| store_error(doing, &e))?;
+        Ok(Committed {
+            first_seq,
+            charges: outcomes,
+        })
+    }
+}
+
+/// Rows per multi-row insert, largest first; the last is 1 so any count can be written.
+const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// The insert statement for each chunk size, built once (and prepared once per connection).
+static INSERTS: LazyLock<[Arc<str>; 7]> =
+    LazyLock::new(|| CHUNKS.map(|n| sql::insert_events(n).into()));
+
+/// Inserts rows from `first_seq` on in a few multi-row statements: each is one trip to
+/// SQLite's thread, which is what an insert costs most.
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    first_seq: i64,
+    rows: &[&EventRow],
+) -> Result<(), sqlx::Error> {
+    let mut seq = first_seq;
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let Some((size, sql)) = CHUNKS
+            .iter()
+            .zip(INSERTS.iter())
+            .find(|(size, _)| **size <= rest.len())
+        else {
+            return Err(sqlx::Error::Protocol("no insert statement fits".to_owned()));
+        };
+        let (chunk, tail) = rest.split_at(*size);
+        let mut query = sqlx::query(AssertSqlSafe(Arc::clone(sql)));
+        for row in chunk {
+            query = query
+                .bind(seq)
+                .bind(&row.time)
+                .bind(row.stage)
+                .bind(&row.call)
+                .bind(&row.run)
+                .bind(&row.agent)
+                .bind(&row.action)
+                .bind(&row.body)
+                .bind(&row.leaf_hash[..]);
+            seq += 1;
+        }
+        query.execute(&mut *conn).await?;
+        rest = tail;
+    }
+    Ok(())
+}
+
+/// Checks every budget of one call and charges all of them, or none.
+async fn charge(
+    conn: &mut SqliteConnection,
+    charges: &[BudgetCharge],
+    now_ms: i64,
+) -> Result<ChargeOutcome, sqlx::Error> {
+    let mut used = Vec::with_capacity(charges.len());
+    for charge in charges {
+        let sum: f64 = sqlx::query_scalar(sql::WINDOW_SUM)
+            .bind(&charge.key)
+            .bind(budget::since(now_ms, charge.window_ms))
+            .fetch_one(&mut *conn)
+            .await?;
+        used.push(sum);
+    }
+    if let Some((index, used)) = budget::first_exceeded(charges, &used) {
+        let mut resets_at_ms = now_ms;
+        if let Some(charge) = charges.get(index) {
+            let window: Vec<(i64, f64)> = sqlx::query_as(sql::WINDOW_CHARGES)
+                .bind(&charge.key)
+                .bind(budget::since(now_ms, charge.window_ms))
+                .fetch_all(&mut *conn)
+                .await?;
+            resets_at_ms = budget::resets_at(&window, used, charge, now_ms);
+        }
+        return Ok(ChargeOutcome::Exceeded {
+            index,
+            used,
+            resets_at_ms,
+        });
+    }
+    for charge in charges {
+        sqlx::query(sql::INSERT_CHARGE)
+            .bind(&charge.key)
+            .bind(now_ms)
+            .bind(charge.amount)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(sql::PRUNE_CHARGES)
+            .bind(&charge.key)
+            .bind(budget::prune_before(now_ms, charge.window_ms))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(ChargeOutcome::Charged)
+}

@@ -1,0 +1,210 @@
+//! Group commit: one writer task drains every waiting append and charge into one transaction.
+//!
+//! Callers canonicalise and hash their events on their own task, queue a job and wait
+//! for its answer. The writer takes the first job, then everything else already
+//! queued (up to [`MAX_BATCH_EVENTS`]), hands the lot to the backend's [`Ledger`] as one
+//! transaction, and answers each caller once the commit returned. If the commit fails,
+//! every caller of the batch gets the error: nothing of the batch is visible.
+
+use crate::budget;
+use crate::error::repeat;
+use crate::record::EventRow;
+use async_trait::async_trait;
+use remit_core::audit::event::Event;
+use remit_core::ports::{BudgetCharge, ChargeOutcome, StoreError, StoreErrorKind};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most events (and budget charges) in one transaction; one larger append still goes whole.
+pub(crate) const MAX_BATCH_EVENTS: usize = 256;
+
+/// How many jobs may wait for the writer before callers wait to queue.
+const QUEUE_DEPTH: usize = 4_096;
+
+/// How long one batch transaction may take before its callers are refused.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a batch asks of the backend: events to append and calls to charge, in queue order.
+#[derive(Debug, Default)]
+pub(crate) struct Batch<'a> {
+    /// Events to append, in order; they get consecutive seqs.
+    pub(crate) events: Vec<&'a EventRow>,
+    /// Budget charges, each all-or-nothing, checked in order against what precedes them.
+    pub(crate) charges: Vec<(&'a [BudgetCharge], i64)>,
+}
+
+/// What the backend committed for a batch.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    /// The seq of the batch's first event (meaningless when it had none).
+    pub(crate) first_seq: u64,
+    /// One outcome per charge of the batch, in order.
+    pub(crate) charges: Vec<ChargeOutcome>,
+}
+
+/// A backend that can commit a batch in one transaction.
+#[async_trait]
+pub(crate) trait Ledger: Send + Sync + 'static {
+    /// Appends the events and applies the charges in one transaction, or changes nothing.
+    async fn commit(&self, batch: &Batch<'_>) -> Result<Committed, StoreError>;
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+#[derive(Debug)]
+enum Job {
+    Append {
+        rows: Vec<EventRow>,
+        reply: Reply<Vec<u64>>,
+    },
+    Charge {
+        charges: Vec<BudgetCharge>,
+        now_ms: i64,
+        reply: Reply<ChargeOutcome>,
+    },
+}
+
+impl Job {
+    fn weight(&self) -> usize {
+        match self {
+            Self::Append { rows, .. } => rows.len(),
+            Self::Charge { charges, .. } => charges.len().max(1),
+        }
+    }
+}
+
+/// The handle callers queue jobs on; clones share one writer task.
+#[derive(Clone, Debug)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task on the current tokio runtime; it ends when the last handle drops.
+    pub(crate) fn start(ledger: impl Ledger) -> Self {
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(run(queue, ledger));
+        Self { jobs }
+    }
+
+    /// Appends events durably; returns their seqs once committed.
+    pub(crate) async fn append(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = events
+            .into_iter()
+            .map(EventRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Append { rows, reply }).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Charges every budget or none; returns once committed.
+    pub(crate) async fn charge(
+        &self,
+        charges: &[BudgetCharge],
+        now_ms: i64,
+    ) -> Result<ChargeOutcome, StoreError> {
+        if charges.is_empty() {
+            return Ok(ChargeOutcome::Charged);
+        }
+        budget::check_charges(charges)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Charge {
+            charges: charges.to_vec(),
+            now_ms,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    async fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.send(job).await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::unavailable("the audit writer has stopped")
+}
+
+async fn run(mut queue: mpsc::Receiver<Job>, ledger: impl Ledger) {
+    let mut jobs = Vec::new();
+    while let Some(first) = queue.recv().await {
+        let mut weight = first.weight();
+        jobs.push(first);
+        while weight < MAX_BATCH_EVENTS {
+            match queue.try_recv() {
+                Ok(job) => {
+                    weight += job.weight();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&ledger, &mut jobs).await;
+    }
+}
+
+/// Commits one batch and answers (and empties) its jobs.
+async fn commit(ledger: &impl Ledger, jobs: &mut Vec<Job>) {
+    let mut batch = Batch::default();
+    for job in jobs.iter() {
+        match job {
+            Job::Append { rows, .. } => batch.events.extend(rows),
+            Job::Charge {
+                charges, now_ms, ..
+            } => batch.charges.push((charges, *now_ms)),
+        }
+    }
+    let result = match tokio::time::timeout(COMMIT_TIMEOUT, ledger.commit(&batch)).await {
+        Ok(Ok(committed)) if committed.charges.len() == batch.charges.len() => Ok(committed),
+        Ok(Ok(_)) => Err(StoreError::new(
+            StoreErrorKind::Other,
+            "the store answered the wrong number of budget charges",
+        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(StoreError::unavailable(format!(
+            "the store did not commit within {}s",
+            COMMIT_TIMEOUT.as_secs()
+        ))),
+    };
+    drop(batch);
+    match result {
+        Ok(committed) => {
+            let mut next = committed.first_seq;
+            let mut outcomes = committed.charges.into_iter();
+            for job in jobs.drain(..) {
+                match job {
+                    Job::Append { rows, reply } => {
+                        let seqs: Vec<u64> = (next..).take(rows.len()).collect();
+                        next += seqs.len() as u64;
+                        // The caller may have gone; its events are committed all the same.
+                        let _ = reply.send(Ok(seqs));
+                    }
+                    Job::Charge { reply, .. } => {
+                        let outcome = outcomes.next().ok_or_else(|| {
+                            StoreError::new(StoreErrorKind::Other, "the store lost a budget charge")
+                        });
+                        let _ = reply.send(outcome);
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, jobs = jobs.len(), "audit batch failed; refusing its callers");
+            for job in jobs.drain(..) {
+                match job {
+                    Job::Append { reply, .. } => {
+                        let _ = reply.send(Err(repeat(&error)));
+                    }
+                    Job::Charge { reply, .. } => {
+                        let _ = reply.send(Err(repeat(&error)));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! The `Store` contract: every test runs on SQLite and on PostgreSQL.
+//!
+//! PostgreSQL comes from `REMIT_TEST_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/test`); each test gets a fresh database and drops
+//! it afterwards. When PostgreSQL is unreachable its half of each test is skipped with
+//! a loud message, unless `CI=true`, where it fails.
+
+#[cfg(test)]
+mod support;
+
+use remit_core::audit::event::{Event, Stage, StoredCheckpoint};
+use remit_core::audit::tree::leaf_hash;
+use remit_core::ids::{ActionName, AgentId};
+use remit_core::ports::{BudgetCharge, ChargeOutcome, FreezeTarget, Store, StoreErrorKind};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use support::event;
+
+/// Expands a test into `NAME::sqlite` and `NAME::postgres`.
+///
+/// `|store| async move { .. }` gets one handle; `|store, db| ..` can also open more
+/// handles on the same database with `db.open().await`.
+macro_rules! store_test {
+    ($name:ident, |$store:ident| $body:expr) => {
+        store_test!($name, |$store, _db| $body);
+    };
+    ($name:ident, |$store:ident, $db:ident| $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                support::run(support::Db::sqlite(), |$store, $db| $body).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let test = concat!(stringify!($name), "::postgres");
+                let Some(db) = support::Db::postgres(test).await else {
+                    return;
+                };
+                support::run(db, |$store, $db| $body).await;
+            }
+        }
+    };
+}
+
+/// Appends from `tasks` tasks at once, each `per_task(i)` events; returns each task's events and seqs.
+async fn append_concurrently(
+    stores: &[Arc<dyn Store>],
+    tasks: usize,
+) -> Vec<(Vec<Event>, Vec<u64>)> {
+    let mut handles = Vec::new();
+    for i in 0..tasks {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        handles.push(tokio::spawn(async move {
+            let events: Vec<Event> = (0..1 + i % 3).map(|k| event(i * 10 + k)).collect();
+            let seqs = store.append(events.clone()).await.unwrap();
+            (events, seqs)
+        }));
+    }
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+/// Every seq from 0 once, each append's seqs consecutive, each body where its seq says.
+async fn assert_one_gapless_log(store: &dyn Store, appended: &[(Vec<Event>, Vec<u64>)]) {
+    let total: usize = appended.iter().map(|(events, _)| events.len()).sum();
+    let mut seen = BTreeSet::new();
+    for (events, seqs) in appended {
+        assert_eq!(seqs.len(), events.len());
+        for pair in seqs.windows(2) {
+            assert_eq!(pair[1], pair[0] + 1, "one append's seqs are consecutive");
+        }
+        for seq in seqs {
+            assert!(seen.insert(*seq), "seq {seq} given twice");
+        }
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        (0..total as u64).collect::<Vec<_>>()
+    );
+    assert_eq!(store.event_count().await.unwrap(), total as u64);
+    let stored = store.events(0, total as u64 + 10).await.unwrap();
+    assert_eq!(stored.len(), total);
+    for (events, seqs) in appended {
+        for (event, seq) in events.iter().zip(seqs) {
+            let row = &stored[*seq as usize];
+            assert_eq!(row.seq, *seq);
+            assert_eq!(row.body.as_bytes(), event.canonical().as_slice());
+        }
+    }
+}
+
+store_test!(
+    seqs_are_consecutive_from_zero_under_concurrent_appends,
+    |store| async move {
+        let appended = append_concurrently(std::slice::from_ref(&store), 200).await;
+        assert_one_gapless_log(&*store, &appended).await;
+    }
+);
+
+store_test!(
+    two_replicas_appending_at_once_write_one_gapless_log,
+    |store, db| async move {
+        let replica = db.open().await;
+        let appended = append_concurrently(&[Arc::clone(&store), Arc::clone(&replica)], 200).await;
+        assert_one_gapless_log(&*store, &appended).await;
+        assert_one_gapless_log(&*replica, &appended).await;
+    }
+);
+
+store_test!(body_and_leaf_hash_round_trip_exactly, |store| async move {
+    let event = Event {
+        time: "2026-08-01T12:00:00.123Z".to_owned(),
+        stage: Stage::Executed,
+        call: Some("call_1".to_owned()),
+        run: None,
+        agent: Some("support-bot".to_owned()),
+        action: Some("billing.issue_refund".to_owned()),
+        register: None,
+        detail: json!({
+            "z": [1, 2.5, -0.0, 1e300, null, true],
+            "a": "naïve \u{1F600} \"quoted\" \\ \n \u{0007} </script>",
+            "m": { "b": 1, "a": { "d": [], "c": {} } },
+        }),
+    };
+    let seqs = store.append(vec![event.clone()]).await.unwrap();
+    assert_eq!(seqs, vec![0]);
+    let stored = store.events(0, 1).await.unwrap();
+    let row = &stored[0];
+    let body = String::from_utf8(event.canonical()).unwrap();
+    assert_eq!(row.body, body);
+    assert_eq!(row.leaf_hash, leaf_hash(body.as_bytes()));
+    assert_eq!(row.event().unwrap(), event);
+});
+
+store_test!(events_reads_the_range_asked_for, |store| async move {
+    assert_eq!(store.event_count().await.unwrap(), 0);
+    assert!(store.events(0, 10).await.unwrap().is_empty());
+    assert!(store.append(Vec::new()).await.unwrap().is_empty());
+    let seqs = store.append((0..10).map(event).collect()).await.unwrap();
+    assert_eq!(seqs, (0..10).collect::<Vec<u64>>());
+    let seqs = store.append(vec![event(10)]).await.unwrap();
+    assert_eq!(seqs, vec![10]);
+    let middle: Vec<u64> = store
+        .events(3, 4)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(middle, vec![3, 4, 5, 6]);
+    assert_eq!(store.events(9, 100).await.unwrap().len(), 2);
+    assert!(store.events(11, 5).await.unwrap().is_empty());
+    assert!(store.events(0, 0).await.unwrap().is_empty());
+    assert!(store.events(u64::MAX, u64::MAX).await.unwrap().is_empty());
+    assert_eq!(store.events(0, u64::MAX).await.unwrap().len(), 11);
+});
+
+fn checkpoint(tree_size: u64, root: u8, note: &str) -> StoredCheckpoint {
+    StoredCheckpoint {
+        tree_size,
+        root: [root; 32],
+        note: note.to_owned(),
+        time: "2026-08-01T12:00:00Z".to_owned(),
+    }
+}
+
+store_test!(
+    checkpoints_are_idempotent_and_ordered_by_tree_size,
+    |store| async move {
+        assert_eq!(store.latest_checkpoint().await.unwrap(), None);
+        assert!(store.checkpoints().await.unwrap().is_empty());
+        store
+            .put_checkpoint(&checkpoint(10, 1, "ten"))
+            .await
+            .unwrap();
+        store
+            .put_checkpoint(&checkpoint(3, 2, "three"))
+            .await
+            .unwrap();
+        store
+            .put_checkpoint(&checkpoint(7, 3, "seven"))
+            .await
+            .unwrap();
+        // The same tree again (another replica signed it at another time): a no-op.
+        store
+            .put_checkpoint(&checkpoint(7, 3, "seven again"))
+            .await
+            .unwrap();
+        let sizes: Vec<(u64, String)> = store
+            .checkpoints()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.tree_size, c.note))
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![
+                (3, "three".to_owned()),
+                (7, "seven".to_owned()),
+                (10, "ten".to_owned())
+            ]
+        );
+        assert_eq!(
+            store.latest_checkpoint().await.unwrap(),
+            Some(checkpoint(10, 1, "ten"))
+        );
+        // Another root for a tree size already checkpointed is a fork: refused, not saved.
+        let err = store
+            .put_checkpoint(&checkpoint(7, 9, "forked"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Conflict);
+        assert_eq!(store.checkpoints().await.unwrap().len(), 3);
+    }
+);
+
+fn budget(key: &str, window_ms: i64, amount: f64, limit: f64) -> BudgetCharge {
+    BudgetCharge {
+        key: key.to_owned(),
+        window_ms,
+        amount,
+        limit,
+    }
+}
+
+const HOUR: i64 = 3_600_000;
+const T0: i64 = 1_785_000_000_000;
+
+store_test!(
+    count_budget_refuses_the_call_over_its_limit,
+    |store| async move {
+        let count = [budget("bot/billing.issue_refund/0", HOUR, 1.0, 3.0)];
+        for i in 0..3 {
+            assert_eq!(
+                store.charge(&count, T0 + i * 1_000).await.unwrap(),
+                ChargeOutcome::Charged
+            );
+        }
+        assert_eq!(
+            store.charge(&count, T0 + 5_000).await.unwrap(),
+            ChargeOutcome::Exceeded {
+                index: 0,
+                used: 3.0,
+                resets_at_ms: T0 + HOUR,
+            }
+        );
+    }
+);
+
+store_test!(
+    sum_budget_resets_when_enough_old_charges_leave,
+    |store| async move {
+        let key = "bot/billing.issue_refund/1";
+        assert_eq!(
+            store
+                .charge(&[budget(key, HOUR, 40.0, 100.0)], T0)
+                .await
+                .unwrap(),
+            ChargeOutcome::Charged
+        );
+        assert_eq!(
+            store
+                .charge(&[budget(key, HOUR, 50.0, 100.0)], T0 + 10)
+                .await
+                .unwrap(),
+            ChargeOutcome::Charged
+        );
+        // 90 used; 20 more needs the 40 from T0 to leave.
+        assert_eq!(
+            store
+                .charge(&[budget(key, HOUR, 20.0, 100.0)], T0 + 20)
+                .await
+                .unwrap(),
+            ChargeOutcome::Exceeded {
+                index: 0,
+                used: 90.0,
+                resets_at_ms: T0 + HOUR,
+            }
+        );
+        // Exactly 10 still fits.
+        assert_eq!(
+            store
+                .charge(&[budget(key, HOUR, 10.0, 100.0)], T0 + 30)
+                .await
+                .unwrap(),
+            ChargeOutcome::Charged
+        );
+        // 100 used; 50 needs 40 + 50 to leave: the charge at T0 + 10.
+        assert_eq!(
+            store
+                .charge(&[budget(key, HOUR, 50.0, 100.0)], T0 + 40)
+                .await
+                .unwrap(),
+            ChargeOutcome::Exceeded {
+                index: 0,
+                used: 100.0,
+                resets_at_ms: T0 + 10 + HOUR,
+            }
+        );
+    }
+);
+
+store_test!(sliding_window_lets_old_charges_expire, |store| async move {
+    let window = 1_000;
+    let charge = [budget("bot/search/0", window, 1.0, 2.0)];
+    assert_eq!(
+        store.charge(&charge, T0).await.unwrap(),
+        ChargeOutcome::Charged
+    );
+    assert_eq!(
+        store.charge(&charge, T0 + 500).await.unwrap(),
+        ChargeOutcome::Charged
+    );
+    assert_eq!(
+        store.charge(&charge, T0 + 999).await.unwrap(),
+        ChargeOutcome::Exceeded {
+            index: 0,
+            used: 2.0,
+            resets_at_ms: T0 + window,
+        }
+    );
+    // At T0 + window the first charge has left the window (it is `(now - window, now]`).
+    assert_eq!(
+        store.charge(&charge, T0 + window).await.unwrap(),
+        ChargeOutcome::Charged
+    );
+    assert_eq!(
+        store.charge(&charge, T0 + window + 1).await.unwrap(),
+        ChargeOutcome::Exceeded {
+            index: 0,
+            used: 2.0,
+            resets_at_ms: T0 + 500 + window,
+        }
+    );
+    // Long after, everything has expired (and may have been pruned).
+    for i in 0..2 {
+        assert_eq!(
+            store.charge(&charge, T0 + 10 * window + i).await.unwrap(),
+            ChargeOutcome::Charged
+        );
+    }
+    assert!(matches!(
+        store.charge(&charge, T0 + 10 * window + 2).await.unwrap(),
+        ChargeOutcome::Exceeded { used: 2.0, .. }
+    ));
+});
+
+store_test!(second_budget_exceeded_charges_neither, |store| async move {
+    let roomy = budget("bot/refund/count", HOUR, 1.0, 5.0);
+    let tight = budget("bot/refund/sum", HOUR, 80.0, 100.0);
+    assert_eq!(
+        store
+            .charge(&[roomy.clone(), tight.clone()], T0)
+            .await
+            .unwrap(),
+        ChargeOutcome::Charged
+    );
+    assert_eq!(
+        store
+            .charge(&[roomy.clone(), tight.clone()], T0 + 1)
+            .await
+            .unwrap(),
+        ChargeOutcome::Exceeded {
+            index: 1,
+            used: 80.0,
+            resets_at_ms: T0 + HOUR,
+        }
+    );
+    // The count budget was not charged by the refused call: 4 more fit, not 3.
+    for i in 0..4 {
+        assert_eq!(
+            store.charge(&[roomy.clone()], T0 + 2 + i).await.unwrap(),
+            ChargeOutcome::Charged
+        );
+    }
+    assert!(matches!(
+        store.charge(&[roomy], T0 + 10).await.unwrap(),
+        ChargeOutcome::Exceeded {
+            index: 0,
+            used: 5.0,
+            ..
+        }
+    ));
+});
+
+/// Charges 1 against a limit of 20, `n` times at once over the handles; returns how many fit.
+async fn charge_concurrently(stores: &[Arc<dyn Store>], n: usize) -> usize {
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        handles.push(tokio::spawn(async move {
+            let charge = [budget("bot/billing.issue_refund/0", HOUR, 1.0, 20.0)];
+            store.charge(&charge, T0 + i as i64).await.unwrap()
+        }));
+    }
+    let mut charged = 0;
+    for handle in handles {
+        match handle.await.unwrap() {
+            ChargeOutcome::Charged => charged += 1,
+            ChargeOutcome::Exceeded { used, .. } => assert_eq!(used, 20.0),
+        }
+    }
+    charged
+}
+
+store_test!(concurrent_charges_never_overshoot, |store| async move {
+    assert_eq!(charge_concurrently(&[store], 50).await, 20);
+});
+
+store_test!(
+    concurrent_charges_on_two_replicas_never_overshoot,
+    |store, db| async move {
+        let replica = db.open().await;
+        assert_eq!(charge_concurrently(&[store, replica], 50).await, 20);
+    }
+);
+
+store_test!(
+    freeze_is_visible_from_another_replica,
+    |store, db| async move {
+        let replica = db.open().await;
+        let agent = FreezeTarget::Agent(AgentId::new("support-bot"));
+        let action = FreezeTarget::Action(ActionName::new("billing.issue_refund"));
+        assert!(replica.frozen().await.unwrap().is_empty());
+        store.set_frozen(&agent, true).await.unwrap();
+        store.set_frozen(&action, true).await.unwrap();
+        store.set_frozen(&agent, true).await.unwrap();
+        let frozen = replica.frozen().await.unwrap();
+        assert_eq!(frozen.len(), 2);
+        assert!(frozen.contains(&agent) && frozen.contains(&action));
+        replica.set_frozen(&agent, false).await.unwrap();
+        replica.set_frozen(&agent, false).await.unwrap();
+        assert_eq!(store.frozen().await.unwrap(), vec![action]);
+    }
+);
+
+store_test!(ping_answers, |store| async move {
+    store.ping().await.unwrap();
+});
+
+store_test!(
+    append_after_the_store_is_closed_is_an_error,
+    |store, db| async move {
+        store.append(vec![event(0)]).await.unwrap();
+        db.close_all().await;
+        let err = store.append(vec![event(1)]).await.unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Unavailable, "{err}");
+        assert!(store.ping().await.is_err());
+        assert!(
+            store
+                .charge(&[budget("k", HOUR, 1.0, 5.0)], T0)
+                .await
+                .is_err()
+        );
+    }
+);
+
+store_test!(
+    append_after_the_database_is_gone_is_an_error,
+    |store, db| async move {
+        store.append(vec![event(0)]).await.unwrap();
+        if !db.drop_database().await {
+            return; // a SQLite file cannot be taken away under an open handle
+        }
+        let err = store.append(vec![event(1)]).await.unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Unavailable, "{err}");
+        // Later appends fail too, and nothing was half-written.
+        assert!(store.append(vec![event(2)]).await.is_err());
+        assert!(store.event_count().await.is_err());
+    }
+);
+
+#[tokio::test]
+async fn open_creates_a_relative_sqlite_file_under_base_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = remit_store::open("sqlite://state/remit.db", dir.path())
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(store.append(vec![event(0)]).await.unwrap(), vec![0]);
+    assert!(dir.path().join("state/remit.db").is_file());
+    drop(store);
+    // Reopening finds the log where it was.
+    let store = remit_store::open("sqlite://state/remit.db", dir.path())
+        .await
+        .unwrap();
+    assert_eq!(store.event_count().await.unwrap(), 1);
+    assert_eq!(store.append(vec![event(1)]).await.unwrap(), vec![1]);
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_unavailable_and_keeps_its_password() {
+    let err = remit_store::open("postgres://remit:hunter2@127.0.0.1:1/fleet", Path::new("/"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Unavailable);
+    let message = err.to_string();
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(
+        message.contains("postgres://remit@127.0.0.1:1/fleet"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_store_scheme_is_refused() {
+    let err = remit_store::open("mysql://u:p@h/db", Path::new("/"))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("`mysql`"), "{err}");
+}

@@ -1,0 +1,210 @@
+//! Databases for the contract tests: a SQLite file in a temp dir, or a fresh PostgreSQL database.
+
+use remit_core::audit::event::{Event, Stage};
+use remit_core::ports::Store;
+use remit_store::{PgStore, SqliteStore};
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where PostgreSQL is, unless `REMIT_TEST_POSTGRES` says otherwise.
+pub(crate) const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Connections per PostgreSQL handle in tests; many tests share the server's 100.
+const PG_CONNECTIONS: u32 = 3;
+
+/// One database under test, shared by every handle a test opens on it.
+#[derive(Clone)]
+pub(crate) struct Db(Arc<Inner>);
+
+enum Inner {
+    Sqlite {
+        dir: tempfile::TempDir,
+        handles: Mutex<Vec<SqliteStore>>,
+    },
+    Postgres {
+        admin: String,
+        name: String,
+        url: String,
+        handles: Mutex<Vec<PgStore>>,
+    },
+}
+
+impl Db {
+    /// A fresh SQLite file in a temp dir.
+    pub(crate) fn sqlite() -> Self {
+        Self(Arc::new(Inner::Sqlite {
+            dir: tempfile::tempdir().unwrap(),
+            handles: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// A fresh PostgreSQL database, or `None` (loudly) when PostgreSQL cannot be reached.
+    ///
+    /// With `CI=true` an unreachable PostgreSQL fails the test instead.
+    pub(crate) async fn postgres(test: &str) -> Option<Self> {
+        let admin =
+            std::env::var("REMIT_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+        let connected =
+            tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin)).await;
+        let mut conn = match connected {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return unreachable(test, &e.to_string()),
+            Err(_) => return unreachable(test, "timed out"),
+        };
+        let name = remit_core::ids::fresh("remit_test");
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let url = with_database(&admin, &name);
+        Some(Self(Arc::new(Inner::Postgres {
+            admin,
+            name,
+            url,
+            handles: Mutex::new(Vec::new()),
+        })))
+    }
+
+    /// Opens another handle on the database (another "replica").
+    pub(crate) async fn open(&self) -> Arc<dyn Store> {
+        match &*self.0 {
+            Inner::Sqlite { dir, handles } => {
+                let store = SqliteStore::open(&dir.path().join("remit.db"))
+                    .await
+                    .unwrap();
+                handles.lock().unwrap().push(store.clone());
+                Arc::new(store)
+            }
+            Inner::Postgres { url, handles, .. } => {
+                let store = PgStore::connect_with(url, PG_CONNECTIONS).await.unwrap();
+                handles.lock().unwrap().push(store.clone());
+                Arc::new(store)
+            }
+        }
+    }
+
+    /// Closes every handle opened on the database.
+    pub(crate) async fn close_all(&self) {
+        match &*self.0 {
+            Inner::Sqlite { handles, .. } => {
+                let handles = handles.lock().unwrap().clone();
+                for store in handles {
+                    store.close().await;
+                }
+            }
+            Inner::Postgres { handles, .. } => {
+                let handles = handles.lock().unwrap().clone();
+                for store in handles {
+                    store.close().await;
+                }
+            }
+        }
+    }
+
+    /// Drops the PostgreSQL database under the open handles' feet; `false` on SQLite.
+    pub(crate) async fn drop_database(&self) -> bool {
+        match &*self.0 {
+            Inner::Sqlite { .. } => false,
+            Inner::Postgres { admin, name, .. } => {
+                drop_database(admin, name).await;
+                true
+            }
+        }
+    }
+
+    /// Closes the handles and drops the PostgreSQL database.
+    pub(crate) async fn finish(&self) {
+        self.close_all().await;
+        if let Inner::Postgres { admin, name, .. } = &*self.0 {
+            drop_database(admin, name).await;
+        }
+    }
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    let mut conn = PgConnection::connect(admin).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let _ = conn.close().await;
+}
+
+fn unreachable(test: &str, why: &str) -> Option<Db> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let message = format!(
+        "postgres is unreachable at REMIT_TEST_POSTGRES (default {DEFAULT_POSTGRES}): {why}"
+    );
+    assert!(!ci, "{test}: {message}; CI=true, so this fails");
+    eprintln!("\n!!!!! SKIPPED {test} on postgres: {message} !!!!!\n");
+    None
+}
+
+/// The same URL naming another database (keeps user, host, port and `?options`).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A realistic event, about 300 bytes once canonical, numbered `i`.
+pub(crate) fn event(i: usize) -> Event {
+    Event {
+        time: "2026-08-01T12:00:00.000Z".to_owned(),
+        stage: Stage::Proposed,
+        call: Some(format!("call_{i:08}")),
+        run: Some("run_7f3a".to_owned()),
+        agent: Some("support-bot".to_owned()),
+        action: Some("billing.issue_refund".to_owned()),
+        register: Some("sha256:4be1c0de".to_owned()),
+        detail: json!({
+            "args": { "customer": format!("cus_{i:06}"), "amount": 42.5, "currency": "EUR" },
+            "reason": "customer was charged twice for order 1182; refund the duplicate",
+        }),
+    }
+}
+
+#[test]
+fn with_database_replaces_only_the_path() {
+    assert_eq!(
+        with_database("postgres://u@h:5432/test", "x"),
+        "postgres://u@h:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u@h/test?sslmode=disable", "x"),
+        "postgres://u@h/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+}
+
+/// Runs one contract test on a database, then drops it, even when the test panics.
+pub(crate) async fn run<F, Fut>(db: Db, test: F)
+where
+    F: FnOnce(Arc<dyn Store>, Db) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let store = db.open().await;
+    let outcome = tokio::spawn(test(store, db.clone())).await;
+    db.finish().await;
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("test task failed: {e}"),
+        }
+    }
+}

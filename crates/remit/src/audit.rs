@@ -1,0 +1,383 @@
+//! `remit audit`: verify, show, tail, export and prove, straight from the store.
+
+use crate::Exit;
+use crate::registry::load_for;
+use anyhow::Context;
+use clap::Subcommand;
+use remit_core::audit::checkpoint::Verifier;
+use remit_core::audit::event::StoredEvent;
+use remit_core::audit::proof::{InclusionProof, PathBuilder};
+use remit_core::audit::verify::LogVerifier;
+use remit_core::ports::Store;
+use remit_core::register::{Register, Strictness};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Events read per round trip.
+const PAGE: u64 = 10_000;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Recompute the Merkle tree from the store and check every signed checkpoint.
+    Verify {
+        /// The verifier key (text or a file holding it); default: the `.pub` beside the audit key.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Show events, newest last.
+    Show {
+        /// Only this call's events.
+        #[arg(long)]
+        call: Option<String>,
+        /// Only this agent's events.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only this action's events.
+        #[arg(long)]
+        action: Option<String>,
+        /// At most this many (the newest).
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Print the newest events, then follow new ones.
+    Tail {
+        /// How many to print first.
+        #[arg(short = 'n', default_value_t = 10)]
+        lines: u64,
+        /// Keep printing events as they arrive.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Export every event.
+    Export {
+        /// Output format.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
+    /// Print an inclusion proof for one event against the latest checkpoint, checkable offline.
+    Prove {
+        /// The event's sequence number (its id).
+        event: u64,
+    },
+    /// Check a proof printed by `remit audit prove`, without any store.
+    CheckProof {
+        /// The proof file (`-` for stdin).
+        file: PathBuf,
+        /// The verifier key the operator published (text or file); without it, only self-consistency.
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+async fn open(register: &Register) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(remit_store::open(register.gateway.store.expose(), &register.gateway.base_dir).await?)
+}
+
+fn read_key(register: Option<&Register>, key: Option<&str>) -> anyhow::Result<Verifier> {
+    let text = match key {
+        Some(k) if Path::new(k).exists() => {
+            std::fs::read_to_string(k).with_context(|| format!("cannot read `{k}`"))?
+        }
+        Some(k) => k.to_owned(),
+        None => {
+            let register = register.context("give --key")?;
+            let path = register.gateway.audit_key.with_extension("pub");
+            std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read the verifier key `{}`; give --key",
+                    path.display()
+                )
+            })?
+        }
+    };
+    Verifier::from_text(text.trim()).map_err(|e| anyhow::anyhow!("bad verifier key: {e}"))
+}
+
+fn line(e: &StoredEvent) -> String {
+    format!("{{\"seq\":{},\"event\":{}}}", e.seq, e.body)
+}
+
+fn human(e: &StoredEvent) -> String {
+    let v: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+    let detail = v.get("detail").cloned().unwrap_or(Value::Null);
+    let what = match s("stage").as_str() {
+        "proposed" => format!(
+            "asked {} {}{}",
+            detail.get("tool").and_then(Value::as_str).unwrap_or("?"),
+            detail
+                .get("args")
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            detail
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(|r| format!(" because \"{r}\""))
+                .unwrap_or_default()
+        ),
+        "refused" => detail
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        "executed" => format!(
+            "{} {}",
+            if detail.get("is_error") == Some(&Value::Bool(true)) {
+                "tool error"
+            } else {
+                "done"
+            },
+            detail
+                .get("result")
+                .and_then(|r| r.get("structuredContent"))
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        ),
+        _ => detail.to_string(),
+    };
+    format!(
+        "{:>6}  {}  {:<9} {:<14} {:<26} {}",
+        e.seq,
+        s("time"),
+        s("stage"),
+        s("agent"),
+        s("action"),
+        what
+    )
+}
+
+fn matches(e: &StoredEvent, call: Option<&str>, agent: Option<&str>, action: Option<&str>) -> bool {
+    if call.is_none() && agent.is_none() && action.is_none() {
+        return true;
+    }
+    let v: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+    let is = |k: &str, want: Option<&str>| {
+        want.is_none_or(|w| v.get(k).and_then(Value::as_str) == Some(w))
+    };
+    is("call", call) && is("agent", agent) && is("action", action)
+}
+
+pub(crate) async fn run(path: &Path, command: AuditCommand) -> anyhow::Result<Exit> {
+    if let AuditCommand::CheckProof { file, key } = &command {
+        return check_proof(file, key.as_deref());
+    }
+    let register = load_for(path, Strictness::Check)?;
+    let store = open(&register).await?;
+    match command {
+        AuditCommand::Verify { key } => verify(&register, store.as_ref(), key.as_deref()).await,
+        AuditCommand::Show {
+            call,
+            agent,
+            action,
+            limit,
+        } => {
+            let total = store.event_count().await?;
+            let mut shown: Vec<String> = Vec::new();
+            let mut from = 0;
+            while from < total {
+                for e in store.events(from, PAGE).await? {
+                    if matches(&e, call.as_deref(), agent.as_deref(), action.as_deref()) {
+                        shown.push(human(&e));
+                        if shown.len() as u64 > limit {
+                            shown.remove(0);
+                        }
+                    }
+                }
+                from += PAGE;
+            }
+            for s in shown {
+                println!("{s}");
+            }
+            Ok(Exit::Ok)
+        }
+        AuditCommand::Tail { lines, follow } => {
+            let mut next = store.event_count().await?.saturating_sub(lines);
+            loop {
+                let batch = store.events(next, PAGE).await?;
+                for e in &batch {
+                    println!("{}", human(e));
+                    next = e.seq + 1;
+                }
+                std::io::stdout().flush()?;
+                if !follow {
+                    return Ok(Exit::Ok);
+                }
+                if batch.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+        AuditCommand::Export { format } => {
+            anyhow::ensure!(
+                format == "jsonl",
+                "unknown format `{format}`; write `--format jsonl`"
+            );
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut from = 0;
+            loop {
+                let batch = store.events(from, PAGE).await?;
+                for e in &batch {
+                    writeln!(out, "{}", line(e))?;
+                }
+                if (batch.len() as u64) < PAGE {
+                    break;
+                }
+                from += PAGE;
+            }
+            out.flush()?;
+            Ok(Exit::Ok)
+        }
+        AuditCommand::Prove { event } => prove(&register, store.as_ref(), event).await,
+        AuditCommand::CheckProof { .. } => Ok(Exit::Error),
+    }
+}
+
+async fn verify(register: &Register, store: &dyn Store, key: Option<&str>) -> anyhow::Result<Exit> {
+    let verifier = read_key(Some(register), key)?;
+    let checkpoints = store.checkpoints().await?;
+    let total = store.event_count().await?;
+    let mut v = LogVerifier::new(&verifier, &checkpoints);
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut from = 0;
+    loop {
+        let batch = store.events(from, PAGE).await?;
+        for e in &batch {
+            v.push(e);
+        }
+        from += PAGE;
+        if total > 200_000 && last_report.elapsed() > Duration::from_secs(1) {
+            let seen = v.events_seen();
+            let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let eta = (total.saturating_sub(seen)) as f64 / rate.max(1.0);
+            eprintln!(
+                "verifying: {seen} of {total} events ({:.0}%), {rate:.0} events/s, about {eta:.0}s left",
+                100.0 * seen as f64 / total as f64
+            );
+            last_report = Instant::now();
+        }
+        if (batch.len() as u64) < PAGE {
+            break;
+        }
+    }
+    let report = v.finish();
+    let secs = started.elapsed().as_secs_f64();
+    if report.is_ok() {
+        if report.checkpoints_checked == 0 {
+            println!(
+                "audit log holds {} events but no signed checkpoint covers them yet: nothing could be verified",
+                report.events
+            );
+            return Ok(Exit::Findings);
+        }
+        println!(
+            "audit log intact: {} events, {} of {} checkpoints verified against key {} ({:.0} events/s)",
+            report.events,
+            report.checkpoints_checked,
+            checkpoints.len(),
+            verifier.name(),
+            report.events as f64 / secs.max(1e-9)
+        );
+        let last = checkpoints.iter().map(|c| c.tree_size).max().unwrap_or(0);
+        if last < report.events {
+            println!(
+                "note: the newest {} events are not yet under a signed checkpoint",
+                report.events - last
+            );
+        }
+        Ok(Exit::Ok)
+    } else {
+        println!(
+            "audit log FAILED verification: {} problem(s)",
+            report.problems.len()
+        );
+        for p in &report.problems {
+            println!("  {p}");
+        }
+        Ok(Exit::Findings)
+    }
+}
+
+async fn prove(register: &Register, store: &dyn Store, event: u64) -> anyhow::Result<Exit> {
+    let verifier = read_key(Some(register), None)?;
+    let cp = store
+        .latest_checkpoint()
+        .await?
+        .context("no signed checkpoint yet; wait a second for the gateway to sign one")?;
+    anyhow::ensure!(
+        event < cp.tree_size,
+        "event {event} is not yet under a signed checkpoint (latest covers {} events)",
+        cp.tree_size
+    );
+    let mut builder =
+        PathBuilder::inclusion(event, cp.tree_size).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut body = None;
+    let mut from = 0;
+    while from < cp.tree_size {
+        let batch = store.events(from, PAGE.min(cp.tree_size - from)).await?;
+        anyhow::ensure!(
+            !batch.is_empty(),
+            "the store holds fewer events than its checkpoint"
+        );
+        for e in &batch {
+            if e.seq == event {
+                body = Some(e.body.clone());
+            }
+            builder.push(e.leaf_hash);
+        }
+        from += batch.len() as u64;
+    }
+    let proof = InclusionProof {
+        body: body.context("event not found")?,
+        index: event,
+        tree_size: cp.tree_size,
+        path: builder.finish().map_err(|e| anyhow::anyhow!("{e}"))?,
+        checkpoint: cp.note,
+        verifier: verifier.to_text(),
+    };
+    proof.check().map_err(|e| {
+        anyhow::anyhow!("the proof does not check against the store's own checkpoint: {e}")
+    })?;
+    println!("{}", serde_json::to_string_pretty(&proof)?);
+    Ok(Exit::Ok)
+}
+
+fn check_proof(file: &Path, key: Option<&str>) -> anyhow::Result<Exit> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read `{}`", file.display()))?
+    };
+    let proof: InclusionProof =
+        serde_json::from_str(&text).context("not a proof printed by `remit audit prove`")?;
+    let result = match key {
+        Some(_) => proof.check_against(&read_key(None, key)?),
+        None => proof.check(),
+    };
+    match result {
+        Ok(()) => {
+            println!(
+                "proof ok: event {} is in the log of {} events signed by {}{}",
+                proof.index,
+                proof.tree_size,
+                Verifier::from_text(&proof.verifier)
+                    .map(|v| v.name().to_owned())
+                    .unwrap_or_default(),
+                if key.is_none() {
+                    " (key not compared with a trusted one; pass --key)"
+                } else {
+                    ""
+                }
+            );
+            Ok(Exit::Ok)
+        }
+        Err(e) => {
+            println!("proof FAILED: {e}");
+            Ok(Exit::Findings)
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! `remit check` and `remit register`: the register read, checked and printed for people.
+
+use crate::Exit;
+use anyhow::Context;
+use remit_core::ports::Upstreams;
+use remit_core::register::findings::against_tools;
+use remit_core::register::{BudgetMeasure, Diagnostic, Register, Severity, Strictness, compile};
+use serde_json::json;
+use std::path::Path;
+use std::time::Duration;
+
+/// How `remit register` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// Reads and compiles a register; prints every diagnostic to stderr.
+pub(crate) fn load(
+    path: &Path,
+    strictness: Strictness,
+) -> anyhow::Result<(Option<Register>, Vec<Diagnostic>)> {
+    let source = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the register `{}`", path.display()))?;
+    let env = |name: &str| std::env::var(name).ok();
+    Ok(compile(&source, path, &env, strictness))
+}
+
+fn print_diagnostics(path: &Path, diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("{}", d.render(&path.display().to_string()));
+    }
+}
+
+/// Loads a register for running: any error is printed and ends the command.
+pub(crate) fn load_for(path: &Path, strictness: Strictness) -> anyhow::Result<Register> {
+    let (register, diags) = load(path, strictness)?;
+    let errors: Vec<_> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .cloned()
+        .collect();
+    print_diagnostics(path, &errors);
+    register.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the register `{}` has {} error(s); run `remit check`",
+            path.display(),
+            errors.len()
+        )
+    })
+}
+
+pub(crate) async fn check(path: &Path, offline: bool) -> anyhow::Result<Exit> {
+    let (register, mut diags) = load(path, Strictness::Check)?;
+    if let Some(register) = &register
+        && !offline
+        && !register.upstreams.is_empty()
+    {
+        let upstreams = remit_mcp::McpUpstreams::start(register.upstreams.values().cloned());
+        upstreams.settle(Duration::from_secs(15)).await;
+        let health = upstreams.health();
+        let reachable: Vec<&str> = health
+            .iter()
+            .filter(|h| h.up)
+            .map(|h| h.upstream.as_str())
+            .collect();
+        for h in health.iter().filter(|h| !h.up) {
+            diags.push(Diagnostic {
+                severity: Severity::Warning,
+                line: 1,
+                column: 1,
+                message: format!(
+                    "upstream `{}` could not be reached ({}); its tools and argument names were not checked",
+                    h.upstream,
+                    h.last_error.as_deref().unwrap_or("no answer")
+                ),
+                help: Some("run `remit check --offline` to skip this, or start the upstream".to_owned()),
+            });
+        }
+        let tools = upstreams.tools().await;
+        diags.extend(against_tools(register, &tools, &reachable));
+        diags.sort_by_key(|d| (d.line, d.column, d.severity));
+    }
+    print_diagnostics(path, &diags);
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = diags.len() - errors;
+    if errors > 0 || register.is_none() {
+        eprintln!(
+            "{}: {errors} error(s), {warnings} warning(s)",
+            path.display()
+        );
+        return Ok(Exit::Findings);
+    }
+    let actions = register.as_ref().map(|r| r.actions.len()).unwrap_or(0);
+    println!(
+        "{}: ok, {actions} action(s), {warnings} warning(s)",
+        path.display()
+    );
+    Ok(Exit::Ok)
+}
+
+fn budget_text(r: &remit_core::register::Action) -> Vec<String> {
+    r.budgets.iter().map(ToString::to_string).collect()
+}
+
+fn row(a: &remit_core::register::Action) -> serde_json::Value {
+    let pending = |p: &Option<remit_core::register::Pending>| {
+        p.as_ref().map(|p| format!("{} (not yet enforced)", p.text))
+    };
+    json!({
+        "action": a.name.as_str(),
+        "exposed_as": a.exposed,
+        "agents": a.agents.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+        "tier": a.tier.as_str(),
+        "description": a.description,
+        "conditions": a.conditions.iter().map(|c| c.source()).collect::<Vec<_>>(),
+        "budgets": budget_text(a),
+        "sums": a.budgets.iter().filter_map(|b| match &b.measure { BudgetMeasure::Sum(c) => Some(c.source()), BudgetMeasure::Count => None }).collect::<Vec<_>>(),
+        "redact": a.redact.iter().map(|p| format!("args.{}", p.join("."))).collect::<Vec<_>>(),
+        "approval": pending(&a.approve),
+        "delay": pending(&a.delay),
+        "verification": pending(&a.verify),
+        "undo": pending(&a.undo),
+    })
+}
+
+pub(crate) fn print(path: &Path, format: Format) -> anyhow::Result<Exit> {
+    let register = load_for(path, Strictness::Check)?;
+    let none = "none".to_owned();
+    match format {
+        Format::Json => {
+            let rows: Vec<_> = register.actions.values().map(row).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({ "register": register.version.as_str(), "actions": rows })
+                )?
+            );
+        }
+        Format::Markdown => {
+            println!(
+                "# Risk register\n\nRegister `{}` ({}). Anything not listed here is refused.\n",
+                path.display(),
+                register.version
+            );
+            println!(
+                "| action | agents | tier | conditions | budgets | approval | verification | undo |"
+            );
+            println!("|---|---|---|---|---|---|---|---|");
+            for a in register.actions.values() {
+                let agents: Vec<&str> = a.agents.iter().map(|x| x.as_str()).collect();
+                let conds: Vec<String> = a
+                    .conditions
+                    .iter()
+                    .map(|c| format!("`{}`", c.source()))
+                    .collect();
+                let p = |x: &Option<remit_core::register::Pending>| {
+                    x.as_ref()
+                        .map(|_| "declared, not yet enforced".to_owned())
+                        .unwrap_or_else(|| none.clone())
+                };
+                println!(
+                    "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
+                    a.name,
+                    agents.join(", "),
+                    a.tier.as_str(),
+                    if conds.is_empty() {
+                        none.clone()
+                    } else {
+                        conds.join(" and ")
+                    },
+                    if a.budgets.is_empty() {
+                        none.clone()
+                    } else {
+                        budget_text(a).join("; ")
+                    },
+                    p(&a.approve),
+                    p(&a.verify),
+                    p(&a.undo),
+                );
+            }
+        }
+        Format::Text => {
+            println!("Risk register {} ({})", path.display(), register.version);
+            println!("Anything not listed here is refused.\n");
+            for a in register.actions.values() {
+                let agents: Vec<&str> = a.agents.iter().map(|x| x.as_str()).collect();
+                println!("{}  [{}]", a.name, a.tier.as_str());
+                if let Some(d) = &a.description {
+                    println!("  what:         {d}");
+                }
+                println!("  agents:       {}", agents.join(", "));
+                for c in &a.conditions {
+                    println!("  only if:      {}", c.source());
+                }
+                for b in budget_text(a) {
+                    println!("  budget:       {b}");
+                }
+                if !a.redact.is_empty() {
+                    let r: Vec<String> = a
+                        .redact
+                        .iter()
+                        .map(|p| format!("args.{}", p.join(".")))
+                        .collect();
+                    println!("  redacted:     {}", r.join(", "));
+                }
+                for (label, p) in [
+                    ("approval:", &a.approve),
+                    ("delay:", &a.delay),
+                    ("verification:", &a.verify),
+                    ("undo:", &a.undo),
+                ] {
+                    match p {
+                        Some(p) => {
+                            println!("  {label:<13} {} (declared, not yet enforced)", p.text)
+                        }
+                        None => println!("  {label:<13} none"),
+                    }
+                }
+                println!();
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,250 @@
+//! `remit serve`, `remit stdio`, `remit status`, `remit freeze`: running the gateway and steering it.
+
+use crate::Exit;
+use crate::registry::load_for;
+use anyhow::Context;
+use none::NoUpstreams;
+use remit_core::audit::event::{Event, Stage};
+use remit_core::ids::{ActionName, AgentId};
+use remit_core::pipeline::Gateway;
+use remit_core::ports::{Clock, FreezeTarget, SystemClock};
+use remit_core::register::{Register, Strictness};
+use remit_server::Runtime;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod none {
+    use remit_core::ports::{Cleared, ToolSpec, UpstreamError, UpstreamHealth, Upstreams};
+    use serde_json::Value;
+
+    /// No upstreams at all: for commands that steer the gateway but never execute a call.
+    #[derive(Debug)]
+    pub(crate) struct NoUpstreams;
+
+    #[remit_core::async_trait]
+    impl Upstreams for NoUpstreams {
+        async fn tools(&self) -> Vec<ToolSpec> {
+            Vec::new()
+        }
+        async fn execute(&self, cleared: Cleared) -> Result<Value, UpstreamError> {
+            Err(UpstreamError::Unknown(cleared.upstream().to_string()))
+        }
+        fn health(&self) -> Vec<UpstreamHealth> {
+            Vec::new()
+        }
+    }
+}
+
+/// Records that a gateway started, and under which register.
+async fn record_start(runtime: &Runtime, entry: &str) -> anyhow::Result<()> {
+    let g = &runtime.gateway;
+    let event = Event {
+        time: remit_core::time::rfc3339(SystemClock.now_ms()),
+        stage: Stage::Started,
+        call: None,
+        run: None,
+        agent: None,
+        action: None,
+        register: Some(g.register().version.to_string()),
+        detail: json!({ "entry": entry, "actions": g.register().actions.len(), "version": env!("CARGO_PKG_VERSION") }),
+    };
+    g.store()
+        .append(vec![event])
+        .await
+        .context("cannot write to the audit log")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Starts a gateway over a compiled register and serves HTTP until the future `until` ends.
+pub(crate) async fn serve_register(
+    register: Register,
+    listener: tokio::net::TcpListener,
+    until: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Runtime> {
+    let runtime = Runtime::start(register).await?;
+    record_start(&runtime, "serve").await?;
+    runtime.settle(Duration::from_secs(10)).await;
+    let app = remit_server::app(&runtime);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(until)
+            .await
+        {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+    Ok(runtime)
+}
+
+pub(crate) async fn serve(path: &Path) -> anyhow::Result<Exit> {
+    let register = load_for(path, Strictness::Serve)?;
+    let listen = register.gateway.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let runtime = serve_register(register, listener, async {
+        let _ = rx.await;
+    })
+    .await?;
+    tracing::info!(register = %runtime.gateway.register().version, "remit listening on http://{addr} (agents: /mcp, API: /v1, health: /health)");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = tx.send(());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(Exit::Ok)
+}
+
+pub(crate) async fn stdio(path: &Path, agent: &str) -> anyhow::Result<Exit> {
+    let register = load_for(path, Strictness::Serve)?;
+    let id = AgentId::new(agent);
+    if !register.agents.contains_key(&id) {
+        let names: Vec<&str> = register.agents.keys().map(AgentId::as_str).collect();
+        anyhow::bail!(
+            "no agent `{agent}` in the register (agents: {})",
+            names.join(", ")
+        );
+    }
+    let runtime = Runtime::start(register).await?;
+    record_start(&runtime, "stdio").await?;
+    runtime.settle(Duration::from_secs(10)).await;
+    remit_mcp::serve_stdio(Arc::clone(&runtime.gateway), id)
+        .await
+        .map_err(|e| anyhow::anyhow!("stdio session ended: {e}"))?;
+    Ok(Exit::Ok)
+}
+
+pub(crate) async fn status(path: &Path) -> anyhow::Result<Exit> {
+    let register = load_for(path, Strictness::Check)?;
+    let url = format!("http://{}/health", register.gateway.listen);
+    let resp = match reqwest::Client::new()
+        .get(&url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("remit is not answering at {url}: {e}");
+            return Ok(Exit::Error);
+        }
+    };
+    let body: Value = resp.json().await.context("the health answer is not JSON")?;
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    println!("gateway   {} ({})", s(&body["status"]), url);
+    println!("register  {}", s(&body["register"]));
+    println!(
+        "store     {}",
+        if body["store"]["ok"] == Value::Bool(true) {
+            "ok".to_owned()
+        } else {
+            format!("DOWN: {}", s(&body["store"]["error"]))
+        }
+    );
+    println!(
+        "audit     {} events, latest checkpoint at size {} ({})",
+        body["audit"]["events"],
+        body["audit"]["checkpoint"]["tree_size"],
+        s(&body["audit"]["checkpoint"]["time"])
+    );
+    for u in body["upstreams"].as_array().into_iter().flatten() {
+        println!(
+            "upstream  {:<12} {} {} tools, protocol {}, restarts {}{}",
+            s(&u["upstream"]),
+            if u["up"] == Value::Bool(true) {
+                "up  "
+            } else {
+                "DOWN"
+            },
+            u["tools"],
+            s(&u["protocol"]),
+            u["restarts"],
+            u["last_error"]
+                .as_str()
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(if body["status"] == "ok" {
+        Exit::Ok
+    } else {
+        Exit::Findings
+    })
+}
+
+fn target_of(register: &Register, text: &str) -> anyhow::Result<FreezeTarget> {
+    if let Some(name) = text.strip_prefix("agent:") {
+        let id = AgentId::new(name);
+        anyhow::ensure!(
+            register.agents.contains_key(&id),
+            "no agent `{name}` in the register"
+        );
+        return Ok(FreezeTarget::Agent(id));
+    }
+    if let Some(name) = text.strip_prefix("action:") {
+        let id = ActionName::new(name);
+        anyhow::ensure!(
+            register.actions.contains_key(&id),
+            "no action `{name}` in the register"
+        );
+        return Ok(FreezeTarget::Action(id));
+    }
+    let agent = register.agents.contains_key(&AgentId::new(text));
+    let action = register.actions.contains_key(&ActionName::new(text));
+    match (agent, action) {
+        (true, false) => Ok(FreezeTarget::Agent(AgentId::new(text))),
+        (false, true) => Ok(FreezeTarget::Action(ActionName::new(text))),
+        (true, true) => anyhow::bail!(
+            "`{text}` is both an agent and an action; write `agent:{text}` or `action:{text}`"
+        ),
+        (false, false) => {
+            anyhow::bail!("`{text}` is neither an agent nor an action in the register")
+        }
+    }
+}
+
+pub(crate) async fn freeze(
+    path: &Path,
+    target: &str,
+    frozen: bool,
+    by: &str,
+) -> anyhow::Result<Exit> {
+    let register = load_for(path, Strictness::Check)?;
+    let target = target_of(&register, target)?;
+    let store =
+        remit_store::open(register.gateway.store.expose(), &register.gateway.base_dir).await?;
+    let gateway = Gateway::new(
+        Arc::new(register),
+        store,
+        Arc::new(NoUpstreams),
+        Arc::new(SystemClock),
+    );
+    gateway.set_frozen(target.clone(), frozen, by).await?;
+    println!(
+        "{target} is {}; every gateway on this store applies it within a second",
+        if frozen { "frozen" } else { "unfrozen" }
+    );
+    Ok(Exit::Ok)
+}

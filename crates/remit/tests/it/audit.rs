@@ -1,0 +1,237 @@
+//! The record: verify passes on an honest log and locates each kind of tampering; a crash loses nothing acknowledged.
+
+use crate::support::{Remit, STANDARD, sqlite_exec};
+use serde_json::{Value, json};
+
+fn busy_log(r: &Remit) {
+    for i in 0..4 {
+        let (status, _) = r.call(
+            "billing.get_customer",
+            json!({ "id": format!("cus_00{}", 1 + i % 3) }),
+        );
+        assert_eq!(status, 200);
+    }
+    let (status, _) = r.call("billing.delete_customer", json!({ "id": "cus_001" }));
+    assert_eq!(status, 403);
+    r.wait_for_checkpoint();
+}
+
+fn verify(r: &Remit) -> (i32, String) {
+    let (code, out, err) = r.audit(&["verify"]);
+    (code, format!("{out}{err}"))
+}
+
+#[test]
+fn an_honest_log_verifies() {
+    let r = Remit::start(STANDARD);
+    busy_log(&r);
+    let (code, out) = verify(&r);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("audit log intact"), "{out}");
+}
+
+#[test]
+fn an_edited_event_is_located() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    r.kill9();
+    sqlite_exec(
+        &r.db(),
+        "UPDATE audit_events SET body = replace(body, 'cus_002', 'cus_009') WHERE seq = 4",
+    );
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("event 4"), "{out}");
+}
+
+#[test]
+fn an_edit_with_a_recomputed_hash_is_caught_by_the_signed_checkpoint() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    r.kill9();
+    // the attacker also recomputes the leaf hash: SHA-256(0x00 || body) — done here by the store's own rule
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body: String = rt.block_on(async {
+        use sqlx::{ConnectOptions, Row};
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(r.db())
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("SELECT body FROM audit_events WHERE seq = 4")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .get(0)
+    });
+    let edited = body.replace("cus_002", "cus_009");
+    assert_ne!(edited, body);
+    let hash = remit_core::audit::tree::leaf_hash(edited.as_bytes());
+    sqlite_exec(
+        &r.db(),
+        &format!(
+            "UPDATE audit_events SET body = '{}', leaf_hash = X'{}' WHERE seq = 4",
+            edited.replace('\'', "''"),
+            hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    );
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("root does not match"), "{out}");
+}
+
+#[test]
+fn a_deleted_event_is_located() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    r.kill9();
+    sqlite_exec(&r.db(), "DELETE FROM audit_events WHERE seq = 3");
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("event 3 is missing"), "{out}");
+}
+
+#[test]
+fn reordered_events_are_detected() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    r.kill9();
+    sqlite_exec(
+        &r.db(),
+        "UPDATE audit_events SET seq = -1 WHERE seq = 5; UPDATE audit_events SET seq = 5 WHERE seq = 6; UPDATE audit_events SET seq = 6 WHERE seq = -1;",
+    );
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("root does not match"), "{out}");
+}
+
+#[test]
+fn an_inserted_event_is_detected() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    r.kill9();
+    // shift the tail up by one and insert a forged event at 3, with a correct leaf hash
+    let forged = r#"{"agent":"support-bot","stage":"proposed","time":"2026-01-01T00:00:00.000Z"}"#;
+    let hash = remit_core::audit::tree::leaf_hash(forged.as_bytes());
+    sqlite_exec(
+        &r.db(),
+        &format!(
+            "UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 3; UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1003; \
+             INSERT INTO audit_events (seq, time, stage, body, leaf_hash) VALUES (3, 'x', 'proposed', '{forged}', X'{}');",
+            hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    );
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("root does not match") || out.contains("event 3"),
+        "{out}"
+    );
+}
+
+#[test]
+fn truncating_the_tail_is_detected() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    r.kill9();
+    sqlite_exec(&r.db(), "DELETE FROM audit_events WHERE seq >= 8");
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("checkpoint at size"), "{out}");
+}
+
+#[test]
+fn an_inclusion_proof_checks_offline_and_fails_when_edited() {
+    let r = Remit::start(STANDARD);
+    busy_log(&r);
+    let (code, proof, err) = r.audit(&["prove", "3"]);
+    assert_eq!(code, 0, "{err}");
+    let path = r.dir.path().join("proof.json");
+    std::fs::write(&path, &proof).unwrap();
+    let key = r.dir.path().join("remit-audit.pub");
+    let out = std::process::Command::new(crate::support::remit())
+        .args(["audit", "check-proof"])
+        .arg(&path)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v: Value = serde_json::from_str(&proof).unwrap();
+    v["body"] = Value::String(v["body"].as_str().unwrap().replace("cus_00", "cus_99"));
+    std::fs::write(&path, v.to_string()).unwrap();
+    let out = std::process::Command::new(crate::support::remit())
+        .args(["audit", "check-proof"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn kill_9_during_a_stream_of_calls_loses_no_acknowledged_event() {
+    let mut r = Remit::start(STANDARD);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut threads = Vec::new();
+    for _ in 0..4 {
+        let stop = stop.clone();
+        let ack = acknowledged.clone();
+        let url = r.url("/v1/calls");
+        threads.push(std::thread::spawn(move || {
+            let c = reqwest::blocking::Client::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(resp) = c
+                    .post(&url)
+                    .bearer_auth(crate::support::TOKEN)
+                    .json(&json!({ "tool": "billing.get_customer", "arguments": { "id": "cus_001" } }))
+                    .send()
+                else {
+                    break;
+                };
+                if resp.status() == 200
+                    && let Ok(v) = resp.json::<Value>()
+                {
+                    ack.lock().unwrap().push(v["call"].as_str().unwrap().to_owned());
+                }
+            }
+        }));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    r.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acknowledged.lock().unwrap().clone();
+    assert!(
+        acked.len() > 10,
+        "too few calls before the kill: {}",
+        acked.len()
+    );
+    r.spawn();
+    r.wait_for_checkpoint();
+    let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
+    let executed: std::collections::HashSet<String> = export
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .filter(|e| e["stage"] == "executed")
+        .map(|e| e["call"].as_str().unwrap().to_owned())
+        .collect();
+    for call in &acked {
+        assert!(
+            executed.contains(call),
+            "acknowledged call {call} has no executed event after the crash"
+        );
+    }
+    let (code, out) = verify(&r);
+    assert_eq!(code, 0, "{out}");
+}

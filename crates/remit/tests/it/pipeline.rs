@@ -1,0 +1,275 @@
+//! The boundary through the HTTP API and MCP: granted, ungranted, conditions, budgets, kill switch.
+
+use crate::support::{OTHER_TOKEN, Remit, STANDARD, TOKEN};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+#[test]
+fn granted_read_runs_on_the_upstream() {
+    let r = Remit::start(STANDARD);
+    let (status, body) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["isError"], json!(false), "{body}");
+    assert_eq!(
+        body["result"]["structuredContent"]["id"], "cus_001",
+        "{body}"
+    );
+    assert_eq!(
+        r.ledger(),
+        vec![("get_customer".to_owned(), json!({ "id": "cus_001" }))]
+    );
+}
+
+#[test]
+fn ungranted_tool_is_refused_and_never_reaches_the_upstream() {
+    let r = Remit::start(STANDARD);
+    let (status, body) = r.call("billing.delete_customer", json!({ "id": "cus_001" }));
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "unlisted");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside this agent's remit"),
+        "{body}"
+    );
+    // granted to support-bot only: the other agent is refused the same way
+    let (status, body) = r.call_as(
+        OTHER_TOKEN,
+        "billing.get_customer",
+        json!({ "id": "cus_001" }),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        r.ledger().is_empty(),
+        "the upstream saw a refused call: {:?}",
+        r.ledger()
+    );
+}
+
+#[test]
+fn tools_list_shows_only_what_the_register_grants() {
+    let r = Remit::start(STANDARD);
+    let names = |token: &str| -> Vec<String> {
+        let (status, v) = r.mcp(token, "tools/list", json!({}));
+        assert_eq!(status, 200, "{v}");
+        let mut n: Vec<String> = v["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(TOKEN),
+        [
+            "billing.get_customer",
+            "billing.issue_refund",
+            "billing.list_charges"
+        ]
+    );
+    assert_eq!(names(OTHER_TOKEN), ["billing.list_charges"]);
+    // the upstream's schema comes through
+    let (_, v) = r.mcp(TOKEN, "tools/list", json!({}));
+    let refund = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "billing.issue_refund")
+        .unwrap();
+    assert!(
+        refund["inputSchema"]["properties"]["amount"].is_object(),
+        "{refund}"
+    );
+    assert_eq!(refund["annotations"]["readOnlyHint"], json!(false));
+}
+
+#[test]
+fn mcp_call_outside_the_remit_is_a_tool_error_that_says_why() {
+    let r = Remit::start(STANDARD);
+    let (status, v) = r.mcp(
+        TOKEN,
+        "tools/call",
+        json!({ "name": "billing.delete_customer", "arguments": { "id": "cus_002" } }),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["isError"], json!(true), "{v}");
+    assert_eq!(
+        v["result"]["structuredContent"]["remit"]["code"], "unlisted",
+        "{v}"
+    );
+    let (_, v) = r.mcp(
+        TOKEN,
+        "tools/call",
+        json!({ "name": "billing.get_customer", "arguments": { "id": "cus_002" } }),
+    );
+    assert_eq!(v["result"]["structuredContent"]["id"], "cus_002", "{v}");
+    assert_eq!(r.ledger().len(), 1);
+}
+
+#[test]
+fn refund_over_the_limit_is_refused_naming_the_condition() {
+    let r = Remit::start(STANDARD);
+    let (status, body) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_003", "amount": 700, "reason": "x" }),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "condition");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("`args.amount > 0 && args.amount <= 500`"),
+        "{body}"
+    );
+    assert!(r.ledger().is_empty());
+    let (status, body) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_003", "amount": 40, "reason": "x" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["result"]["structuredContent"]["refund_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("r_"),
+        "{body}"
+    );
+}
+
+#[test]
+fn budget_refuses_the_call_past_the_count_with_when_it_resets() {
+    let r = Remit::start(STANDARD);
+    for _ in 0..3 {
+        let (status, body) = r.call(
+            "billing.issue_refund",
+            json!({ "charge_id": "ch_003", "amount": 10, "reason": "x" }),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_003", "amount": 10, "reason": "x" }),
+    );
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "over_budget");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 3 calls per 1h"),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("retry after 20"),
+        "{body}"
+    );
+    assert_eq!(r.ledger().len(), 3, "the fourth call reached the upstream");
+}
+
+#[test]
+fn arguments_of_the_wrong_type_are_refused_before_the_upstream() {
+    let r = Remit::start(STANDARD);
+    let (status, body) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_003", "amount": "40", "reason": "x" }),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "invalid_arguments");
+    let (status, body) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_003", "reason": "x" }),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(r.ledger().is_empty());
+}
+
+#[test]
+fn no_token_or_a_wrong_token_is_unauthenticated() {
+    let r = Remit::start(STANDARD);
+    let (status, body) = r.call_as(
+        "not-a-token-of-anyone-at-all",
+        "billing.get_customer",
+        json!({ "id": "cus_001" }),
+    );
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = r.mcp("wrong", "tools/list", json!({}));
+    assert_eq!(status, 401);
+    assert!(r.ledger().is_empty());
+}
+
+#[test]
+fn freeze_takes_effect_within_a_second_and_is_recorded() {
+    let r = Remit::start(STANDARD);
+    let out = r.command(&["freeze", "support-bot"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frozen_at = Instant::now();
+    loop {
+        let (status, body) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+        if status == 403 {
+            assert_eq!(body["code"], "frozen", "{body}");
+            break;
+        }
+        assert!(
+            frozen_at.elapsed() < Duration::from_secs(1),
+            "still running calls 1s after the freeze"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // an action freeze applies to every agent
+    let out = r.command(&["unfreeze", "support-bot"]).output().unwrap();
+    assert!(out.status.success());
+    let out = r
+        .command(&["freeze", "action:billing.list_charges"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(600));
+    let (status, _) = r.call_as(
+        OTHER_TOKEN,
+        "billing.list_charges",
+        json!({ "customer": "cus_001" }),
+    );
+    assert_eq!(status, 403);
+    let (status, _) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+    assert_eq!(status, 200);
+    let (_, shown, _) = r.audit(&["show", "--limit", "1000"]);
+    assert!(shown.contains("frozen"), "{shown}");
+    assert!(shown.contains("unfrozen"), "{shown}");
+}
+
+#[test]
+fn reason_and_redaction_are_recorded_as_the_register_says() {
+    let r = Remit::start(STANDARD);
+    let (status, _) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_003", "amount": 12, "reason": "card 4111-1111" }),
+    );
+    assert_eq!(status, 200);
+    let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
+    let proposed: Vec<Value> = export
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .filter(|e| e["stage"] == "proposed")
+        .collect();
+    assert_eq!(proposed.len(), 1, "{export}");
+    assert_eq!(proposed[0]["detail"]["args"]["reason"], "[redacted]");
+    assert_eq!(proposed[0]["detail"]["args"]["amount"], 12);
+    assert_eq!(
+        proposed[0]["detail"]["reason"], "test",
+        "the agent's stated reason"
+    );
+    assert!(
+        !export.contains("4111-1111"),
+        "a redacted field reached the audit"
+    );
+    // the upstream itself got the real value
+    assert_eq!(r.ledger()[0].1["reason"], "card 4111-1111");
+}

@@ -1,0 +1,302 @@
+//! A running `remit serve` in a temp dir, with the billing server behind it, and ways to talk to it.
+
+use serde_json::{Value, json};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) const TOKEN: &str = "test-token-support-bot-0123456789";
+pub(crate) const OTHER_TOKEN: &str = "test-token-other-bot-0123456789ab";
+
+pub(crate) fn remit() -> &'static str {
+    env!("CARGO_BIN_EXE_remit")
+}
+
+/// The register used by most tests: a billing upstream and two agents.
+pub(crate) fn register(actions: &str, port: u16) -> String {
+    format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:{port}"
+store = "sqlite://remit.db"
+
+[agents.support-bot]
+token = {{ env = "REMIT_TOKEN_SUPPORT_BOT" }}
+
+[agents.other-bot]
+token = {{ env = "REMIT_TOKEN_OTHER_BOT" }}
+
+[upstreams.billing]
+command = ["{remit}", "billing-server", "--db", "billing.db"]
+
+{actions}
+"#,
+        remit = remit()
+    )
+}
+
+pub(crate) const STANDARD: &str = r#"
+[actions."billing.get_customer"]
+agents = ["support-bot"]
+tier = "read"
+
+[actions."billing.list_charges"]
+agents = ["support-bot", "other-bot"]
+tier = "read"
+
+[actions."billing.issue_refund"]
+agents = ["support-bot"]
+tier = "write"
+require = "args.amount > 0 && args.amount <= 500"
+budget = [{ count = 3, per = "1h" }]
+redact = ["args.reason"]
+"#;
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+pub(crate) struct Remit {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) port: u16,
+    child: Option<Child>,
+    client: reqwest::blocking::Client,
+}
+
+impl Remit {
+    pub(crate) fn start(actions: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::write(dir.path().join("remit.toml"), register(actions, port)).unwrap();
+        let mut r = Self {
+            dir,
+            port,
+            child: None,
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        r.spawn();
+        r
+    }
+
+    pub(crate) fn path(&self) -> PathBuf {
+        self.dir.path().join("remit.toml")
+    }
+
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(remit());
+        c.args(args)
+            .arg("--register")
+            .arg(self.path())
+            .current_dir(self.dir.path())
+            .env("REMIT_TOKEN_SUPPORT_BOT", TOKEN)
+            .env("REMIT_TOKEN_OTHER_BOT", OTHER_TOKEN);
+        c
+    }
+
+    pub(crate) fn spawn(&mut self) {
+        let child = self
+            .command(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/health")).send()
+                && let Ok(v) = r.json::<Value>()
+                && v["upstreams"][0]["up"] == json!(true)
+                && v["upstreams"][0]["tools"].as_u64().unwrap_or(0) > 0
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                let mut err = String::new();
+                self.child
+                    .as_mut()
+                    .unwrap()
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("remit serve exited with {status}: {err}");
+            }
+            assert!(Instant::now() < deadline, "remit did not become healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9`: no shutdown, no flush.
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `POST /v1/calls` as an agent.
+    pub(crate) fn call_as(&self, token: &str, tool: &str, args: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url("/v1/calls"))
+            .bearer_auth(token)
+            .json(&json!({ "tool": tool, "arguments": args, "reason": "test" }))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    }
+
+    pub(crate) fn call(&self, tool: &str, args: Value) -> (u16, Value) {
+        self.call_as(TOKEN, tool, args)
+    }
+
+    /// A raw body to any path, with the support-bot token.
+    pub(crate) fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut req = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().unwrap();
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    }
+
+    /// One stateless 2026-07-28 JSON-RPC request to `/mcp`.
+    pub(crate) fn mcp(&self, token: &str, method: &str, mut params: Value) -> (u16, Value) {
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": { "name": "it", "version": "1" }
+        });
+        let mut req = self
+            .client
+            .post(self.url("/mcp"))
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }));
+        if let Some(name) = params.get("name").and_then(Value::as_str) {
+            req = req.header("mcp-name", name);
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap_or_default();
+        (status, parse_jsonrpc(&text))
+    }
+
+    /// Every tool call the billing server received, from its own ledger.
+    pub(crate) fn ledger(&self) -> Vec<(String, Value)> {
+        let db = self.dir.path().join("billing.db");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(remit_billing::received_calls(&db))
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.tool, c.arguments))
+            .collect()
+    }
+
+    pub(crate) fn audit(&self, args: &[&str]) -> (i32, String, String) {
+        let mut full = vec!["audit"];
+        full.extend_from_slice(args);
+        let out = self.command(&full).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Waits until a signed checkpoint covers every event.
+    pub(crate) fn wait_for_checkpoint(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v: Value = self
+                .client
+                .get(self.url("/health"))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            if v["audit"]["checkpoint"]["tree_size"] == v["audit"]["events"] {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint covered the log: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub(crate) fn db(&self) -> PathBuf {
+        self.dir.path().join("remit.db")
+    }
+}
+
+impl Drop for Remit {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The JSON-RPC message of a response body, whether plain JSON or one SSE event.
+pub(crate) fn parse_jsonrpc(text: &str) -> Value {
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
+        return v;
+    }
+    for line in text.lines() {
+        if let Some(data) = line.strip_prefix("data:")
+            && let Ok(v) = serde_json::from_str::<Value>(data.trim())
+            && (v.get("result").is_some() || v.get("error").is_some())
+        {
+            return v;
+        }
+    }
+    Value::String(text.to_owned())
+}
+
+/// Runs SQL against a SQLite file (to tamper with the audit log as an attacker would).
+pub(crate) fn sqlite_exec(db: &Path, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(db)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+}
