@@ -317,6 +317,7 @@ impl Gateway {
             })?;
         trail.reason = call.reason.clone().or(reason);
         trail.args = Some(redact(&args, &action.redact));
+        trail.secrets = redacted_values(&args, &action.redact);
         trail
             .pending
             .push(trail.event(Stage::Proposed, trail.proposed_detail(call)));
@@ -405,7 +406,9 @@ impl Gateway {
                     .get("isError")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                let detail = json!({ "is_error": is_error, "result": cap(&result) });
+                let mut recorded = cap(&result);
+                scrub(&mut recorded, &trail.secrets);
+                let detail = json!({ "is_error": is_error, "result": recorded });
                 (trail.event(Stage::Executed, detail), Ok(result))
             }
             Err(e) => {
@@ -469,6 +472,8 @@ struct Trail<'g> {
     entry: Entry,
     reason: Option<String>,
     args: Option<Value>,
+    /// Values of redacted arguments, scrubbed from anything else recorded (an upstream may echo them).
+    secrets: Vec<String>,
     pending: Vec<Event>,
 }
 
@@ -484,6 +489,7 @@ impl<'g> Trail<'g> {
             entry: c.entry,
             reason: c.reason.clone(),
             args: None,
+            secrets: Vec::new(),
             pending: Vec::new(),
         }
     }
@@ -563,6 +569,47 @@ pub fn redact(args: &Map<String, Value>, paths: &[Vec<String>]) -> Value {
         }
     }
     v
+}
+
+/// The values (as text) found at the redacted paths, for scrubbing echoes of them.
+fn redacted_values(args: &Map<String, Value>, paths: &[Vec<String>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for path in paths {
+        let mut cur = args.get(path.first().map(String::as_str).unwrap_or_default());
+        for key in path.iter().skip(1) {
+            cur = cur.and_then(|v| v.get(key));
+        }
+        match cur {
+            Some(Value::String(s)) if s.chars().count() >= 3 => out.push(s.clone()),
+            Some(v @ (Value::Number(_) | Value::Object(_) | Value::Array(_))) => {
+                let t = v.to_string();
+                if t.len() >= 3 {
+                    out.push(t);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Replaces every occurrence of a redacted value inside the strings of `v`.
+fn scrub(v: &mut Value, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    match v {
+        Value::String(s) => {
+            for secret in secrets {
+                if s.contains(secret.as_str()) {
+                    *s = s.replace(secret.as_str(), "[redacted]");
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| scrub(i, secrets)),
+        Value::Object(map) => map.values_mut().for_each(|i| scrub(i, secrets)),
+        _ => {}
+    }
 }
 
 fn cap(result: &Value) -> Value {
