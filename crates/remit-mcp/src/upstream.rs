@@ -76,7 +76,7 @@ impl ClientHandler for UpstreamClient {
     async fn on_tool_list_changed(&self, context: NotificationContext<RoleClient>) {
         let link = Arc::clone(&self.link);
         let changes = self.changes.clone();
-        let peer = context.peer.clone();
+        let peer = context.peer;
         tokio::spawn(async move {
             if let Ok(tools) = list_tools(&link.config.name, &peer).await
                 && let Ok(mut s) = link.state.write()

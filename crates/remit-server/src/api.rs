@@ -130,9 +130,8 @@ async fn guard_mcp(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, state.max_body).await {
-        Ok(b) => b,
-        Err(_) => {
+    let Ok(bytes) = to_bytes(body, state.max_body).await else {
+        {
             return jsonrpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 -32600,
@@ -236,9 +235,8 @@ fn refusal_status(r: &Refusal) -> StatusCode {
     )
 )]
 async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let bytes = match to_bytes(body, state.max_body).await {
-        Ok(b) => b,
-        Err(_) => {
+    let Ok(bytes) = to_bytes(body, state.max_body).await else {
+        {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 None,

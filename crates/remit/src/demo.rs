@@ -119,7 +119,7 @@ pub(crate) async fn run(exit: bool, port: u16) -> anyhow::Result<Exit> {
     let body: Value = answer.json().await.unwrap_or(Value::Null);
     say(&format!(
         "{n}. An operator runs `remit freeze support-bot`; the agent tries a read over the HTTP API (POST /v1/calls)\n   -> HTTP {status}: {}",
-        body["message"].as_str().unwrap_or("?")
+        body.get("message").and_then(Value::as_str).unwrap_or("?")
     ));
     if status != reqwest::StatusCode::FORBIDDEN {
         surprises += 1;

@@ -153,45 +153,51 @@ pub(crate) async fn status(path: &Path) -> anyhow::Result<Exit> {
     };
     let body: Value = resp.json().await.context("the health answer is not JSON")?;
     let s = |v: &Value| v.as_str().unwrap_or("?").to_owned();
-    println!("gateway   {} ({})", s(&body["status"]), url);
-    println!("register  {}", s(&body["register"]));
+    println!("gateway   {} ({})", s(at(&body, "/status")), url);
+    println!("register  {}", s(at(&body, "/register")));
     println!(
         "store     {}",
-        if body["store"]["ok"] == Value::Bool(true) {
+        if at(&body, "/store/ok") == &Value::Bool(true) {
             "ok".to_owned()
         } else {
-            format!("DOWN: {}", s(&body["store"]["error"]))
+            format!("DOWN: {}", s(at(&body, "/store/error")))
         }
     );
     println!(
         "audit     {} events, latest checkpoint at size {} ({})",
-        body["audit"]["events"],
-        body["audit"]["checkpoint"]["tree_size"],
-        s(&body["audit"]["checkpoint"]["time"])
+        at(&body, "/audit/events"),
+        at(&body, "/audit/checkpoint/tree_size"),
+        s(at(&body, "/audit/checkpoint/time"))
     );
-    for u in body["upstreams"].as_array().into_iter().flatten() {
+    for u in at(&body, "/upstreams").as_array().into_iter().flatten() {
         println!(
             "upstream  {:<12} {} {} tools, protocol {}, restarts {}{}",
-            s(&u["upstream"]),
-            if u["up"] == Value::Bool(true) {
+            s(at(u, "/upstream")),
+            if at(u, "/up") == &Value::Bool(true) {
                 "up  "
             } else {
                 "DOWN"
             },
-            u["tools"],
-            s(&u["protocol"]),
-            u["restarts"],
-            u["last_error"]
+            at(u, "/tools"),
+            s(at(u, "/protocol")),
+            at(u, "/restarts"),
+            at(u, "/last_error")
                 .as_str()
                 .map(|e| format!(", last error: {e}"))
                 .unwrap_or_default()
         );
     }
-    Ok(if body["status"] == "ok" {
+    Ok(if at(&body, "/status") == &Value::from("ok") {
         Exit::Ok
     } else {
         Exit::Findings
     })
+}
+
+/// The value at a JSON pointer, or null.
+fn at<'v>(v: &'v Value, pointer: &str) -> &'v Value {
+    static NULL: Value = Value::Null;
+    v.pointer(pointer).unwrap_or(&NULL)
 }
 
 fn target_of(register: &Register, text: &str) -> anyhow::Result<FreezeTarget> {

@@ -56,7 +56,7 @@ fn rejects_oversized_payloads() {
     let body =
         serde_json::to_vec(&json!({ "tool": "billing.get_customer", "arguments": { "id": big } }))
             .unwrap();
-    let (status, _) = r.post_raw("/v1/calls", body.clone(), &[]);
+    let (status, _) = r.post_raw("/v1/calls", body, &[]);
     assert_eq!(status, 413);
     let mcp = serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "billing.get_customer", "arguments": { "id": big } } })).unwrap();
     let (status, _) = r.post_raw("/mcp", mcp, &[]);

@@ -3,8 +3,13 @@
 #[cfg(test)]
 mod support;
 
+#[cfg(test)]
 mod audit;
+#[cfg(test)]
 mod examples;
+#[cfg(test)]
 mod hostile;
+#[cfg(test)]
 mod pipeline;
+#[cfg(test)]
 mod register;

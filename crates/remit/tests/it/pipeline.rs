@@ -37,7 +37,7 @@ fn ungranted_tool_is_refused_and_never_reaches_the_upstream() {
     let (status, body) = r.call_as(
         OTHER_TOKEN,
         "billing.get_customer",
-        json!({ "id": "cus_001" }),
+        &json!({ "id": "cus_001" }),
     );
     assert_eq!(status, 403, "{body}");
     assert!(
@@ -193,7 +193,7 @@ fn no_token_or_a_wrong_token_is_unauthenticated() {
     let (status, body) = r.call_as(
         "not-a-token-of-anyone-at-all",
         "billing.get_customer",
-        json!({ "id": "cus_001" }),
+        &json!({ "id": "cus_001" }),
     );
     assert_eq!(status, 401, "{body}");
     let (status, _) = r.mcp("wrong", "tools/list", json!({}));
@@ -235,7 +235,7 @@ fn freeze_takes_effect_within_a_second_and_is_recorded() {
     let (status, _) = r.call_as(
         OTHER_TOKEN,
         "billing.list_charges",
-        json!({ "customer": "cus_001" }),
+        &json!({ "customer": "cus_001" }),
     );
     assert_eq!(status, 403);
     let (status, _) = r.call("billing.get_customer", json!({ "id": "cus_001" }));

@@ -147,7 +147,7 @@ impl Remit {
     }
 
     /// `POST /v1/calls` as an agent.
-    pub(crate) fn call_as(&self, token: &str, tool: &str, args: Value) -> (u16, Value) {
+    pub(crate) fn call_as(&self, token: &str, tool: &str, args: &Value) -> (u16, Value) {
         let r = self
             .client
             .post(self.url("/v1/calls"))
@@ -158,8 +158,12 @@ impl Remit {
         (r.status().as_u16(), r.json().unwrap_or(Value::Null))
     }
 
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "tests read better with json! inline"
+    )]
     pub(crate) fn call(&self, tool: &str, args: Value) -> (u16, Value) {
-        self.call_as(TOKEN, tool, args)
+        self.call_as(TOKEN, tool, &args)
     }
 
     /// A raw body to any path, with the support-bot token.
