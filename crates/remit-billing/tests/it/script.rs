@@ -2,6 +2,9 @@
 //! with no gateway in between: the calls the demo register allows come out
 //! as expected, and the ones only remit would refuse go through.
 
+use std::sync::{Arc, Mutex};
+
+use axum::{extract::Request, http::header::AUTHORIZATION, middleware::Next};
 use remit_billing::{Expect, Route, Step, StepOutcome, run_support_agent};
 use serde_json::json;
 
@@ -111,9 +114,28 @@ async fn support_agent_runs_straight_at_billing_and_only_the_refusals_miss() {
 #[tokio::test]
 async fn gateway_route_names_tools_billing_dot_and_states_a_reason() {
     // Straight at billing, the gateway's names are unknown tools: every call
-    // fails, but the ledger shows what the agent would send through remit.
+    // fails, but the ledger and the headers show what remit would receive.
     let (_dir, db) = temp_db();
-    let url = serve_billing_http(&db).await;
+    let authorizations = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&authorizations);
+    let router =
+        remit_billing::billing_router(&db)
+            .await
+            .unwrap()
+            .layer(axum::middleware::from_fn(
+                move |request: Request, next: Next| {
+                    let header = request.headers().get(AUTHORIZATION).cloned();
+                    seen.lock().unwrap().push(
+                        header
+                            .map(|value| value.to_str().unwrap().to_owned())
+                            .unwrap_or_default(),
+                    );
+                    next.run(request)
+                },
+            ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
     let steps = run_support_agent(&url, "agent-token", Route::Gateway, &mut |_: &Step| {})
         .await
         .unwrap();
@@ -151,4 +173,16 @@ async fn gateway_route_names_tools_billing_dot_and_states_a_reason() {
         ]
     );
     assert_eq!(rows[2].arguments["_reason"], steps[3].arguments["_reason"]);
+
+    let authorizations = authorizations.lock().unwrap().clone();
+    assert!(
+        authorizations.len() >= 10,
+        "discover, list, eight calls: {authorizations:?}"
+    );
+    assert!(
+        authorizations
+            .iter()
+            .all(|header| header == "Bearer agent-token"),
+        "{authorizations:?}"
+    );
 }

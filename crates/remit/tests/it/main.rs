@@ -13,3 +13,5 @@ mod hostile;
 mod pipeline;
 #[cfg(test)]
 mod register;
+#[cfg(test)]
+mod replicas;

@@ -273,3 +273,56 @@ fn reason_and_redaction_are_recorded_as_the_register_says() {
     // the upstream itself got the real value
     assert_eq!(r.ledger()[0].1["reason"], "card 4111-1111");
 }
+
+#[test]
+fn an_upstream_that_dies_is_reported_restarted_and_used_again() {
+    let r = Remit::start(STANDARD);
+    let children = crate::support::children_of(r.pid());
+    assert_eq!(
+        children.len(),
+        1,
+        "expected one billing child: {children:?}"
+    );
+    std::process::Command::new("kill")
+        .args(["-9", &children[0].to_string()])
+        .status()
+        .unwrap();
+    // while it is down, a call gets a clear error and nothing pretends to have run
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut saw_error = false;
+    loop {
+        let (status, body) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+        if status == 200 {
+            break;
+        }
+        saw_error = true;
+        assert!(matches!(status, 502 | 503), "{status}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("upstream"),
+            "{body}"
+        );
+        assert!(Instant::now() < deadline, "the upstream was not restarted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let h = r.health();
+    assert!(
+        h["upstreams"][0]["restarts"].as_u64().unwrap() >= 1 || !saw_error,
+        "{h}"
+    );
+    assert_eq!(h["upstreams"][0]["up"], json!(true));
+}
+
+#[test]
+fn status_reports_upstreams_store_and_audit() {
+    let r = Remit::start(STANDARD);
+    let out = r.command(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("gateway   ok"), "{text}");
+    assert!(text.contains("upstream  billing"), "{text}");
+    assert!(text.contains("store     ok"), "{text}");
+}

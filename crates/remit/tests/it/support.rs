@@ -69,9 +69,14 @@ pub(crate) struct Remit {
 
 impl Remit {
     pub(crate) fn start(actions: &str) -> Self {
+        Self::start_with(|port| register(actions, port))
+    }
+
+    /// Starts remit on a register written by `make` for the given port.
+    pub(crate) fn start_with(make: impl Fn(u16) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        std::fs::write(dir.path().join("remit.toml"), register(actions, port)).unwrap();
+        std::fs::write(dir.path().join("remit.toml"), make(port)).unwrap();
         let mut r = Self {
             dir,
             port,
@@ -140,6 +145,21 @@ impl Remit {
             c.kill().unwrap();
             c.wait().unwrap();
         }
+    }
+
+    /// The process id of `remit serve`.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// The health document.
+    pub(crate) fn health(&self) -> Value {
+        self.client
+            .get(self.url("/health"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -303,4 +323,53 @@ pub(crate) fn sqlite_exec(db: &Path, sql: &str) {
             .await
             .unwrap();
     });
+}
+
+/// A fresh, empty PostgreSQL database for one test, or None (with a message) when PostgreSQL is absent outside CI.
+pub(crate) fn fresh_postgres() -> Option<String> {
+    let base = std::env::var("REMIT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let name = format!("remit_it_{}", std::process::id()) + &format!("_{}", free_port());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let made = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&base).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut c)
+            .await?;
+        Ok::<_, sqlx::Error>(())
+    });
+    match made {
+        Ok(()) => Some(format!("{}/{name}", base.rsplit_once('/').unwrap().0)),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("PostgreSQL is required in CI: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: PostgreSQL at {base} is not reachable ({e}); set REMIT_TEST_POSTGRES"
+            );
+            None
+        }
+    }
+}
+
+/// The children of a process, by reading /proc.
+pub(crate) fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let after = stat.rsplit_once(") ").map(|x| x.1).unwrap_or("");
+        if after.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
 }
