@@ -31,6 +31,9 @@ const INHERITED_ENV: &[&str] = &[
     "SYSTEMROOT",
 ];
 
+/// How long an upstream may take to answer the MCP handshake before it counts as down.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
 /// Every upstream of the register, each behind a supervised MCP client.
 pub struct McpUpstreams {
     links: BTreeMap<UpstreamName, Arc<Link>>,
@@ -229,7 +232,15 @@ async fn list_tools(name: &UpstreamName, peer: &Peer<RoleClient>) -> Result<Vec<
 async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match connect(&link, &changes).await {
+        let attempt = tokio::time::timeout(HANDSHAKE, connect(&link, &changes))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer to the MCP handshake within {}s",
+                    HANDSHAKE.as_secs()
+                ))
+            });
+        match attempt {
             Ok(running) => {
                 let peer = running.peer().clone();
                 let protocol = peer.peer_info().map(|i| i.protocol_version.to_string());

@@ -3,31 +3,31 @@
 /// The seq the next event gets: one past the largest, 0 for an empty log (it is gapless).
 pub(crate) const NEXT_SEQ: &str = "SELECT coalesce(max(seq) + 1, 0) FROM audit_events";
 
-/// Inserts `rows` event rows in one statement (SQLite; PostgreSQL uses `unnest`).
-pub(crate) fn insert_events(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO audit_events (seq, time, stage, call, run, agent, action, body, leaf_hash) VALUES ",
-    );
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        let p = row * 9;
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 8,
-            p + 9
-        ));
-    }
-    sql
+/// Inserts a batch of events after the last (SQLite), in one statement whatever its size.
+///
+/// `$1` is a JSON array of `[time, stage, call, run, agent, action, body]`, `$2` the
+/// leaf hashes laid end to end. The seqs continue the log: the uncorrelated subquery
+/// runs once, and SQLite materialises the rows before inserting because the `SELECT`
+/// reads the table it inserts into.
+macro_rules! insert_events_sqlite {
+    () => {
+        "INSERT INTO audit_events (seq, time, stage, call, run, agent, action, body, leaf_hash) \
+         SELECT (SELECT coalesce(max(seq) + 1, 0) FROM audit_events) + key, \
+         value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+         substr($2, 32 * key + 1, 32) \
+         FROM json_each($1) ORDER BY key"
+    };
 }
+
+/// See [`insert_events_sqlite`].
+pub(crate) const INSERT_EVENTS_SQLITE: &str = insert_events_sqlite!();
+
+/// A batch of appends alone, as one trip to SQLite's thread: begin, first seq, insert, commit.
+pub(crate) const APPEND_SQLITE: &str = concat!(
+    "BEGIN IMMEDIATE; SELECT coalesce(max(seq) + 1, 0) FROM audit_events; ",
+    insert_events_sqlite!(),
+    "; COMMIT"
+);
 
 /// Events with seq in `$1..$2`, in order.
 pub(crate) const EVENTS: &str = "SELECT seq, body, leaf_hash FROM audit_events \

@@ -15,13 +15,13 @@ use remit_core::audit::event::{Event, StoredCheckpoint, StoredEvent};
 use remit_core::ports::{
     BudgetCharge, ChargeOutcome, FreezeTarget, Store, StoreError, StoreErrorKind,
 };
+use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, SqliteConnection};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -235,6 +235,10 @@ struct SqliteLedger {
 impl Ledger for SqliteLedger {
     async fn commit(&self, batch: &Batch<'_>) -> Result<Committed, StoreError> {
         let doing = "cannot commit audit events";
+        let (json, hashes) = event_params(&batch.events).map_err(|e| store_error(doing, &e))?;
+        if batch.charges.is_empty() {
+            return self.append_only(json, hashes, batch.events.len()).await;
+        }
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -247,7 +251,10 @@ impl Ledger for SqliteLedger {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| store_error(doing, &e))?;
-            insert_events(&mut tx, next, &batch.events)
+            sqlx::query(sql::INSERT_EVENTS_SQLITE)
+                .bind(json)
+                .bind(hashes)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| store_error(doing, &e))?;
             u64::try_from(next).map_err(|_| record::corrupt("the audit log has a negative seq"))?
@@ -268,49 +275,63 @@ impl Ledger for SqliteLedger {
     }
 }
 
-/// Rows per multi-row insert, largest first; the last is 1 so any count can be written.
-const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
-
-/// The insert statement for each chunk size, built once (and prepared once per connection).
-static INSERTS: LazyLock<[Arc<str>; 7]> =
-    LazyLock::new(|| CHUNKS.map(|n| sql::insert_events(n).into()));
-
-/// Inserts rows from `first_seq` on in a few multi-row statements: each is one trip to
-/// SQLite's thread, which is what an insert costs most.
-async fn insert_events(
-    conn: &mut SqliteConnection,
-    first_seq: i64,
-    rows: &[&EventRow],
-) -> Result<(), sqlx::Error> {
-    let mut seq = first_seq;
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let Some((size, sql)) = CHUNKS
-            .iter()
-            .zip(INSERTS.iter())
-            .find(|(size, _)| **size <= rest.len())
-        else {
-            return Err(sqlx::Error::Protocol("no insert statement fits".to_owned()));
-        };
-        let (chunk, tail) = rest.split_at(*size);
-        let mut query = sqlx::query(AssertSqlSafe(Arc::clone(sql)));
-        for row in chunk {
-            query = query
-                .bind(seq)
-                .bind(&row.time)
-                .bind(row.stage)
-                .bind(&row.call)
-                .bind(&row.run)
-                .bind(&row.agent)
-                .bind(&row.action)
-                .bind(&row.body)
-                .bind(&row.leaf_hash[..]);
-            seq += 1;
+impl SqliteLedger {
+    /// The hot path: a batch of appends in one trip to SQLite's thread, not five.
+    async fn append_only(
+        &self,
+        json: String,
+        hashes: Vec<u8>,
+        events: usize,
+    ) -> Result<Committed, StoreError> {
+        let doing = "cannot commit audit events";
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| store_error(doing, &e))?;
+        let done: Result<Vec<i64>, sqlx::Error> = sqlx::query_scalar(sql::APPEND_SQLITE)
+            .bind(json)
+            .bind(hashes)
+            .fetch_all(&mut *conn)
+            .await;
+        match done {
+            Ok(seqs) => {
+                let first = seqs.first().copied().ok_or_else(|| {
+                    record::corrupt("the store did not say where the appended events begin")
+                })?;
+                let first_seq = u64::try_from(first)
+                    .map_err(|_| record::corrupt("the audit log has a negative seq"))?;
+                tracing::trace!(events, first_seq, "audit batch committed");
+                Ok(Committed {
+                    first_seq,
+                    charges: Vec::new(),
+                })
+            }
+            Err(e) => {
+                // The statements stop at the error, perhaps inside the transaction:
+                // closing the connection rolls it back, and the pool opens a fresh one.
+                if let Err(close) = conn.close().await {
+                    tracing::warn!(error = %close, "closing a failed sqlite connection");
+                }
+                Err(store_error(doing, &e))
+            }
         }
-        query.execute(&mut *conn).await?;
-        rest = tail;
     }
-    Ok(())
+}
+
+/// The batch's events as `insert_events_sqlite!` takes them: rows as JSON, hashes end to end.
+fn event_params(rows: &[&EventRow]) -> Result<(String, Vec<u8>), sqlx::Error> {
+    let columns: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                &r.time, r.stage, &r.call, &r.run, &r.agent, &r.action, &r.body,
+            )
+        })
+        .collect();
+    let json = serde_json::to_string(&columns).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let hashes = rows.iter().flat_map(|r| r.leaf_hash).collect();
+    Ok((json, hashes))
 }
 
 /// Checks every budget of one call and charges all of them, or none.

@@ -18,6 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 /// Most events (and budget charges) in one transaction; one larger append still goes whole.
 pub(crate) const MAX_BATCH_EVENTS: usize = 256;
 
+/// How many times the writer yields to let answered callers queue again before it commits.
+const MAX_LINGER_TURNS: usize = 64;
+
 /// How many jobs may wait for the writer before callers wait to queue.
 const QUEUE_DEPTH: usize = 4_096;
 
@@ -132,18 +135,27 @@ fn stopped() -> StoreError {
 
 async fn run(mut queue: mpsc::Receiver<Job>, ledger: impl Ledger) {
     let mut jobs = Vec::new();
+    // How many callers the last batch answered: under load they come back together,
+    // so the next batch waits (a few scheduler turns, never a timer) to take them all.
+    let mut expected = 1;
     while let Some(first) = queue.recv().await {
         let mut weight = first.weight();
         jobs.push(first);
+        let mut turns = 0;
         while weight < MAX_BATCH_EVENTS {
             match queue.try_recv() {
                 Ok(job) => {
                     weight += job.weight();
                     jobs.push(job);
                 }
+                Err(_) if jobs.len() < expected && turns < MAX_LINGER_TURNS => {
+                    turns += 1;
+                    tokio::task::yield_now().await;
+                }
                 Err(_) => break,
             }
         }
+        expected = jobs.len();
         commit(&ledger, &mut jobs).await;
     }
 }

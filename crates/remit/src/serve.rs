@@ -84,7 +84,7 @@ pub(crate) async fn serve_register(
 ) -> anyhow::Result<Runtime> {
     let runtime = Runtime::start(register).await?;
     record_start(&runtime, "serve").await?;
-    runtime.settle(Duration::from_secs(10)).await;
+    runtime.settle(Duration::from_secs(5)).await;
     let app = remit_server::app(&runtime);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
@@ -129,7 +129,7 @@ pub(crate) async fn stdio(path: &Path, agent: &str) -> anyhow::Result<Exit> {
     }
     let runtime = Runtime::start(register).await?;
     record_start(&runtime, "stdio").await?;
-    runtime.settle(Duration::from_secs(10)).await;
+    runtime.settle(Duration::from_secs(5)).await;
     remit_mcp::serve_stdio(Arc::clone(&runtime.gateway), id)
         .await
         .map_err(|e| anyhow::anyhow!("stdio session ended: {e}"))?;

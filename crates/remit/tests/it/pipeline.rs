@@ -326,3 +326,40 @@ fn status_reports_upstreams_store_and_audit() {
     assert!(text.contains("upstream  billing"), "{text}");
     assert!(text.contains("store     ok"), "{text}");
 }
+
+#[test]
+fn an_upstream_that_never_answers_is_reported_and_its_tools_refused() {
+    let r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            "[upstreams.silent]\ncommand = [\"sleep\", \"600\"]\n\n[actions.\"silent.anything\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
+        )
+    });
+    let (status, body) = r.call("silent.anything", json!({}));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "unavailable");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let h = r.health();
+        let silent = h["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["upstream"] == "silent")
+            .unwrap()
+            .clone();
+        assert_eq!(silent["up"], json!(false));
+        if let Some(e) = silent["last_error"].as_str() {
+            assert!(e.contains("handshake"), "{e}");
+            assert_eq!(h["status"], "degraded");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{h}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // the other upstream is unaffected
+    assert_eq!(
+        r.call("billing.get_customer", json!({ "id": "cus_001" })).0,
+        200
+    );
+}
