@@ -258,3 +258,130 @@ fn charge_for(
         limit: budget.limit,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::register::{Strictness, compile};
+    use serde_json::json;
+    use std::path::Path;
+
+    fn register() -> crate::register::Register {
+        let src = r#"
+[agents.bot]
+[upstreams.billing]
+command = ["x"]
+[actions."billing.issue_refund"]
+agents = ["bot"]
+tier = "write"
+require = ["args.amount > 0", "args.amount <= 500"]
+budget = [{ count = 20, per = "1h" }, { sum = "args.amount", max = 1000, per = "24h" }]
+[actions."billing.send_email"]
+agents = ["bot"]
+tier = "irreversible"
+approve = { by = "finance" }
+[approvers]
+finance = ["ana"]
+"#;
+        let (r, d) = compile(src, Path::new("r.toml"), &|_| None, Strictness::Serve);
+        r.unwrap_or_else(|| panic!("{d:?}"))
+    }
+
+    fn args(v: serde_json::Value) -> Bindings {
+        match v {
+            serde_json::Value::Object(m) => Bindings::for_args(&m),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn allowed_call_carries_one_charge_per_budget() {
+        let r = register();
+        let a = r.action_exposed_as("billing.issue_refund").unwrap();
+        let Decision::Allow(charges) =
+            decide(a, "bot", &args(json!({"amount": 40.5})), &HashSet::new())
+        else {
+            panic!("refused")
+        };
+        assert_eq!(charges.len(), 2);
+        assert_eq!(charges[0].amount, 1.0);
+        assert_eq!(charges[0].window_ms, 3_600_000);
+        assert_eq!(charges[1].amount, 40.5);
+        assert_eq!(charges[1].limit, 1000.0);
+        assert_ne!(charges[0].key, charges[1].key);
+    }
+
+    #[test]
+    fn the_first_false_condition_is_named() {
+        let r = register();
+        let a = r.action_exposed_as("billing.issue_refund").unwrap();
+        let d = decide(a, "bot", &args(json!({"amount": 501})), &HashSet::new());
+        assert_eq!(
+            d,
+            Decision::Deny(Refusal::Condition {
+                action: a.name.clone(),
+                expr: "args.amount <= 500".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_frozen_agent_or_action_is_refused_before_conditions() {
+        let r = register();
+        let a = r.action_exposed_as("billing.issue_refund").unwrap();
+        let frozen: HashSet<_> = [FreezeTarget::Agent(crate::ids::AgentId::new("bot"))].into();
+        assert!(matches!(
+            decide(a, "bot", &args(json!({"amount": 9999})), &frozen),
+            Decision::Deny(Refusal::Frozen { .. })
+        ));
+        let frozen: HashSet<_> = [FreezeTarget::Action(a.name.clone())].into();
+        assert!(matches!(
+            decide(a, "bot", &args(json!({"amount": 1})), &frozen),
+            Decision::Deny(Refusal::Frozen { .. })
+        ));
+        let other: HashSet<_> = [FreezeTarget::Agent(crate::ids::AgentId::new(
+            "someone-else",
+        ))]
+        .into();
+        assert!(matches!(
+            decide(a, "bot", &args(json!({"amount": 1})), &other),
+            Decision::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn an_action_needing_approval_stays_closed_until_approvals_exist() {
+        let r = register();
+        let a = r.action_exposed_as("billing.send_email").unwrap();
+        let d = decide(a, "bot", &args(json!({})), &HashSet::new());
+        assert!(
+            matches!(
+                d,
+                Decision::Deny(Refusal::NotYetEnforced {
+                    control: "approval",
+                    ..
+                })
+            ),
+            "{d:?}"
+        );
+        assert!(d_message(&d).contains("stays closed"));
+    }
+
+    fn d_message(d: &Decision) -> String {
+        match d {
+            Decision::Deny(r) => r.to_string(),
+            Decision::Allow(_) => String::new(),
+        }
+    }
+
+    #[test]
+    fn a_sum_budget_over_a_non_number_is_invalid_arguments() {
+        let r = register();
+        let a = r.action_exposed_as("billing.issue_refund").unwrap();
+        let d = decide(a, "bot", &args(json!({"amount": "40"})), &HashSet::new());
+        assert!(
+            matches!(d, Decision::Deny(Refusal::ConditionError { .. })),
+            "{d:?}"
+        );
+    }
+}

@@ -652,3 +652,53 @@ fn exposed_definition(action: &Action, spec: &ToolSpec) -> Map<String, Value> {
     def.insert("annotations".into(), Value::Object(ann));
     def
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn redaction_replaces_nested_paths_and_leaves_the_rest() {
+        let args = obj(json!({"card": {"number": "4242", "exp": "12/30"}, "amount": 5}));
+        let paths = vec![
+            vec!["card".to_owned(), "number".to_owned()],
+            vec!["missing".to_owned()],
+        ];
+        assert_eq!(
+            redact(&args, &paths),
+            json!({"card": {"number": "[redacted]", "exp": "12/30"}, "amount": 5})
+        );
+    }
+
+    #[test]
+    fn echoes_of_redacted_values_are_scrubbed_from_results() {
+        let args = obj(json!({"card_number": "4242 4242 4242 4242"}));
+        let secrets = redacted_values(&args, &[vec!["card_number".to_owned()]]);
+        let mut result = json!({"content": [{"type": "text", "text": "charged card 4242 4242 4242 4242"}], "structuredContent": {"card": "4242 4242 4242 4242"}});
+        scrub(&mut result, &secrets);
+        assert!(!result.to_string().contains("4242 4242"), "{result}");
+    }
+
+    #[test]
+    fn reason_is_split_out_of_the_arguments() {
+        let (args, reason) = split_reason(&json!({"id": "c1", "_reason": "asked"})).unwrap();
+        assert_eq!(Value::Object(args), json!({"id": "c1"}));
+        assert_eq!(reason.as_deref(), Some("asked"));
+        assert!(split_reason(&json!({"_reason": 5})).is_err());
+        assert!(split_reason(&json!([1])).is_err());
+        assert_eq!(split_reason(&Value::Null).unwrap().0.len(), 0);
+    }
+
+    #[test]
+    fn tool_names_are_shown_escaped_and_capped() {
+        assert_eq!(printable("a\nb"), "a\\nb");
+        assert_eq!(printable(&"x".repeat(300)).chars().count(), 201);
+    }
+}

@@ -147,3 +147,25 @@ pub struct StoredCheckpoint {
     /// When it was signed, RFC 3339 UTC.
     pub time: String,
 }
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth_and_drops_space() {
+        let a = json!({"b": 1, "a": {"d": [1, {"z": 1, "y": 2}], "c": "x"}});
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":"x","d":[1,{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn canonical_bytes_do_not_depend_on_key_order() {
+        let one: Value = serde_json::from_str(r#"{"x": 1, "y": {"q": true, "p": null}}"#).unwrap();
+        let two: Value = serde_json::from_str(r#"{"y": {"p": null, "q": true}, "x": 1}"#).unwrap();
+        assert_eq!(canonical_json(&one), canonical_json(&two));
+    }
+}
