@@ -59,7 +59,7 @@ pub fn app(runtime: &crate::Runtime) -> Router {
     };
     let mcp = remit_mcp::http_service(
         Arc::clone(&gateway),
-        allowed_hosts(&gateway.register().gateway.listen),
+        allowed_hosts(&gateway.register().gateway),
     );
     Router::new()
         .nest_service("/mcp", mcp)
@@ -70,7 +70,8 @@ pub fn app(runtime: &crate::Runtime) -> Router {
         .with_state(state)
 }
 
-fn allowed_hosts(listen: &str) -> Vec<String> {
+fn allowed_hosts(g: &remit_core::register::Gateway) -> Vec<String> {
+    let listen = g.listen.as_str();
     let mut hosts = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -82,6 +83,7 @@ fn allowed_hosts(listen: &str) -> Vec<String> {
             hosts.push(host.to_owned());
         }
     }
+    hosts.extend(g.allowed_hosts.iter().cloned());
     hosts
 }
 

@@ -15,11 +15,12 @@ use remit_core::audit::event::{Event, StoredCheckpoint, StoredEvent};
 use remit_core::ports::{
     BudgetCharge, ChargeOutcome, FreezeTarget, Store, StoreError, StoreErrorKind,
 };
-use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Sqlite, SqliteConnection};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -284,37 +285,47 @@ impl SqliteLedger {
         events: usize,
     ) -> Result<Committed, StoreError> {
         let doing = "cannot commit audit events";
-        let mut conn = self
+        let conn = self
             .pool
             .acquire()
             .await
             .map_err(|e| store_error(doing, &e))?;
+        let mut conn = CloseUnlessFinished {
+            conn,
+            finished: false,
+        };
         let done: Result<Vec<i64>, sqlx::Error> = sqlx::query_scalar(sql::APPEND_SQLITE)
             .bind(json)
             .bind(hashes)
-            .fetch_all(&mut *conn)
+            .fetch_all(&mut *conn.conn)
             .await;
-        match done {
-            Ok(seqs) => {
-                let first = seqs.first().copied().ok_or_else(|| {
-                    record::corrupt("the store did not say where the appended events begin")
-                })?;
-                let first_seq = u64::try_from(first)
-                    .map_err(|_| record::corrupt("the audit log has a negative seq"))?;
-                tracing::trace!(events, first_seq, "audit batch committed");
-                Ok(Committed {
-                    first_seq,
-                    charges: Vec::new(),
-                })
-            }
-            Err(e) => {
-                // The statements stop at the error, perhaps inside the transaction:
-                // closing the connection rolls it back, and the pool opens a fresh one.
-                if let Err(close) = conn.close().await {
-                    tracing::warn!(error = %close, "closing a failed sqlite connection");
-                }
-                Err(store_error(doing, &e))
-            }
+        conn.finished = done.is_ok();
+        let seqs = done.map_err(|e| store_error(doing, &e))?;
+        let first = seqs.first().copied().ok_or_else(|| {
+            record::corrupt("the store did not say where the appended events begin")
+        })?;
+        let first_seq = u64::try_from(first)
+            .map_err(|_| record::corrupt("the audit log has a negative seq"))?;
+        tracing::trace!(events, first_seq, "audit batch committed");
+        Ok(Committed {
+            first_seq,
+            charges: Vec::new(),
+        })
+    }
+}
+
+/// A connection running `BEGIN ..; COMMIT` as one command: unless that command finished,
+/// it may still be inside the transaction, so it is closed (rolling back) instead of going
+/// back to the pool, whether the command failed or its future was dropped half way.
+struct CloseUnlessFinished {
+    conn: PoolConnection<Sqlite>,
+    finished: bool,
+}
+
+impl Drop for CloseUnlessFinished {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.conn.close_on_drop();
         }
     }
 }

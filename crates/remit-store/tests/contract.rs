@@ -8,15 +8,17 @@
 #[cfg(test)]
 mod support;
 
-use remit_core::audit::event::{Event, Stage, StoredCheckpoint};
+use remit_core::audit::event::{Event, Stage};
 use remit_core::audit::tree::leaf_hash;
 use remit_core::ids::{ActionName, AgentId};
-use remit_core::ports::{BudgetCharge, ChargeOutcome, FreezeTarget, Store, StoreErrorKind};
+use remit_core::ports::{ChargeOutcome, FreezeTarget, StoreErrorKind};
 use serde_json::json;
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
-use support::event;
+use support::{
+    HOUR, T0, append_concurrently, assert_one_gapless_log, budget, charge_concurrently, checkpoint,
+    event,
+};
 
 /// Expands a test into `NAME::sqlite` and `NAME::postgres`.
 ///
@@ -45,56 +47,6 @@ macro_rules! store_test {
             }
         }
     };
-}
-
-/// Appends from `tasks` tasks at once, each `per_task(i)` events; returns each task's events and seqs.
-async fn append_concurrently(
-    stores: &[Arc<dyn Store>],
-    tasks: usize,
-) -> Vec<(Vec<Event>, Vec<u64>)> {
-    let mut handles = Vec::new();
-    for i in 0..tasks {
-        let store = Arc::clone(&stores[i % stores.len()]);
-        handles.push(tokio::spawn(async move {
-            let events: Vec<Event> = (0..1 + i % 3).map(|k| event(i * 10 + k)).collect();
-            let seqs = store.append(events.clone()).await.unwrap();
-            (events, seqs)
-        }));
-    }
-    let mut out = Vec::new();
-    for handle in handles {
-        out.push(handle.await.unwrap());
-    }
-    out
-}
-
-/// Every seq from 0 once, each append's seqs consecutive, each body where its seq says.
-async fn assert_one_gapless_log(store: &dyn Store, appended: &[(Vec<Event>, Vec<u64>)]) {
-    let total: usize = appended.iter().map(|(events, _)| events.len()).sum();
-    let mut seen = BTreeSet::new();
-    for (events, seqs) in appended {
-        assert_eq!(seqs.len(), events.len());
-        for pair in seqs.windows(2) {
-            assert_eq!(pair[1], pair[0] + 1, "one append's seqs are consecutive");
-        }
-        for seq in seqs {
-            assert!(seen.insert(*seq), "seq {seq} given twice");
-        }
-    }
-    assert_eq!(
-        seen.into_iter().collect::<Vec<_>>(),
-        (0..total as u64).collect::<Vec<_>>()
-    );
-    assert_eq!(store.event_count().await.unwrap(), total as u64);
-    let stored = store.events(0, total as u64 + 10).await.unwrap();
-    assert_eq!(stored.len(), total);
-    for (events, seqs) in appended {
-        for (event, seq) in events.iter().zip(seqs) {
-            let row = &stored[*seq as usize];
-            assert_eq!(row.seq, *seq);
-            assert_eq!(row.body.as_bytes(), event.canonical().as_slice());
-        }
-    }
 }
 
 store_test!(
@@ -163,15 +115,6 @@ store_test!(events_reads_the_range_asked_for, |store| async move {
     assert_eq!(store.events(0, u64::MAX).await.unwrap().len(), 11);
 });
 
-fn checkpoint(tree_size: u64, root: u8, note: &str) -> StoredCheckpoint {
-    StoredCheckpoint {
-        tree_size,
-        root: [root; 32],
-        note: note.to_owned(),
-        time: "2026-08-01T12:00:00Z".to_owned(),
-    }
-}
-
 store_test!(
     checkpoints_are_idempotent_and_ordered_by_tree_size,
     |store| async move {
@@ -222,18 +165,6 @@ store_test!(
         assert_eq!(store.checkpoints().await.unwrap().len(), 3);
     }
 );
-
-fn budget(key: &str, window_ms: i64, amount: f64, limit: f64) -> BudgetCharge {
-    BudgetCharge {
-        key: key.to_owned(),
-        window_ms,
-        amount,
-        limit,
-    }
-}
-
-const HOUR: i64 = 3_600_000;
-const T0: i64 = 1_785_000_000_000;
 
 store_test!(
     count_budget_refuses_the_call_over_its_limit,
@@ -378,7 +309,10 @@ store_test!(second_budget_exceeded_charges_neither, |store| async move {
     // The count budget was not charged by the refused call: 4 more fit, not 3.
     for i in 0..4 {
         assert_eq!(
-            store.charge(&[roomy.clone()], T0 + 2 + i).await.unwrap(),
+            store
+                .charge(std::slice::from_ref(&roomy), T0 + 2 + i)
+                .await
+                .unwrap(),
             ChargeOutcome::Charged
         );
     }
@@ -391,26 +325,6 @@ store_test!(second_budget_exceeded_charges_neither, |store| async move {
         }
     ));
 });
-
-/// Charges 1 against a limit of 20, `n` times at once over the handles; returns how many fit.
-async fn charge_concurrently(stores: &[Arc<dyn Store>], n: usize) -> usize {
-    let mut handles = Vec::new();
-    for i in 0..n {
-        let store = Arc::clone(&stores[i % stores.len()]);
-        handles.push(tokio::spawn(async move {
-            let charge = [budget("bot/billing.issue_refund/0", HOUR, 1.0, 20.0)];
-            store.charge(&charge, T0 + i as i64).await.unwrap()
-        }));
-    }
-    let mut charged = 0;
-    for handle in handles {
-        match handle.await.unwrap() {
-            ChargeOutcome::Charged => charged += 1,
-            ChargeOutcome::Exceeded { used, .. } => assert_eq!(used, 20.0),
-        }
-    }
-    charged
-}
 
 store_test!(concurrent_charges_never_overshoot, |store| async move {
     assert_eq!(charge_concurrently(&[store], 50).await, 20);
@@ -446,6 +360,49 @@ store_test!(
 store_test!(ping_answers, |store| async move {
     store.ping().await.unwrap();
 });
+
+store_test!(
+    a_failed_batch_refuses_all_its_callers_and_leaves_no_trace,
+    |store, db| async move {
+        store.append(vec![event(0)]).await.unwrap();
+        db.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON audit_events WHEN NEW.call = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned event'); END;",
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.call = 'poison' THEN RAISE EXCEPTION 'poisoned event'; END IF; RETURN NEW; \
+         END $$; CREATE TRIGGER poison BEFORE INSERT ON audit_events \
+         FOR EACH ROW EXECUTE FUNCTION poison();",
+        )
+        .await;
+        // Appends racing with a poisoned one: whoever shares its batch fails with it.
+        let mut handles = Vec::new();
+        for i in 1..40 {
+            let store = Arc::clone(&store);
+            handles.push(tokio::spawn(async move {
+                let mut events = vec![event(i)];
+                if i == 20 {
+                    events[0].call = Some("poison".to_owned());
+                }
+                (events.clone(), store.append(events).await)
+            }));
+        }
+        let mut committed = vec![(vec![event(0)], vec![0])];
+        let mut refused = 0;
+        for handle in handles {
+            let (events, outcome) = handle.await.unwrap();
+            match outcome {
+                Ok(seqs) => committed.push((events, seqs)),
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(refused >= 1, "the poisoned append was refused");
+        // The log holds exactly the acknowledged events, gapless.
+        assert_one_gapless_log(&*store, &committed).await;
+        // And the next append carries on from there.
+        let next = committed.iter().map(|(e, _)| e.len() as u64).sum::<u64>();
+        assert_eq!(store.append(vec![event(99)]).await.unwrap(), vec![next]);
+    }
+);
 
 store_test!(
     append_after_the_store_is_closed_is_an_error,

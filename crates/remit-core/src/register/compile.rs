@@ -327,12 +327,21 @@ fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Opti
         .and_then(|g| g.max_request_bytes.as_ref())
         .map(|s| *s.get_ref())
         .unwrap_or(1 << 20);
+    let allowed_hosts = g
+        .map(|g| {
+            g.allowed_hosts
+                .iter()
+                .map(|h| h.get_ref().clone())
+                .collect()
+        })
+        .unwrap_or_default();
     Some(Gateway {
         listen,
         store,
         audit_key,
         audit_origin,
         max_request_bytes,
+        allowed_hosts,
         base_dir: base_dir.to_path_buf(),
     })
 }

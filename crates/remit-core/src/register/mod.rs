@@ -113,6 +113,8 @@ pub struct Gateway {
     pub audit_origin: String,
     /// Largest request body accepted.
     pub max_request_bytes: u64,
+    /// Host names (or `host:port`) accepted in the `Host` header of `/mcp` besides loopback.
+    pub allowed_hosts: Vec<String>,
     /// The folder of the register file; relative paths resolve against it.
     pub base_dir: PathBuf,
 }

@@ -43,6 +43,9 @@ pub struct RawGateway {
     pub audit_origin: Option<SpannedString>,
     /// Largest request body accepted, in bytes.
     pub max_request_bytes: Option<Spanned<u64>>,
+    /// Host names agents may use to reach `/mcp` (DNS-rebinding guard); loopback is always allowed.
+    #[serde(default)]
+    pub allowed_hosts: Vec<SpannedString>,
 }
 
 /// `[agents.NAME]`.

@@ -1,10 +1,12 @@
 //! Databases for the contract tests: a SQLite file in a temp dir, or a fresh PostgreSQL database.
 
-use remit_core::audit::event::{Event, Stage};
-use remit_core::ports::Store;
+use remit_core::audit::event::{Event, Stage, StoredCheckpoint};
+use remit_core::ports::{BudgetCharge, ChargeOutcome, Store};
 use remit_store::{PgStore, SqliteStore};
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +84,29 @@ impl Db {
                 let store = PgStore::connect_with(url, PG_CONNECTIONS).await.unwrap();
                 handles.lock().unwrap().push(store.clone());
                 Arc::new(store)
+            }
+        }
+    }
+
+    /// Runs SQL on the database behind the store's back: the SQLite or the PostgreSQL text.
+    pub(crate) async fn execute(&self, sqlite: &str, postgres: &str) {
+        match &*self.0 {
+            Inner::Sqlite { dir, .. } => {
+                let options = SqliteConnectOptions::new().filename(dir.path().join("remit.db"));
+                let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+                sqlx::raw_sql(AssertSqlSafe(sqlite.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
+            Inner::Postgres { url, .. } => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                sqlx::raw_sql(AssertSqlSafe(postgres.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
             }
         }
     }
@@ -207,4 +232,99 @@ where
             Err(e) => panic!("test task failed: {e}"),
         }
     }
+}
+
+/// Appends from `tasks` tasks at once, each `per_task(i)` events; returns each task's events and seqs.
+pub(crate) async fn append_concurrently(
+    stores: &[Arc<dyn Store>],
+    tasks: usize,
+) -> Vec<(Vec<Event>, Vec<u64>)> {
+    let mut handles = Vec::new();
+    for i in 0..tasks {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        handles.push(tokio::spawn(async move {
+            let events: Vec<Event> = (0..1 + i % 3).map(|k| event(i * 10 + k)).collect();
+            let seqs = store.append(events.clone()).await.unwrap();
+            (events, seqs)
+        }));
+    }
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+/// Every seq from 0 once, each append's seqs consecutive, each body where its seq says.
+pub(crate) async fn assert_one_gapless_log(store: &dyn Store, appended: &[(Vec<Event>, Vec<u64>)]) {
+    let total: usize = appended.iter().map(|(events, _)| events.len()).sum();
+    let mut seen = BTreeSet::new();
+    for (events, seqs) in appended {
+        assert_eq!(seqs.len(), events.len());
+        for pair in seqs.windows(2) {
+            assert_eq!(pair[1], pair[0] + 1, "one append's seqs are consecutive");
+        }
+        for seq in seqs {
+            assert!(seen.insert(*seq), "seq {seq} given twice");
+        }
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        (0..total as u64).collect::<Vec<_>>()
+    );
+    assert_eq!(store.event_count().await.unwrap(), total as u64);
+    let stored = store.events(0, total as u64 + 10).await.unwrap();
+    assert_eq!(stored.len(), total);
+    for (events, seqs) in appended {
+        for (event, seq) in events.iter().zip(seqs) {
+            let row = &stored[*seq as usize];
+            assert_eq!(row.seq, *seq);
+            assert_eq!(row.body.as_bytes(), event.canonical().as_slice());
+        }
+    }
+}
+
+/// A checkpoint whose root is `root` repeated.
+pub(crate) fn checkpoint(tree_size: u64, root: u8, note: &str) -> StoredCheckpoint {
+    StoredCheckpoint {
+        tree_size,
+        root: [root; 32],
+        note: note.to_owned(),
+        time: "2026-08-01T12:00:00Z".to_owned(),
+    }
+}
+
+/// A budget charge.
+pub(crate) fn budget(key: &str, window_ms: i64, amount: f64, limit: f64) -> BudgetCharge {
+    BudgetCharge {
+        key: key.to_owned(),
+        window_ms,
+        amount,
+        limit,
+    }
+}
+
+/// An hour in milliseconds.
+pub(crate) const HOUR: i64 = 3_600_000;
+/// Some instant in 2026, epoch milliseconds.
+pub(crate) const T0: i64 = 1_785_000_000_000;
+
+/// Charges 1 against a limit of 20, `n` times at once over the handles; returns how many fit.
+pub(crate) async fn charge_concurrently(stores: &[Arc<dyn Store>], n: usize) -> usize {
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        handles.push(tokio::spawn(async move {
+            let charge = [budget("bot/billing.issue_refund/0", HOUR, 1.0, 20.0)];
+            store.charge(&charge, T0 + i as i64).await.unwrap()
+        }));
+    }
+    let mut charged = 0;
+    for handle in handles {
+        match handle.await.unwrap() {
+            ChargeOutcome::Charged => charged += 1,
+            ChargeOutcome::Exceeded { used, .. } => assert_eq!(used, 20.0),
+        }
+    }
+    charged
 }
