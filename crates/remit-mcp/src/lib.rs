@@ -10,6 +10,7 @@
 //! session) and 2026-07-28 (stateless, `server/discover`, per-request `_meta`).
 
 mod agent;
+mod lean;
 mod upstream;
 
 pub use agent::{

@@ -20,6 +20,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
+use crate::lean::LeanHttp;
+
 /// Environment variables a child upstream inherits from remit; everything else it gets from the register.
 const INHERITED_ENV: &[&str] = &[
     "PATH",
@@ -57,6 +59,8 @@ struct Link {
 #[derive(Default)]
 struct LinkState {
     peer: Option<Peer<RoleClient>>,
+    /// Set when the upstream is HTTP and speaks 2026-07-28: calls skip rmcp's client.
+    lean: Option<Arc<LeanHttp>>,
     tools: Vec<ToolSpec>,
     protocol: Option<String>,
     restarts: u64,
@@ -229,6 +233,27 @@ async fn list_tools(name: &UpstreamName, peer: &Peer<RoleClient>) -> Result<Vec<
     Ok(out)
 }
 
+/// The lean client for an HTTP upstream that negotiated the stateless revision.
+fn lean_for(config: &Upstream, protocol: Option<&str>) -> Option<Arc<LeanHttp>> {
+    let Transport::Http { url, headers } = &config.transport else {
+        return None;
+    };
+    if protocol != Some("2026-07-28") {
+        return None;
+    }
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+        .collect();
+    match LeanHttp::new(config.name.as_str(), url.expose(), &headers, config.timeout) {
+        Ok(l) => Some(Arc::new(l)),
+        Err(e) => {
+            tracing::warn!(upstream = %config.name, error = %e, "lean HTTP client unavailable; using rmcp");
+            None
+        }
+    }
+}
+
 async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -245,6 +270,7 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
                 let peer = running.peer().clone();
                 let protocol = peer.peer_info().map(|i| i.protocol_version.to_string());
                 let tools = list_tools(&link.config.name, &peer).await;
+                let lean = lean_for(&link.config, protocol.as_deref());
                 let ok = tools.is_ok();
                 if let Ok(mut s) = link.state.write() {
                     match tools {
@@ -255,6 +281,7 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
                         Err(e) => s.last_error = Some(format!("tools/list failed: {e}")),
                     }
                     s.peer = Some(peer);
+                    s.lean = lean;
                     s.protocol = protocol;
                     s.restarts += 1;
                 }
@@ -270,6 +297,7 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
                 }
                 if let Ok(mut s) = link.state.write() {
                     s.peer = None;
+                    s.lean = None;
                     s.tools.clear();
                     if s.last_error.is_none() {
                         s.last_error = Some("connection closed".to_owned());
@@ -309,11 +337,11 @@ impl Upstreams for McpUpstreams {
             .links
             .get(cleared.upstream())
             .ok_or_else(|| UpstreamError::Unknown(name.clone()))?;
-        let peer = link
+        let (peer, lean) = link
             .state
             .read()
             .ok()
-            .and_then(|s| s.peer.clone())
+            .and_then(|s| s.peer.clone().map(|p| (p, s.lean.clone())))
             .ok_or_else(|| UpstreamError::Unavailable {
                 upstream: name.clone(),
                 message: link
@@ -323,6 +351,15 @@ impl Upstreams for McpUpstreams {
                     .and_then(|s| s.last_error.clone())
                     .unwrap_or_else(|| "not connected".to_owned()),
             })?;
+        if let Some(lean) = lean {
+            let answer = lean.call(cleared.tool(), cleared.args()).await;
+            if let Err(e) = &answer
+                && let Ok(mut s) = link.state.write()
+            {
+                s.last_error = Some(e.to_string());
+            }
+            return answer;
+        }
         let params = CallToolRequestParams::new(cleared.tool().to_owned())
             .with_arguments(cleared.args().clone());
         let timeout = link.config.timeout;

@@ -363,3 +363,74 @@ fn an_upstream_that_never_answers_is_reported_and_its_tools_refused() {
         200
     );
 }
+
+/// Serves the billing system over Streamable HTTP on a thread of its own; returns its URL and database.
+fn billing_over_http() -> (String, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("billing-http.db");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let db2 = db.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            remit_billing::serve_billing_http(l, &db2).await.unwrap();
+        });
+    });
+    (format!("http://{addr}/mcp"), db, dir)
+}
+
+#[test]
+fn an_http_upstream_works_in_both_eras() {
+    for (protocol, expected) in [
+        ("auto", "2026-07-28"),
+        ("2026-07-28", "2026-07-28"),
+        ("2025-11-25", "2025-11-25"),
+    ] {
+        let (url, db, _keep) = billing_over_http();
+        let r = Remit::start_with(|port| {
+            crate::support::register(STANDARD, port).replace(
+                &format!(
+                    "command = [\"{}\", \"billing-server\", \"--db\", \"billing.db\"]",
+                    crate::support::remit()
+                ),
+                &format!("url = \"{url}\"\nprotocol = \"{protocol}\""),
+            )
+        });
+        let (status, body) = r.call(
+            "billing.issue_refund",
+            json!({ "charge_id": "ch_003", "amount": 7, "reason": "x" }),
+        );
+        assert_eq!(status, 200, "{protocol}: {body}");
+        assert!(
+            body["result"]["structuredContent"]["refund_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("r_"),
+            "{body}"
+        );
+        let (status, body) = r.call(
+            "billing.issue_refund",
+            json!({ "charge_id": "nope", "amount": 7, "reason": "x" }),
+        );
+        assert_eq!(status, 200, "a tool error is still a result: {body}");
+        assert_eq!(body["result"]["isError"], json!(true));
+        let (status, _) = r.call("billing.delete_customer", json!({ "id": "cus_001" }));
+        assert_eq!(status, 403);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let calls = rt.block_on(remit_billing::received_calls(&db)).unwrap();
+        assert_eq!(calls.len(), 2, "{protocol}: {calls:?}");
+        assert!(
+            calls
+                .iter()
+                .all(|c| c.protocol_version.as_deref() == Some(expected)),
+            "{protocol}: {calls:?}"
+        );
+        assert_eq!(r.health()["upstreams"][0]["protocol"], expected);
+    }
+}
