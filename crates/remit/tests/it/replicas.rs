@@ -23,7 +23,7 @@ fn two_replicas_on_postgres_share_budgets_freezes_and_one_log() {
     assert_eq!(a.call("billing.issue_refund", refund.clone()).0, 200);
     assert_eq!(b.call("billing.issue_refund", refund.clone()).0, 200);
     assert_eq!(a.call("billing.issue_refund", refund.clone()).0, 200);
-    let (status, body) = b.call("billing.issue_refund", refund.clone());
+    let (status, body) = b.call("billing.issue_refund", refund);
     assert_eq!(
         status, 429,
         "the second replica did not see the first one's charges: {body}"
