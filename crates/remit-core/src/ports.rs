@@ -116,7 +116,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError>;
     /// How many events the log holds.
     async fn event_count(&self) -> Result<u64, StoreError>;
-    /// Saves a signed checkpoint; saving one for a tree size already checkpointed is a no-op.
+    /// Saves a signed checkpoint; the same one again is a no-op, a different root at a size already signed is a `Conflict` (a forked log).
     async fn put_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
     /// Every checkpoint, by tree size.
     async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError>;

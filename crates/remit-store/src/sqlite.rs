@@ -59,7 +59,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Statement journals and the rows of `INSERT .. SELECT` stay in memory
+            // instead of going through a temp file on every batch.
+            .pragma("temp_store", "memory");
         let unavailable = |e: sqlx::Error| {
             StoreError::unavailable(format!("cannot open the sqlite store `{shown}`: {e}"))
         };

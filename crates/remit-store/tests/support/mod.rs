@@ -1,6 +1,7 @@
 //! Databases for the contract tests: a SQLite file in a temp dir, or a fresh PostgreSQL database.
 
 use remit_core::audit::event::{Event, Stage, StoredCheckpoint};
+use remit_core::audit::tree::leaf_hash;
 use remit_core::ports::{BudgetCharge, ChargeOutcome, Store};
 use remit_store::{PgStore, SqliteStore};
 use serde_json::json;
@@ -280,6 +281,7 @@ pub(crate) async fn assert_one_gapless_log(store: &dyn Store, appended: &[(Vec<E
             let row = &stored[*seq as usize];
             assert_eq!(row.seq, *seq);
             assert_eq!(row.body.as_bytes(), event.canonical().as_slice());
+            assert_eq!(row.leaf_hash, leaf_hash(row.body.as_bytes()));
         }
     }
 }
