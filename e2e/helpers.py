@@ -538,10 +538,11 @@ def assert_audit_intact(verify: CliResult) -> None:
 
 
 def refusal(result: Any) -> dict[str, Any] | None:
-    """`structuredContent.remit` of a tool result remit refused (`code`, `message`, `call`), else None."""
+    """`_meta.remit` of a tool result remit refused (`code`, `message`, `call`), else None."""
     if not getattr(result, "is_error", False):
         return None
-    return (result.structured_content or {}).get("remit")
+    meta = getattr(result, "meta", None) or {}
+    return meta.get("remit")
 
 
 def assert_refused(result: Any, code: str, *fragments: str) -> dict[str, Any]:

@@ -243,11 +243,6 @@ async def test_kill_switch(gateway) -> None:
     helpers.assert_audit_intact(gw.audit_verify())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remit bug: `remit serve` (on SIGTERM) and `remit stdio` (at end of input) exit without signing a "
-    "final checkpoint, so the last second of events is never covered and a short run cannot be verified",
-)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_audit_verifies_after_the_run(gateway, transport: str) -> None:
     """Once remit has stopped, `remit audit verify` exits 0 with every event under a signed checkpoint."""

@@ -54,17 +54,12 @@ def test_inspector_cli_through_remit(gateway, everything_url: str, era: str, too
     assert refused.returncode == 5, refused.stdout + refused.stderr
     assert json.loads(refused.stderr)["error"]["code"] == "tool_is_error"
     result = refused.json()["result"]
-    assert result["isError"] is True and result["structuredContent"]["remit"]["code"] == "condition"
+    assert result["isError"] is True and result["_meta"]["remit"]["code"] == "condition"
     assert "condition `args.a + args.b <= 100` is false" in result["content"][0]["text"]
 
     assert [call["tool"] for call in helpers.billing_ledger(gw.dir / "billing.db")] == ["get_customer"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remit bug: a refusal's structuredContent ({remit: ...}) violates the tool's outputSchema; TypeScript "
-    "SDK clients (the Inspector, SDK 1.x) reject the result instead of showing the refusal",
-)
 def test_inspector_sees_the_refusal_of_a_tool_with_an_output_schema(
     gateway, everything_url: str, tool_home: Path
 ) -> None:

@@ -20,10 +20,6 @@ pytestmark = pytest.mark.anyio
 
 # remit bug: to a 2026-07-28 client, remit relays a 2025-11-25 upstream's CallToolResult without the
 # `resultType: "complete"` that 2026-07-28 requires, and the SDK client rejects the result.
-MISSING_RESULT_TYPE = pytest.mark.xfail(
-    strict=True,
-    reason="remit bug: results relayed from a 2025-11-25 upstream lack resultType in the 2026-07-28 era",
-)
 
 
 def everything_register(url: str) -> str:
@@ -38,7 +34,7 @@ def everything_register(url: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "mode", [pytest.param(mode, marks=MISSING_RESULT_TYPE if mode == "2026-07-28" else ()) for mode in MODES]
+    "mode", MODES
 )
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_everything_over_http_upstream(gateway, everything_url: str, transport: str, mode: str) -> None:

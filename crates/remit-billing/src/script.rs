@@ -65,7 +65,7 @@ pub enum StepOutcome {
     /// The call failed without a remit code: the tool answered `isError:
     /// true`, or the server answered with a JSON-RPC error.
     ToolError(String),
-    /// Remit answered instead of the tool: `structuredContent.remit.code` and
+    /// Remit answered instead of the tool: `_meta.remit.code` and
     /// its message.
     Refused {
         /// The remit code, e.g. `condition`, `unlisted`, `over_budget`.
@@ -287,7 +287,7 @@ async fn run_steps(
 }
 
 /// Reads a tool result as the agent sees it: a remit refusal carries
-/// `structuredContent.remit.code`; any other error is the tool's own.
+/// `_meta.remit.code`; any other error is the tool's own.
 fn outcome_of(result: &CallToolResult) -> StepOutcome {
     let text = result
         .content
@@ -303,10 +303,7 @@ fn outcome_of(result: &CallToolResult) -> StepOutcome {
                 .unwrap_or(Value::String(text)),
         );
     }
-    let remit = result
-        .structured_content
-        .as_ref()
-        .and_then(|content| content.get("remit"));
+    let remit = result.meta.as_ref().and_then(|meta| meta.0.get("remit"));
     match remit
         .and_then(|remit| remit.get("code"))
         .and_then(Value::as_str)
@@ -333,11 +330,14 @@ mod tests {
         let mut result = CallToolResult::error(vec![ContentBlock::text(
             "refused: condition `args.amount <= 500` is false",
         )]);
-        result.structured_content = Some(json!({"remit": {
+        let serde_json::Value::Object(meta) = json!({"remit": {
             "code": "condition",
             "call": "call_1",
             "message": "condition `args.amount <= 500` is false",
-        }}));
+        }}) else {
+            unreachable!()
+        };
+        result.meta = Some(rmcp::model::MetaObject(meta));
         let outcome = outcome_of(&result);
         assert_eq!(
             outcome,

@@ -91,6 +91,15 @@ pub enum Outcome {
         /// Why.
         refusal: Refusal,
     },
+    /// Cleared, but the upstream refused the request with a JSON-RPC error; the tool did not run.
+    Rejected {
+        /// The call.
+        call: CallId,
+        /// The upstream's JSON-RPC error code.
+        code: i64,
+        /// The upstream's message.
+        message: String,
+    },
     /// Cleared, but the upstream or the audit failed; the message says whether it may have run.
     Failed {
         /// The call.
@@ -104,9 +113,10 @@ impl Outcome {
     /// The call's id.
     pub fn call(&self) -> &CallId {
         match self {
-            Self::Done { call, .. } | Self::Refused { call, .. } | Self::Failed { call, .. } => {
-                call
-            }
+            Self::Done { call, .. }
+            | Self::Refused { call, .. }
+            | Self::Rejected { call, .. }
+            | Self::Failed { call, .. } => call,
         }
     }
 }
@@ -294,6 +304,11 @@ impl Gateway {
                 Outcome::Refused { call: id, refusal }
             }
             Err(Stop::Failed(message)) => Outcome::Failed { call: id, message },
+            Err(Stop::Rejected(code, message)) => Outcome::Rejected {
+                call: id,
+                code,
+                message,
+            },
         }
     }
 
@@ -411,6 +426,13 @@ impl Gateway {
                 let detail = json!({ "is_error": is_error, "result": recorded });
                 (trail.event(Stage::Executed, detail), Ok(result))
             }
+            Err(UpstreamError::Rejected { code, message, .. }) => {
+                let detail = json!({ "error": message, "code": code, "sent": true, "ran": false });
+                (
+                    trail.event(Stage::Failed, detail),
+                    Err(Stop::Rejected(code, message)),
+                )
+            }
             Err(e) => {
                 let sent = !matches!(
                     e,
@@ -452,6 +474,7 @@ impl Gateway {
 
 enum Stop {
     Refused(Refusal),
+    Rejected(i64, String),
     Failed(String),
 }
 

@@ -224,7 +224,17 @@ pub enum UpstreamError {
         /// How long remit waited.
         seconds: u64,
     },
-    /// The upstream answered with a protocol error (not a tool error).
+    /// The upstream refused the request with a JSON-RPC error; the tool did not run.
+    #[error("upstream `{upstream}` rejected the call ({code}): {message}")]
+    Rejected {
+        /// Which upstream.
+        upstream: String,
+        /// The JSON-RPC error code.
+        code: i64,
+        /// The upstream's message.
+        message: String,
+    },
+    /// The upstream answered with something that is not a valid MCP answer.
     #[error("upstream `{upstream}` answered with an error: {message}")]
     Protocol {
         /// Which upstream.

@@ -70,38 +70,60 @@ fn run_of(ctx: &RequestContext<RoleServer>) -> Option<RunId> {
 
 /// Maps an outcome of the pipeline to the MCP tool result the agent sees.
 ///
-/// A refusal or failure is a tool error (`isError: true`) whose text says why and
-/// whether to retry, with `structuredContent.remit` carrying the code for programs.
+/// A refusal or failure is a tool error (`isError: true`) whose text says why and whether
+/// to retry; `_meta.remit` carries `{code, call, message}` for programs. It is not put in
+/// `structuredContent`, which clients validate against the tool's `outputSchema`.
 pub fn outcome_to_mcp(outcome: &Outcome) -> CallToolResult {
-    match outcome {
+    let mut r = match outcome {
         Outcome::Done { result, .. } => {
             match serde_json::from_value::<CallToolResult>(result.clone()) {
-                Ok(r) => r,
-                Err(e) => {
-                    let mut r = CallToolResult::error(vec![Content::text(format!(
-                        "the upstream answered with a result remit could not read: {e}"
-                    ))]);
-                    r.structured_content =
-                        Some(serde_json::json!({ "remit": { "code": "bad_upstream_result" } }));
+                Ok(mut r) => {
+                    // the upstream's own identity stays with the upstream: the agent talks to remit
+                    if let Some(meta) = r.meta.as_mut() {
+                        meta.0
+                            .retain(|k, _| !k.starts_with("io.modelcontextprotocol/serverInfo"));
+                        if meta.0.is_empty() {
+                            r.meta = None;
+                        }
+                    }
                     r
                 }
+                Err(e) => error_result(
+                    &format!("the upstream answered with a result remit could not read: {e}"),
+                    "bad_upstream_result",
+                    outcome.call().as_str(),
+                ),
             }
         }
         Outcome::Refused { call, refusal } => {
-            let mut r = CallToolResult::error(vec![Content::text(refusal.to_string())]);
-            r.structured_content = Some(serde_json::json!({
-                "remit": { "code": refusal.code(), "call": call.as_str(), "message": refusal.to_string() }
-            }));
-            r
+            error_result(&refusal.to_string(), refusal.code(), call.as_str())
         }
+        Outcome::Rejected {
+            call,
+            code,
+            message,
+        } => error_result(
+            &format!("the upstream rejected the call ({code}): {message}"),
+            "rejected",
+            call.as_str(),
+        ),
         Outcome::Failed { call, message } => {
-            let mut r = CallToolResult::error(vec![Content::text(format!("failed: {message}"))]);
-            r.structured_content = Some(serde_json::json!({
-                "remit": { "code": "failed", "call": call.as_str(), "message": message }
-            }));
-            r
+            error_result(&format!("failed: {message}"), "failed", call.as_str())
         }
-    }
+    };
+    r.result_type = Some(rmcp::model::ResultType::COMPLETE);
+    r
+}
+
+fn error_result(message: &str, code: &str, call: &str) -> CallToolResult {
+    let mut r = CallToolResult::error(vec![Content::text(message.to_owned())]);
+    let mut meta = serde_json::Map::new();
+    meta.insert(
+        "remit".to_owned(),
+        serde_json::json!({ "code": code, "call": call, "message": message }),
+    );
+    r.meta = Some(rmcp::model::MetaObject(meta));
+    r
 }
 
 impl ServerHandler for AgentServer {
@@ -157,6 +179,15 @@ impl ServerHandler for AgentServer {
             entry: Entry::Mcp,
         };
         let outcome = self.gateway.call(call).await;
+        if let Outcome::Rejected { code, message, .. } = &outcome {
+            // the upstream's JSON-RPC error passes through as one: the request, not the tool, failed
+            let code = i32::try_from(*code).unwrap_or(-32603);
+            return Err(McpError::new(
+                rmcp::model::ErrorCode(code),
+                message.clone(),
+                None,
+            ));
+        }
         Ok(CallToolResponse::Complete(outcome_to_mcp(&outcome)))
     }
 }

@@ -129,12 +129,19 @@ impl LeanHttp {
         if let Some(result) = message.get("result") {
             return Ok(result.clone());
         }
-        let error = message
-            .get("error")
+        let error = message.get("error");
+        let text = error
             .and_then(|e| e.get("message"))
             .and_then(Value::as_str)
             .unwrap_or("no result");
-        Err(self.protocol(format!("HTTP {status}: {error}")))
+        match error.and_then(|e| e.get("code")).and_then(Value::as_i64) {
+            Some(code) => Err(UpstreamError::Rejected {
+                upstream: self.upstream.clone(),
+                code,
+                message: text.to_owned(),
+            }),
+            None => Err(self.protocol(format!("HTTP {status}: {text}"))),
+        }
     }
 
     fn protocol(&self, message: String) -> UpstreamError {

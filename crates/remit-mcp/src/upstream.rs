@@ -376,8 +376,9 @@ impl Upstreams for McpUpstreams {
             Ok(Err(e)) => {
                 use rmcp::service::ServiceError;
                 let err = match e {
-                    ServiceError::McpError(data) => UpstreamError::Protocol {
+                    ServiceError::McpError(data) => UpstreamError::Rejected {
                         upstream: name,
+                        code: i64::from(data.code.0),
                         message: data.message.to_string(),
                     },
                     ServiceError::TransportSend(_) => {

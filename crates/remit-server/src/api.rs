@@ -286,6 +286,16 @@ async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body
             refusal.code(),
             refusal.to_string(),
         ),
+        Outcome::Rejected {
+            call,
+            code,
+            message,
+        } => error(
+            StatusCode::BAD_GATEWAY,
+            Some(call.to_string()),
+            "rejected",
+            format!("the upstream rejected the call ({code}): {message}; nothing ran"),
+        ),
         Outcome::Failed { call, message } => error(
             StatusCode::BAD_GATEWAY,
             Some(call.to_string()),

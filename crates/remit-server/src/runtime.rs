@@ -31,6 +31,8 @@ pub struct Runtime {
     pub upstreams: Arc<McpUpstreams>,
     /// The audit verifier key text (public), for `audit verify` and proofs.
     pub verifier: String,
+    signer: Arc<tokio::sync::Mutex<Checkpointer>>,
+    clock: Arc<dyn Clock>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -122,15 +124,24 @@ impl Runtime {
             }));
         }
         // a signed checkpoint at least every second while events arrive
+        let signer = Arc::new(tokio::sync::Mutex::new(Checkpointer::new(
+            key,
+            register.gateway.audit_origin.clone(),
+        )));
         {
             let store: Arc<dyn Store> = Arc::clone(&store);
             let clock = Arc::clone(&clock);
-            let mut signer = Checkpointer::new(key, register.gateway.audit_origin.clone());
+            let signer = Arc::clone(&signer);
             tasks.push(tokio::spawn(async move {
                 let mut every = tokio::time::interval(Duration::from_millis(1000));
                 loop {
                     every.tick().await;
-                    if let Err(e) = signer.tick(store.as_ref(), clock.as_ref()).await {
+                    if let Err(e) = signer
+                        .lock()
+                        .await
+                        .tick(store.as_ref(), clock.as_ref())
+                        .await
+                    {
                         tracing::error!(error = %e, "audit checkpoint failed");
                     }
                 }
@@ -140,8 +151,21 @@ impl Runtime {
             gateway,
             upstreams,
             verifier,
+            signer,
+            clock,
             tasks,
         })
+    }
+
+    /// Signs a checkpoint over everything recorded so far (on shutdown, or before a verify).
+    pub async fn checkpoint_now(&self) -> Result<(), remit_core::ports::StoreError> {
+        let store = Arc::clone(self.gateway.store());
+        self.signer
+            .lock()
+            .await
+            .tick(store.as_ref(), self.clock.as_ref())
+            .await
+            .map(|_| ())
     }
 
     /// Waits until each upstream has connected or failed once (at most `limit`), then loads tools.

@@ -8,7 +8,6 @@ use remit_core::ids::AgentId;
 use remit_core::ports::FreezeTarget;
 use remit_core::register::{Severity, Strictness, compile};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 /// The example register, shipped in `examples/`.
 const REGISTER: &str = include_str!("../../../examples/support-bot.toml");
@@ -135,7 +134,7 @@ pub(crate) async fn run(exit: bool, port: u16) -> anyhow::Result<Exit> {
         .await?;
 
     // the record
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    runtime.checkpoint_now().await?;
     let store = runtime.gateway.store();
     let verifier = Verifier::from_text(&runtime.verifier).map_err(|e| anyhow::anyhow!("{e}"))?;
     let checkpoints = store.checkpoints().await?;

@@ -156,7 +156,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Serve => {
-            init_tracing("info");
+            init_tracing("info,rmcp=warn");
             serve::serve(&cli.register).await
         }
         Command::Stdio { agent } => {

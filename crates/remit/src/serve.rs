@@ -114,6 +114,9 @@ pub(crate) async fn serve(path: &Path) -> anyhow::Result<Exit> {
     tracing::info!("shutting down");
     let _ = tx.send(());
     tokio::time::sleep(Duration::from_millis(200)).await;
+    if let Err(e) = runtime.checkpoint_now().await {
+        tracing::error!(error = %e, "the final audit checkpoint failed");
+    }
     Ok(Exit::Ok)
 }
 
@@ -130,9 +133,11 @@ pub(crate) async fn stdio(path: &Path, agent: &str) -> anyhow::Result<Exit> {
     let runtime = Runtime::start(register).await?;
     record_start(&runtime, "stdio").await?;
     runtime.settle(Duration::from_secs(5)).await;
-    remit_mcp::serve_stdio(Arc::clone(&runtime.gateway), id)
-        .await
-        .map_err(|e| anyhow::anyhow!("stdio session ended: {e}"))?;
+    let session = remit_mcp::serve_stdio(Arc::clone(&runtime.gateway), id).await;
+    if let Err(e) = runtime.checkpoint_now().await {
+        tracing::error!(error = %e, "the final audit checkpoint failed");
+    }
+    session.map_err(|e| anyhow::anyhow!("stdio session ended: {e}"))?;
     Ok(Exit::Ok)
 }
 

@@ -96,10 +96,7 @@ fn mcp_call_outside_the_remit_is_a_tool_error_that_says_why() {
     );
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["result"]["isError"], json!(true), "{v}");
-    assert_eq!(
-        v["result"]["structuredContent"]["remit"]["code"], "unlisted",
-        "{v}"
-    );
+    assert_eq!(v["result"]["_meta"]["remit"]["code"], "unlisted", "{v}");
     let (_, v) = r.mcp(
         TOKEN,
         "tools/call",
