@@ -50,7 +50,11 @@ fn source() -> String {
             let agents: Vec<String> = (0..3)
                 .map(|k| format!("\"agent-{}\"", (n + k) % AGENTS))
                 .collect();
-            let tier = ["read", "write", "irreversible"][n % 3];
+            let tier = match n % 3 {
+                0 => "read",
+                1 => "write",
+                _ => "irreversible",
+            };
             s.push_str(&format!(
                 "[actions.\"sys{u}.tool_{t}\"]\n\
                  agents = [{}]\n\
