@@ -330,7 +330,7 @@ mod tests {
         let mut result = CallToolResult::error(vec![ContentBlock::text(
             "refused: condition `args.amount <= 500` is false",
         )]);
-        let serde_json::Value::Object(meta) = json!({"remit": {
+        let Value::Object(meta) = json!({"remit": {
             "code": "condition",
             "call": "call_1",
             "message": "condition `args.amount <= 500` is false",
