@@ -48,17 +48,24 @@ pub enum ConditionError {
     },
 }
 
-/// The variables an expression sees: `args` now; `result` and `probe` later.
-#[derive(Debug)]
+/// The variables an expression sees (`args` now; `result` and `probe` later), converted once per call.
 pub struct Bindings {
-    args: CelValue,
+    ctx: Context<'static, 'static>,
+}
+
+impl fmt::Debug for Bindings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Bindings")
+    }
 }
 
 impl Bindings {
     /// Binds the call's arguments as `args`.
     pub fn for_args(args: &serde_json::Map<String, Value>) -> Self {
         let args = cel::to_value(args).unwrap_or(CelValue::Null);
-        Self { args }
+        let mut ctx = Context::with_env(env().clone());
+        ctx.add_variable_from_value("args", args);
+        Self { ctx }
     }
 }
 
@@ -85,10 +92,8 @@ impl Condition {
     }
 
     fn run(&self, b: &Bindings) -> Result<CelValue, ConditionError> {
-        let mut ctx = Context::with_env(env().clone());
-        ctx.add_variable_from_value("args", b.args.clone());
         self.program
-            .execute(&ctx)
+            .execute(&b.ctx)
             .map_err(|e| ConditionError::Evaluation {
                 expr: self.source.clone(),
                 message: describe_execution_error(&e),
