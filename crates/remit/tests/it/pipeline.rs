@@ -431,3 +431,22 @@ fn an_http_upstream_works_in_both_eras() {
         assert_eq!(r.health()["upstreams"][0]["protocol"], expected);
     }
 }
+
+#[test]
+fn the_http_api_is_described_by_an_openapi_document() {
+    let r = Remit::start(STANDARD);
+    let doc: Value = reqwest::blocking::get(r.url("/v1/openapi.json"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let post = &doc["paths"]["/v1/calls"]["post"];
+    for status in ["200", "401", "403", "422", "429", "503"] {
+        assert!(
+            post["responses"][status].is_object(),
+            "no {status} in {post}"
+        );
+    }
+    assert!(doc["components"]["schemas"]["CallRequest"]["properties"]["tool"].is_object());
+    assert!(doc["components"]["securitySchemes"]["agent_token"].is_object());
+}
