@@ -63,29 +63,40 @@ pub(crate) fn first_exceeded(charges: &[BudgetCharge], used: &[f64]) -> Option<(
     None
 }
 
-/// When enough of the window expires for `charge` to fit.
+/// The running total a charge must reach for its leaving to make room for `charge`.
 ///
-/// `window` is the window's charges, `(time_ms, amount)` in time order. When the call
-/// cannot fit even in an empty window, this is when the window empties.
+/// `base` is the running total just before the window, `used` what the window holds
+/// (the call's own earlier amounts on this key included).
+pub(crate) fn need_to_leave(base: f64, used: f64, charge: &BudgetCharge) -> f64 {
+    base + used + charge.amount - charge.limit - 1e-9 * charge.limit.abs().max(1.0)
+}
+
+/// When room returns: when the first charge reaching the needed running total leaves the window.
+///
+/// `first` is that charge's time, if any; without one the call cannot fit even in an
+/// empty window, and this is when the window empties (`last` is the key's latest charge).
 pub(crate) fn resets_at(
-    window: &[(i64, f64)],
-    used: f64,
+    first: Option<i64>,
+    last: Option<i64>,
     charge: &BudgetCharge,
     now_ms: i64,
 ) -> i64 {
-    let mut left = used;
-    for (time_ms, amount) in window {
-        left -= amount;
-        if fits(left, charge.amount, charge.limit) {
-            return time_ms.saturating_add(charge.window_ms).max(now_ms);
-        }
-    }
-    window
-        .last()
-        .map_or(now_ms, |(time_ms, _)| {
-            time_ms.saturating_add(charge.window_ms)
-        })
+    first
+        .or(last)
+        .map_or(now_ms, |t| t.saturating_add(charge.window_ms))
         .max(now_ms)
+}
+
+/// The time and running total of a new charge: never earlier than the key's last charge.
+///
+/// INVARIANT: per key, `time_ms` never decreases, so `cum` grows with it and a window's
+/// sum is a difference of two running totals. A replica whose clock lags stamps its charge
+/// at the key's latest time, which only keeps the charge in the window longer.
+pub(crate) fn next_charge(last: Option<(i64, f64)>, amount: f64, now_ms: i64) -> (i64, f64) {
+    match last {
+        Some((time, cum)) => (time.max(now_ms), cum + amount),
+        None => (now_ms, amount),
+    }
 }
 
 #[cfg(test)]
@@ -120,22 +131,41 @@ mod tests {
         assert_eq!(first_exceeded(&charges, &[3.0, 3.0]), Some((1, 7.0)));
     }
 
+    /// The oldest charge of `window` (time, running total) reaching `need`, as the store finds it.
+    fn first_reaching(window: &[(i64, f64)], need: f64) -> Option<i64> {
+        window.iter().find(|(_, cum)| *cum >= need).map(|(t, _)| *t)
+    }
+
     #[test]
     fn resets_when_enough_old_charges_leave() {
-        // limit 10, holds 3 + 4 + 2 = 9; a charge of 5 needs 4 to leave: the first two.
-        let window = [(100, 3.0), (200, 4.0), (300, 2.0)];
-        let at = resets_at(&window, 9.0, &charge("a", 5.0, 10.0), 350);
-        assert_eq!(at, 1_200);
+        // limit 10, holds 3 + 4 + 2 = 9 (running totals 3, 7, 9); a charge of 5 needs 4 to
+        // leave: the first two, so room returns when the one at 200 leaves.
+        let window = [(100, 3.0), (200, 7.0), (300, 9.0)];
+        let c = charge("a", 5.0, 10.0);
+        let need = need_to_leave(0.0, 9.0, &c);
+        assert_eq!(
+            resets_at(first_reaching(&window, need), Some(300), &c, 350),
+            1_200
+        );
     }
 
     #[test]
     fn a_charge_over_the_limit_resets_when_the_window_empties() {
         let window = [(100, 3.0)];
+        let c = charge("a", 50.0, 10.0);
+        let need = need_to_leave(0.0, 3.0, &c);
         assert_eq!(
-            resets_at(&window, 3.0, &charge("a", 50.0, 10.0), 150),
+            resets_at(first_reaching(&window, need), Some(100), &c, 150),
             1_100
         );
-        assert_eq!(resets_at(&[], 0.0, &charge("a", 50.0, 10.0), 150), 150);
+        assert_eq!(resets_at(None, None, &c, 150), 150);
+    }
+
+    #[test]
+    fn charges_never_go_back_in_time_per_key() {
+        assert_eq!(next_charge(None, 2.0, 100), (100, 2.0));
+        assert_eq!(next_charge(Some((100, 2.0)), 3.0, 150), (150, 5.0));
+        assert_eq!(next_charge(Some((200, 5.0)), 1.0, 150), (200, 6.0));
     }
 
     #[test]

@@ -49,21 +49,25 @@ pub(crate) const CHECKPOINTS: &str =
 pub(crate) const LATEST_CHECKPOINT: &str = "SELECT tree_size, root, note, time \
     FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1";
 
-/// What a budget's window holds: charges of key `$1` stamped after `$2`.
-pub(crate) const WINDOW_SUM: &str = "SELECT coalesce(sum(amount), 0.0) FROM budget_charges \
-    WHERE key = $1 AND time_ms > $2";
+/// The key's latest charge: its time and running total.
+pub(crate) const LAST_CHARGE: &str = "SELECT time_ms, cum FROM budget_charges \
+    WHERE key = $1 ORDER BY time_ms DESC, cum DESC LIMIT 1";
 
-/// The window's charges in time order, to tell when room returns.
-pub(crate) const WINDOW_CHARGES: &str = "SELECT time_ms, amount FROM budget_charges \
-    WHERE key = $1 AND time_ms > $2 ORDER BY time_ms";
+/// The running total just before a window: of the latest charge at or before `$2`.
+pub(crate) const BASE_CUM: &str = "SELECT cum FROM budget_charges \
+    WHERE key = $1 AND time_ms <= $2 ORDER BY time_ms DESC, cum DESC LIMIT 1";
 
-/// One charge against a budget.
+/// The oldest charge whose running total reaches `$2`: when it leaves, room returns.
+pub(crate) const FIRST_REACHING: &str = "SELECT time_ms FROM budget_charges \
+    WHERE key = $1 AND cum >= $2 ORDER BY time_ms, cum LIMIT 1";
+
+/// One charge against a budget, with the key's running total after it.
 pub(crate) const INSERT_CHARGE: &str =
-    "INSERT INTO budget_charges (key, time_ms, amount) VALUES ($1, $2, $3)";
+    "INSERT INTO budget_charges (key, time_ms, amount, cum) VALUES ($1, $2, $3, $4)";
 
-/// Forgets charges long out of their window.
-pub(crate) const PRUNE_CHARGES: &str =
-    "DELETE FROM budget_charges WHERE key = $1 AND time_ms <= $2";
+/// Forgets charges long out of their window, keeping the newest of them as the base of later sums.
+pub(crate) const PRUNE_CHARGES: &str = "DELETE FROM budget_charges WHERE key = $1 AND time_ms < \
+    (SELECT max(time_ms) FROM budget_charges WHERE key = $1 AND time_ms <= $2)";
 
 /// Freezes a target (a no-op when frozen already).
 pub(crate) const FREEZE: &str =

@@ -355,23 +355,30 @@ async fn charge(
     now_ms: i64,
 ) -> Result<ChargeOutcome, sqlx::Error> {
     let mut used = Vec::with_capacity(charges.len());
+    let mut state = Vec::with_capacity(charges.len());
     for charge in charges {
-        let sum: f64 = sqlx::query_scalar(sql::WINDOW_SUM)
+        let last: Option<(i64, f64)> = sqlx::query_as(sql::LAST_CHARGE)
+            .bind(&charge.key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let base: Option<f64> = sqlx::query_scalar(sql::BASE_CUM)
             .bind(&charge.key)
             .bind(budget::since(now_ms, charge.window_ms))
-            .fetch_one(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
-        used.push(sum);
+        let base = base.unwrap_or(0.0);
+        used.push((last.map_or(0.0, |l| l.1) - base).max(0.0));
+        state.push((last, base));
     }
     if let Some((index, used)) = budget::first_exceeded(charges, &used) {
         let mut resets_at_ms = now_ms;
-        if let Some(charge) = charges.get(index) {
-            let window: Vec<(i64, f64)> = sqlx::query_as(sql::WINDOW_CHARGES)
+        if let (Some(charge), Some((last, base))) = (charges.get(index), state.get(index)) {
+            let first: Option<i64> = sqlx::query_scalar(sql::FIRST_REACHING)
                 .bind(&charge.key)
-                .bind(budget::since(now_ms, charge.window_ms))
-                .fetch_all(&mut *conn)
+                .bind(budget::need_to_leave(*base, used, charge))
+                .fetch_optional(&mut *conn)
                 .await?;
-            resets_at_ms = budget::resets_at(&window, used, charge, now_ms);
+            resets_at_ms = budget::resets_at(first, last.map(|l| l.0), charge, now_ms);
         }
         return Ok(ChargeOutcome::Exceeded {
             index,
@@ -380,10 +387,17 @@ async fn charge(
         });
     }
     for charge in charges {
+        // read again: an earlier charge of this call may have been on the same key
+        let last: Option<(i64, f64)> = sqlx::query_as(sql::LAST_CHARGE)
+            .bind(&charge.key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let (time_ms, cum) = budget::next_charge(last, charge.amount, now_ms);
         sqlx::query(sql::INSERT_CHARGE)
             .bind(&charge.key)
-            .bind(now_ms)
+            .bind(time_ms)
             .bind(charge.amount)
+            .bind(cum)
             .execute(&mut *conn)
             .await?;
         sqlx::query(sql::PRUNE_CHARGES)

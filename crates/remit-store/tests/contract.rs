@@ -475,3 +475,63 @@ async fn unknown_store_scheme_is_refused() {
         .unwrap_err();
     assert!(err.message.contains("`mysql`"), "{err}");
 }
+
+store_test!(
+    running_totals_match_a_plain_sum_over_many_windows,
+    |store| async move {
+        // A sum budget charged at uneven times across many windows (so pruning runs): every
+        // answer must be what summing the charges still in the window would give.
+        let window = 1_000;
+        let limit = 12.0;
+        let mut kept: Vec<(i64, f64)> = Vec::new();
+        let mut refused = 0;
+        let mut now = T0;
+        for i in 0..300_i64 {
+            now += 37 + (i * 53) % 211;
+            let amount = ((i * 7) % 5) as f64 + 0.5;
+            let charge = [budget("bot/refund/1", window, amount, limit)];
+            let in_window: f64 = kept
+                .iter()
+                .filter(|(t, _)| *t > now - window)
+                .map(|(_, a)| a)
+                .sum();
+            let answer = store.charge(&charge, now).await.unwrap();
+            if in_window + amount <= limit + 1e-9 {
+                assert_eq!(
+                    answer,
+                    ChargeOutcome::Charged,
+                    "charge {i} at {now} with {in_window} used"
+                );
+                kept.push((now, amount));
+            } else {
+                let ChargeOutcome::Exceeded {
+                    used, resets_at_ms, ..
+                } = answer
+                else {
+                    panic!("charge {i} at {now}: expected a refusal, {in_window} used");
+                };
+                assert!(
+                    (used - in_window).abs() < 1e-6,
+                    "charge {i}: store says {used}, plain sum {in_window}"
+                );
+                // room returns when enough of the oldest charges in the window have left
+                let mut left = in_window;
+                let mut expected = now;
+                for (t, a) in kept.iter().filter(|(t, _)| *t > now - window) {
+                    left -= a;
+                    if left + amount <= limit + 1e-9 {
+                        expected = t + window;
+                        break;
+                    }
+                }
+                assert_eq!(resets_at_ms, expected.max(now), "charge {i}");
+                refused += 1;
+            }
+        }
+        assert!(
+            refused > 20 && kept.len() > 100,
+            "{refused} refused, {} kept",
+            kept.len()
+        );
+    }
+);

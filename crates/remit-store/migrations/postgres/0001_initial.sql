@@ -23,10 +23,14 @@ CREATE TABLE audit_checkpoints (
 );
 
 -- Budget charges: each allowed call's amount against each of its budgets' keys.
+-- Times never go backwards per key (a charge is stamped no earlier than the key's last one),
+-- so `cum` grows with `time_ms` and a window's sum is `cum(last) - cum(last before the window)`.
 CREATE TABLE budget_charges (
     key TEXT NOT NULL,
     time_ms BIGINT NOT NULL,
-    amount DOUBLE PRECISION NOT NULL
+    amount DOUBLE PRECISION NOT NULL,
+    -- running total of the key's charges up to this one: a window's sum is two lookups
+    cum DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX budget_charges_key_time ON budget_charges (key, time_ms);
 
