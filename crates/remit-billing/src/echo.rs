@@ -1,5 +1,5 @@
-//! A minimal MCP server with one tool, `echo(text)`, for benchmarks and
-//! conformance-style tests.
+//! A minimal MCP server with `echo(text)`, for benchmarks and conformance-style
+//! tests, and `sleep(ms)`, an upstream that is slow on purpose.
 //!
 //! Written against rmcp's `ServerHandler` by hand, without the `#[tool]`
 //! macros: the tool list is plain data and `call_tool` dispatches on the
@@ -54,8 +54,25 @@ impl Echo {
                     .idempotent(true)
                     .open_world(false),
             );
+        let sleep_schema: JsonObject = match json!({
+            "type": "object",
+            "properties": {
+                "ms": { "type": "integer", "minimum": 0, "maximum": 60000, "description": "How long to wait." }
+            },
+            "required": ["ms"],
+            "additionalProperties": false
+        }) {
+            serde_json::Value::Object(map) => map,
+            _ => JsonObject::new(),
+        };
+        let sleep = Tool::new(
+            "sleep",
+            "Wait `ms` milliseconds, then answer: an upstream that is slow (or hangs) on purpose.",
+            Arc::new(sleep_schema),
+        )
+        .with_annotations(ToolAnnotations::with_title("Sleep").read_only(true));
         Self {
-            tools: Arc::from([echo]),
+            tools: Arc::from([echo, sleep]),
         }
     }
 }
@@ -83,6 +100,19 @@ impl ServerHandler for Echo {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if request.name == "sleep" {
+            let ms = request
+                .arguments
+                .as_ref()
+                .and_then(|arguments| arguments.get("ms"))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+                .min(60_000);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            return Ok(
+                CallToolResult::success(vec![ContentBlock::text(format!("slept {ms} ms"))]).into(),
+            );
+        }
         if request.name != "echo" {
             // An unknown tool is a protocol error (-32602), as rmcp's router does.
             return Err(ErrorData::invalid_params(

@@ -224,6 +224,12 @@ pub enum UpstreamError {
         /// How long remit waited.
         seconds: u64,
     },
+    /// The connection dropped after the call was sent; it may or may not have run.
+    #[error("the connection to upstream `{upstream}` was lost; the call may or may not have run")]
+    Lost {
+        /// Which upstream.
+        upstream: String,
+    },
     /// The upstream refused the request with a JSON-RPC error; the tool did not run.
     #[error("upstream `{upstream}` rejected the call ({code}): {message}")]
     Rejected {

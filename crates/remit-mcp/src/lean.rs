@@ -16,6 +16,7 @@ pub(crate) struct LeanHttp {
     client: reqwest::Client,
     url: String,
     upstream: String,
+    timeout_secs: u64,
     next_id: AtomicU64,
 }
 
@@ -54,6 +55,7 @@ impl LeanHttp {
             client,
             url: url.to_owned(),
             upstream: upstream.to_owned(),
+            timeout_secs: timeout.as_secs(),
             next_id: AtomicU64::new(1),
         })
     }
@@ -92,7 +94,7 @@ impl LeanHttp {
             Err(e) if e.is_timeout() => {
                 return Err(UpstreamError::Timeout {
                     upstream: self.upstream.clone(),
-                    seconds: 0,
+                    seconds: self.timeout_secs,
                 });
             }
             Err(e) if e.is_connect() => {
@@ -102,9 +104,8 @@ impl LeanHttp {
                 });
             }
             Err(_) => {
-                return Err(UpstreamError::Timeout {
+                return Err(UpstreamError::Lost {
                     upstream: self.upstream.clone(),
-                    seconds: 0,
                 });
             }
         };
@@ -116,7 +117,7 @@ impl LeanHttp {
             .is_some_and(|v| v.starts_with("text/event-stream"));
         let text = resp.text().await.map_err(|_| UpstreamError::Timeout {
             upstream: self.upstream.clone(),
-            seconds: 0,
+            seconds: self.timeout_secs,
         })?;
         let message = if sse {
             find_in_sse(&text, id)

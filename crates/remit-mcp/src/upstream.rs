@@ -390,10 +390,7 @@ impl Upstreams for McpUpstreams {
                     }
                     ServiceError::TransportClosed => {
                         link.reconnect.notify_one();
-                        UpstreamError::Timeout {
-                            upstream: name,
-                            seconds: 0,
-                        }
+                        UpstreamError::Lost { upstream: name }
                     }
                     other => UpstreamError::Protocol {
                         upstream: name,

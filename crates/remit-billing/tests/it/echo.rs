@@ -9,8 +9,8 @@ use crate::support::{
 
 async fn echo_behaves(client: &Client) {
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 1);
-    let echo = tools.first().unwrap();
+    assert_eq!(tools.len(), 2);
+    let echo = tools.iter().find(|t| t.name == "echo").unwrap();
     assert_eq!(echo.name, "echo");
     assert_eq!(
         echo.annotations.as_ref().unwrap().read_only_hint,
@@ -20,6 +20,9 @@ async fn echo_behaves(client: &Client) {
     let result = call(client, "echo", json!({"text": "hello, remit"})).await;
     assert_eq!(result.is_error, Some(false));
     assert_eq!(text(&result), "hello, remit");
+
+    let slept = call(client, "sleep", json!({"ms": 20})).await;
+    assert_eq!(text(&slept), "slept 20 ms");
 
     let missing = call(client, "echo", json!({})).await;
     assert_eq!(missing.is_error, Some(true));

@@ -450,3 +450,46 @@ fn the_http_api_is_described_by_an_openapi_document() {
     assert!(doc["components"]["schemas"]["CallRequest"]["properties"]["tool"].is_object());
     assert!(doc["components"]["securitySchemes"]["agent_token"].is_object());
 }
+
+#[test]
+fn an_upstream_that_hangs_on_a_call_times_out_with_a_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            remit_billing::serve_echo_http(l).await.unwrap();
+        });
+    });
+    let r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.slow]\nurl = \"http://{addr}/mcp\"\ntimeout = \"1s\"\n\n[actions.\"slow.sleep\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]"
+            ),
+        )
+    });
+    let started = Instant::now();
+    let (status, body) = r.call("slow.sleep", json!({ "ms": 5000 }));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout did not cut the call short"
+    );
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "failed");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 1s; the call may or may not have run"),
+        "{body}"
+    );
+    // a quick call on the same upstream still works
+    let (status, body) = r.call("slow.sleep", json!({ "ms": 1 }));
+    assert_eq!(status, 200, "{body}");
+    // and the record says the slow one failed
+    let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
+    assert!(export.contains("\"stage\":\"failed\""), "{export}");
+}
