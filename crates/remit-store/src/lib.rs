@@ -11,6 +11,8 @@
 mod budget;
 mod error;
 mod location;
+#[macro_use]
+mod pools;
 mod postgres;
 mod record;
 mod sql;

@@ -1,0 +1,200 @@
+//! The `Store` contract over a pair of sqlx pools, written once for both backends.
+
+/// Implements `Store` for a backend type whose reads and writes go to the named pool fields.
+///
+/// Appends and budget charges go through the backend's group-commit `writer`; everything
+/// else is one statement of `sql` on a pool.
+macro_rules! store_over_pools {
+    ($store:ty, reads: $reads:ident, writes: $writes:ident, name: $name:literal) => {
+        #[async_trait::async_trait]
+        impl Store for $store {
+            async fn append(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError> {
+                self.writer.append(events).await
+            }
+
+            async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError> {
+                let Ok(start) = i64::try_from(from) else {
+                    return Ok(Vec::new());
+                };
+                let end = start.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX));
+                let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(sql::EVENTS)
+                    .bind(start)
+                    .bind(end)
+                    .fetch_all(&self.$reads)
+                    .await
+                    .map_err(|e| store_error("cannot read audit events", &e))?;
+                rows.into_iter()
+                    .map(|(seq, body, hash)| record::stored_event(seq, body, &hash))
+                    .collect()
+            }
+
+            async fn event_count(&self) -> Result<u64, StoreError> {
+                let next: i64 = sqlx::query_scalar(sql::NEXT_SEQ)
+                    .fetch_one(&self.$reads)
+                    .await
+                    .map_err(|e| store_error("cannot count audit events", &e))?;
+                u64::try_from(next).map_err(|_| record::corrupt("the audit log has a negative seq"))
+            }
+
+            async fn put_checkpoint(
+                &self,
+                checkpoint: &StoredCheckpoint,
+            ) -> Result<(), StoreError> {
+                let tree_size = to_i64(checkpoint.tree_size, "checkpoint tree size")?;
+                let doing = "cannot save a checkpoint";
+                let saved = sqlx::query(sql::INSERT_CHECKPOINT)
+                    .bind(tree_size)
+                    .bind(&checkpoint.root[..])
+                    .bind(&checkpoint.note)
+                    .bind(&checkpoint.time)
+                    .execute(&self.$writes)
+                    .await
+                    .map_err(|e| store_error(doing, &e))?;
+                if saved.rows_affected() > 0 {
+                    return Ok(());
+                }
+                let root: Vec<u8> = sqlx::query_scalar(sql::CHECKPOINT_ROOT)
+                    .bind(tree_size)
+                    .fetch_one(&self.$writes)
+                    .await
+                    .map_err(|e| store_error(doing, &e))?;
+                same_root(&root, checkpoint)
+            }
+
+            async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+                let rows: Vec<(i64, Vec<u8>, String, String)> = sqlx::query_as(sql::CHECKPOINTS)
+                    .fetch_all(&self.$reads)
+                    .await
+                    .map_err(|e| store_error("cannot read checkpoints", &e))?;
+                rows.into_iter()
+                    .map(|(size, root, note, time)| {
+                        record::stored_checkpoint(size, &root, note, time)
+                    })
+                    .collect()
+            }
+
+            async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+                let row: Option<(i64, Vec<u8>, String, String)> =
+                    sqlx::query_as(sql::LATEST_CHECKPOINT)
+                        .fetch_optional(&self.$reads)
+                        .await
+                        .map_err(|e| store_error("cannot read the latest checkpoint", &e))?;
+                row.map(|(size, root, note, time)| {
+                    record::stored_checkpoint(size, &root, note, time)
+                })
+                .transpose()
+            }
+
+            async fn charge(
+                &self,
+                charges: &[BudgetCharge],
+                now_ms: i64,
+            ) -> Result<ChargeOutcome, StoreError> {
+                self.writer.charge(charges, now_ms).await
+            }
+
+            async fn set_frozen(
+                &self,
+                target: &FreezeTarget,
+                frozen: bool,
+            ) -> Result<(), StoreError> {
+                let (kind, name) = record::freeze_columns(target)?;
+                sqlx::query(if frozen { sql::FREEZE } else { sql::UNFREEZE })
+                    .bind(kind)
+                    .bind(name)
+                    .execute(&self.$writes)
+                    .await
+                    .map_err(|e| store_error("cannot change the kill switch", &e))?;
+                Ok(())
+            }
+
+            async fn frozen(&self) -> Result<Vec<FreezeTarget>, StoreError> {
+                let rows: Vec<(String, String)> = sqlx::query_as(sql::FROZEN)
+                    .fetch_all(&self.$reads)
+                    .await
+                    .map_err(|e| store_error("cannot read the kill switch", &e))?;
+                rows.iter()
+                    .map(|(kind, name)| record::freeze_target(kind, name))
+                    .collect()
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.$reads)
+                    .await
+                    .map_err(|e| {
+                        store_error(concat!("the ", $name, " store does not answer"), &e)
+                    })?;
+                Ok(())
+            }
+        }
+    };
+}
+
+/// Defines `charge`, which checks every budget of one call and charges all of them or none, on a `$conn`.
+///
+/// The caller runs it inside the batch transaction (and, on PostgreSQL, after locking the keys).
+macro_rules! charge_on {
+    ($conn:ty) => {
+        /// Checks every budget of one call and charges all of them, or none.
+        async fn charge(
+            conn: &mut $conn,
+            charges: &[BudgetCharge],
+            now_ms: i64,
+        ) -> Result<ChargeOutcome, sqlx::Error> {
+            let mut used = Vec::with_capacity(charges.len());
+            let mut state = Vec::with_capacity(charges.len());
+            for charge in charges {
+                let last: Option<(i64, f64)> = sqlx::query_as(sql::LAST_CHARGE)
+                    .bind(&charge.key)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let base: Option<f64> = sqlx::query_scalar(sql::BASE_CUM)
+                    .bind(&charge.key)
+                    .bind(budget::since(now_ms, charge.window_ms))
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let base = base.unwrap_or(0.0);
+                used.push((last.map_or(0.0, |l| l.1) - base).max(0.0));
+                state.push((last, base));
+            }
+            if let Some((index, used)) = budget::first_exceeded(charges, &used) {
+                let mut resets_at_ms = now_ms;
+                if let (Some(charge), Some((last, base))) = (charges.get(index), state.get(index)) {
+                    let first: Option<i64> = sqlx::query_scalar(sql::FIRST_REACHING)
+                        .bind(&charge.key)
+                        .bind(budget::need_to_leave(*base, used, charge))
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    resets_at_ms = budget::resets_at(first, last.map(|l| l.0), charge, now_ms);
+                }
+                return Ok(ChargeOutcome::Exceeded {
+                    index,
+                    used,
+                    resets_at_ms,
+                });
+            }
+            for charge in charges {
+                // read again: an earlier charge of this call may have been on the same key
+                let last: Option<(i64, f64)> = sqlx::query_as(sql::LAST_CHARGE)
+                    .bind(&charge.key)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let (time_ms, cum) = budget::next_charge(last, charge.amount, now_ms);
+                sqlx::query(sql::INSERT_CHARGE)
+                    .bind(&charge.key)
+                    .bind(time_ms)
+                    .bind(charge.amount)
+                    .bind(cum)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(sql::PRUNE_CHARGES)
+                    .bind(&charge.key)
+                    .bind(budget::prune_before(now_ms, charge.window_ms))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(ChargeOutcome::Charged)
+        }
+    };
+}
