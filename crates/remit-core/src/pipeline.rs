@@ -257,6 +257,24 @@ impl Gateway {
             .unwrap_or_default()
     }
 
+    /// Lends `f` the input schema of the tool exposed as `exposed`, if the upstream listed one.
+    pub fn with_input_schema<R>(&self, exposed: &str, f: impl FnOnce(Option<&Value>) -> R) -> R {
+        let catalog = self.catalog();
+        let spec = self
+            .register
+            .action_exposed_as(exposed)
+            .and_then(|a| catalog.tools.get(a.name.as_str()));
+        f(spec.and_then(|e| e.spec.input_schema()))
+    }
+
+    /// The definition of the tool exposed as `exposed`, as agents granted it see it.
+    pub fn exposed_tool(&self, exposed: &str) -> Option<Map<String, Value>> {
+        let action = self.register.action_exposed_as(exposed)?;
+        let catalog = self.catalog();
+        let entry = catalog.tools.get(action.name.as_str())?;
+        Some(exposed_definition(action, &entry.spec))
+    }
+
     /// The agent a credential proves, if any.
     pub fn authenticate(&self, credential: &Credential) -> Result<&Agent, Refusal> {
         match credential {

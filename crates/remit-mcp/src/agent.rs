@@ -138,6 +138,12 @@ impl ServerHandler for AgentServer {
         info
     }
 
+    /// The exposed definition of a tool, so rmcp can check `Mcp-Param-*` headers against its schema.
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        let def = self.gateway.exposed_tool(name)?;
+        serde_json::from_value::<Tool>(Value::Object(def)).ok()
+    }
+
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,

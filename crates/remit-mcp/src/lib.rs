@@ -11,9 +11,11 @@
 
 mod agent;
 mod lean;
+mod stateless;
 mod upstream;
 
 pub use agent::{
     AgentServer, CredentialSource, McpHttpService, http_service, outcome_to_mcp, serve_stdio,
 };
+pub use stateless::{ShortWay, StatelessCall};
 pub use upstream::McpUpstreams;

@@ -21,6 +21,7 @@ struct AppState {
     gateway: Arc<Gateway>,
     upstreams: Arc<remit_mcp::McpUpstreams>,
     max_body: usize,
+    short_way: Arc<remit_mcp::ShortWay>,
 }
 
 /// The OpenAPI document of `/v1`.
@@ -52,15 +53,14 @@ pub fn app(runtime: &crate::Runtime) -> Router {
     let gateway = Arc::clone(&runtime.gateway);
     let max_body =
         usize::try_from(gateway.register().gateway.max_request_bytes).unwrap_or(usize::MAX);
+    let hosts = allowed_hosts(&gateway.register().gateway);
     let state = AppState {
         gateway: Arc::clone(&gateway),
         upstreams: Arc::clone(&runtime.upstreams),
         max_body,
+        short_way: Arc::new(remit_mcp::ShortWay::new(&hosts)),
     };
-    let mcp = remit_mcp::http_service(
-        Arc::clone(&gateway),
-        allowed_hosts(&gateway.register().gateway),
-    );
+    let mcp = remit_mcp::http_service(Arc::clone(&gateway), hosts);
     Router::new()
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(state.clone(), guard_mcp))
@@ -116,7 +116,8 @@ fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
     resp
 }
 
-/// Before rmcp sees a request on `/mcp`: size limit, strict JSON (no duplicate keys), agent token.
+/// Before rmcp sees a request on `/mcp`: size limit, strict JSON (no duplicate keys), agent token;
+/// a plain stateless `tools/call` is answered here, the rest by rmcp.
 async fn guard_mcp(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/mcp") {
         return next.run(req).await;
@@ -147,6 +148,16 @@ async fn guard_mcp(State(state): State<AppState>, req: Request, next: Next) -> R
             -32700,
             &format!("invalid JSON: {e}"),
         );
+    }
+    if let Some(call) = remit_mcp::StatelessCall::parse(
+        &state.short_way,
+        &state.gateway,
+        &parts.method,
+        &parts.headers,
+        &bytes,
+    ) {
+        let (status, body) = call.answer(Arc::clone(&state.gateway)).await;
+        return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

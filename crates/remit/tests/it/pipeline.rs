@@ -493,3 +493,69 @@ fn an_upstream_that_hangs_on_a_call_times_out_with_a_clear_error() {
     let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
     assert!(export.contains("\"stage\":\"failed\""), "{export}");
 }
+
+/// A plain stateless `tools/call` is answered without rmcp's per-request service; the
+/// answer must be the one rmcp gives. A weighted `Accept` sends the same call the long way.
+#[test]
+fn the_short_way_for_stateless_calls_answers_exactly_as_rmcp_does() {
+    let r = Remit::start(STANDARD);
+    let send = |name: &str, args: Value, accept: &str| {
+        let body = json!({ "jsonrpc": "2.0", "id": "req-1", "method": "tools/call", "params": {
+            "name": name, "arguments": args,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": { "name": "it", "version": "1" }
+            }
+        }});
+        let (status, text) = r.post_raw(
+            "/mcp",
+            serde_json::to_vec(&body).unwrap(),
+            &[
+                ("accept", accept),
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", name),
+            ],
+        );
+        let mut v = crate::support::parse_jsonrpc(&text);
+        // each call has its own id; everything else must match
+        let call = v["result"]["_meta"]["remit"]["call"]
+            .as_str()
+            .map(str::to_owned);
+        if let Some(call) = call {
+            v["result"]["_meta"]["remit"]["call"] = json!("CALL");
+            let text = serde_json::to_string(&v).unwrap().replace(&call, "CALL");
+            v = serde_json::from_str(&text).unwrap();
+        }
+        (status, v)
+    };
+    let short = "application/json, text/event-stream";
+    let long = "application/json;q=1, text/event-stream";
+    for (name, args) in [
+        ("billing.get_customer", json!({ "id": "cus_001" })),
+        ("billing.get_customer", json!({ "id": "cus_nobody" })),
+        (
+            "billing.issue_refund",
+            json!({ "charge_id": "ch_001", "amount": 900, "reason": "x" }),
+        ),
+        ("billing.delete_customer", json!({ "id": "cus_001" })),
+        ("billing.get_customer", json!({ "id": 5 })),
+    ] {
+        let (s1, a) = send(name, args.clone(), short);
+        let (s2, b) = send(name, args, long);
+        assert_eq!((s1, &a), (s2, &b), "{name}");
+        assert_eq!(a["id"], "req-1", "{a}");
+        assert_eq!(a["result"]["resultType"], "complete", "{a}");
+    }
+    // both ways went through the pipeline: each call is in the upstream's ledger twice
+    let ledger = r.ledger();
+    assert_eq!(
+        ledger
+            .iter()
+            .filter(|(tool, _)| tool == "get_customer")
+            .count(),
+        4,
+        "{ledger:?}"
+    );
+}

@@ -1,0 +1,491 @@
+//! The short way for the commonest request: a well-formed 2026-07-28 stateless `tools/call`.
+//!
+//! rmcp's Streamable HTTP service builds a server, a transport and a task for every
+//! stateless request; for `tools/call` that costs more CPU than the rest of the gateway.
+//! [`StatelessCall::parse`] recognises a request that needs none of it: POST, no session,
+//! `MCP-Protocol-Version: 2026-07-28`, `Mcp-Method`/`Mcp-Name` headers that agree with
+//! the body, the required `_meta`, an allowed `Host`, no `Origin` and no `Mcp-Param-*`.
+//! Such a call goes straight to the pipeline and its answer is written here, in the same
+//! JSON rmcp would write. Anything else, including every malformed or unusual request,
+//! is left to rmcp, which gives the protocol's errors: this path never refuses a request
+//! on protocol grounds, so it cannot answer differently from the full service.
+
+use crate::agent::outcome_to_mcp;
+use remit_core::ids::RunId;
+use remit_core::pipeline::{Call, Credential, Entry, Gateway, Outcome};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// The one protocol revision this path serves.
+const REVISION: &str = "2026-07-28";
+
+/// The hosts a request may name in `Host` to take the short way (the rest go to rmcp's check).
+#[derive(Clone, Debug, Default)]
+pub struct ShortWay {
+    hosts: HashSet<String>,
+}
+
+impl ShortWay {
+    /// Allows the short way for requests naming one of `allowed_hosts` (entries with a port are left to rmcp).
+    pub fn new(allowed_hosts: &[String]) -> Self {
+        let hosts = allowed_hosts
+            .iter()
+            .map(|h| h.trim())
+            .filter(|h| !h.is_empty())
+            .filter(|h| http::uri::Authority::try_from(*h).map_or(true, |a| a.port_u16().is_none()))
+            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+            .collect();
+        Self { hosts }
+    }
+
+    fn host_allowed(&self, headers: &http::HeaderMap) -> bool {
+        let Some(host) = one(headers, http::header::HOST) else {
+            return false;
+        };
+        let Ok(authority) = http::uri::Authority::try_from(host) else {
+            return false;
+        };
+        let name = authority.host().trim_matches(['[', ']']);
+        // hosts are kept lower-case; a mixed-case Host goes the long way
+        self.hosts.contains(name)
+    }
+}
+
+/// A stateless `tools/call` ready for the pipeline.
+#[derive(Debug)]
+pub struct StatelessCall {
+    id: Value,
+    call: Call,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request<'a> {
+    jsonrpc: &'a str,
+    id: Value,
+    method: &'a str,
+    params: Params,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    name: String,
+    #[serde(default)]
+    arguments: Option<Map<String, Value>>,
+    #[serde(rename = "_meta")]
+    meta: Map<String, Value>,
+}
+
+/// The single value of a header, if it has exactly one and it is text.
+fn one(headers: &http::HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
+}
+
+/// Whether `Accept` plainly names both `application/json` and `text/event-stream` (no weights).
+fn accepts_both(headers: &http::HeaderMap) -> bool {
+    let mut json = false;
+    let mut sse = false;
+    for value in headers.get_all(http::header::ACCEPT) {
+        let Ok(value) = value.to_str() else {
+            return false;
+        };
+        for item in value.split(',') {
+            let item = item.trim();
+            if item.contains(';') {
+                return false;
+            }
+            json |= item.eq_ignore_ascii_case("application/json");
+            sse |= item.eq_ignore_ascii_case("text/event-stream");
+        }
+    }
+    json && sse
+}
+
+impl StatelessCall {
+    /// The call, if this request can take the short way; `None` leaves it to rmcp.
+    pub fn parse(
+        way: &ShortWay,
+        gateway: &Gateway,
+        method: &http::Method,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Option<Self> {
+        Self::parse_with(way, method, headers, body, |name| {
+            gateway.with_input_schema(name, |s| s.is_some_and(mentions_param_headers))
+        })
+    }
+
+    /// [`Self::parse`], with `param_headers` saying whether a tool's schema asks for `Mcp-Param-*`.
+    fn parse_with(
+        way: &ShortWay,
+        method: &http::Method,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        param_headers: impl FnOnce(&str) -> bool,
+    ) -> Option<Self> {
+        if method != http::Method::POST
+            || headers.contains_key("mcp-session-id")
+            || headers.contains_key(http::header::ORIGIN)
+            || one(headers, "mcp-protocol-version") != Some(REVISION)
+            || one(headers, "mcp-method") != Some("tools/call")
+            || !one(headers, http::header::CONTENT_TYPE).is_some_and(|c| {
+                c.split(';')
+                    .next()
+                    .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
+            })
+            || !accepts_both(headers)
+            || headers.keys().any(|k| k.as_str().starts_with("mcp-param-"))
+            || !way.host_allowed(headers)
+        {
+            return None;
+        }
+        let name = one(headers, "mcp-name")?;
+        let request: Request<'_> = serde_json::from_slice(body).ok()?;
+        if request.jsonrpc != "2.0"
+            || request.method != "tools/call"
+            || request.params.name != name
+            || !matches!(request.id, Value::String(_) | Value::Number(_))
+            || request
+                .params
+                .meta
+                .get("io.modelcontextprotocol/protocolVersion")
+                .and_then(Value::as_str)
+                != Some(REVISION)
+            || !request
+                .params
+                .meta
+                .get("io.modelcontextprotocol/clientCapabilities")
+                .is_some_and(Value::is_object)
+            || param_headers(name)
+        {
+            return None;
+        }
+        let meta = &request.params.meta;
+        let reason = meta
+            .get("remit/reason")
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(2000).collect::<String>());
+        let run = meta
+            .get("remit/run")
+            .and_then(Value::as_str)
+            .map(|r| RunId::new(r.chars().take(128).collect::<String>()));
+        let token = one(headers, http::header::AUTHORIZATION).and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })?;
+        let credential = Credential::Bearer(token.trim().to_owned());
+        Some(Self {
+            id: request.id,
+            call: Call {
+                credential,
+                tool: request.params.name,
+                args: request
+                    .params
+                    .arguments
+                    .map(Value::Object)
+                    .unwrap_or(Value::Null),
+                reason,
+                run,
+                entry: Entry::Mcp,
+            },
+        })
+    }
+
+    /// Runs the call through the pipeline and returns the HTTP status and JSON body to send.
+    ///
+    /// The pipeline runs on its own task, so a caller that hangs up does not cut a call
+    /// off between its upstream request and the audit event that records the result.
+    pub async fn answer(self, gateway: Arc<Gateway>) -> (http::StatusCode, Vec<u8>) {
+        let Self { id, call } = self;
+        let Ok(outcome) = tokio::spawn(async move { gateway.call(call).await }).await else {
+            return reply(
+                http::StatusCode::OK,
+                &id,
+                "error",
+                serde_json::json!({ "code": -32603, "message": "remit's pipeline stopped; the call may or may not have run" }),
+            );
+        };
+        match outcome {
+            Outcome::Rejected { code, message, .. } => {
+                let status = match code {
+                    -32022..=-32020 => http::StatusCode::BAD_REQUEST,
+                    -32601 => http::StatusCode::NOT_FOUND,
+                    _ => http::StatusCode::OK,
+                };
+                reply(
+                    status,
+                    &id,
+                    "error",
+                    serde_json::json!({ "code": code, "message": message }),
+                )
+            }
+            Outcome::Done { result, call } => match plain_result(result) {
+                Ok(result) => reply(http::StatusCode::OK, &id, "result", result),
+                Err(result) => {
+                    let outcome = Outcome::Done { call, result };
+                    let r = serde_json::to_value(outcome_to_mcp(&outcome)).unwrap_or(Value::Null);
+                    reply(http::StatusCode::OK, &id, "result", r)
+                }
+            },
+            other => {
+                let r = serde_json::to_value(outcome_to_mcp(&other)).unwrap_or(Value::Null);
+                reply(http::StatusCode::OK, &id, "result", r)
+            }
+        }
+    }
+}
+
+fn reply(
+    status: http::StatusCode,
+    id: &Value,
+    key: &str,
+    value: Value,
+) -> (http::StatusCode, Vec<u8>) {
+    let mut message = Map::with_capacity(3);
+    message.insert("jsonrpc".to_owned(), Value::String("2.0".to_owned()));
+    message.insert("id".to_owned(), id.clone());
+    message.insert(key.to_owned(), value);
+    let body = serde_json::to_vec(&message).unwrap_or_default();
+    (status, body)
+}
+
+/// The upstream's result as the agent gets it, if it is a plain `CallToolResult`
+/// (known keys, content blocks with a type); otherwise it goes back for rmcp to read.
+fn plain_result(result: Value) -> Result<Value, Value> {
+    let Value::Object(mut map) = result else {
+        return Err(result);
+    };
+    let plain = map.iter().all(|(k, v)| match k.as_str() {
+        "content" => v.as_array().is_some_and(|items| {
+            items
+                .iter()
+                .all(|i| i.get("type").is_some_and(Value::is_string))
+        }),
+        "structuredContent" => true,
+        "isError" => v.is_boolean(),
+        "_meta" => v.is_object(),
+        "resultType" => v.as_str() == Some("complete"),
+        _ => false,
+    }) && map.contains_key("content");
+    if !plain {
+        return Err(Value::Object(map));
+    }
+    if let Some(Value::Object(meta)) = map.get_mut("_meta") {
+        // the upstream's own identity stays with the upstream: the agent talks to remit
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/serverInfo"));
+        if meta.is_empty() {
+            map.remove("_meta");
+        }
+    }
+    map.insert(
+        "resultType".to_owned(),
+        Value::String("complete".to_owned()),
+    );
+    Ok(Value::Object(map))
+}
+
+/// Whether a tool's input schema asks for `Mcp-Param-*` headers (`x-mcp-header` anywhere).
+fn mentions_param_headers(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k == "x-mcp-header" || mentions_param_headers(v)),
+        Value::Array(items) => items.iter().any(mentions_param_headers),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_plain_result_keeps_its_content_and_loses_the_upstream_identity() {
+        let r = plain_result(json!({
+            "content": [{"type": "text", "text": "hi"}],
+            "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "echo"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            r,
+            json!({"content": [{"type": "text", "text": "hi"}], "resultType": "complete"})
+        );
+    }
+
+    #[test]
+    fn an_unusual_result_goes_the_long_way() {
+        assert!(plain_result(json!({"content": [{"text": "no type"}]})).is_err());
+        assert!(plain_result(json!({"content": [], "extra": 1})).is_err());
+        assert!(plain_result(json!({"isError": true})).is_err());
+        assert!(plain_result(json!({"content": [], "resultType": "input_required"})).is_err());
+    }
+
+    #[test]
+    fn param_headers_are_found_anywhere_in_the_schema() {
+        assert!(mentions_param_headers(&json!({
+            "type": "object",
+            "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}
+        })));
+        assert!(!mentions_param_headers(
+            &json!({"type": "object", "properties": {"region": {"type": "string"}}})
+        ));
+    }
+
+    #[test]
+    fn accept_must_name_both_types_without_weights() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        assert!(accepts_both(&h));
+        h.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json;q=0, text/event-stream"),
+        );
+        assert!(!accepts_both(&h));
+        h.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        );
+        assert!(!accepts_both(&h));
+    }
+
+    fn request() -> (http::HeaderMap, Value) {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            ("host", "127.0.0.1:8080"),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "billing.get_customer"),
+            ("authorization", "Bearer t0k3n"),
+        ] {
+            h.insert(k, http::HeaderValue::from_static(v));
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "billing.get_customer", "arguments": {"id": "c1"},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "remit/reason": "the customer asked", "remit/run": "r1"
+            }
+        }});
+        (h, body)
+    }
+
+    fn parse(h: &http::HeaderMap, body: &Value) -> Option<StatelessCall> {
+        let way = ShortWay::new(&["127.0.0.1".to_owned()]);
+        let bytes = serde_json::to_vec(body).unwrap();
+        StatelessCall::parse_with(&way, &http::Method::POST, h, &bytes, |_| false)
+    }
+
+    #[test]
+    fn a_plain_stateless_call_takes_the_short_way_with_its_reason_and_run() {
+        let (h, body) = request();
+        let c = parse(&h, &body).expect("short way");
+        assert_eq!(c.id, json!(7));
+        assert_eq!(c.call.tool, "billing.get_customer");
+        assert_eq!(c.call.args, json!({"id": "c1"}));
+        assert_eq!(c.call.reason.as_deref(), Some("the customer asked"));
+        assert_eq!(
+            c.call.run.as_ref().map(ToString::to_string).as_deref(),
+            Some("r1")
+        );
+        assert_eq!(c.call.credential, Credential::Bearer("t0k3n".to_owned()));
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_rmcp() {
+        let (h, body) = request();
+        let header_variants: [(&str, Option<&'static str>); 8] = [
+            ("mcp-name", Some("billing.list_charges")),
+            ("mcp-method", Some("tools/list")),
+            ("mcp-protocol-version", Some("2025-11-25")),
+            ("mcp-session-id", Some("s1")),
+            ("origin", Some("http://127.0.0.1:8080")),
+            ("host", Some("evil.example")),
+            ("mcp-param-region", Some("eu")),
+            ("content-type", Some("text/plain")),
+        ];
+        for (k, v) in header_variants {
+            let mut h = h.clone();
+            h.insert(k, http::HeaderValue::from_static(v.unwrap_or_default()));
+            assert!(parse(&h, &body).is_none(), "{k}: {v:?}");
+        }
+        for k in ["mcp-name", "authorization", "host"] {
+            let mut h = h.clone();
+            h.remove(k);
+            assert!(parse(&h, &body).is_none(), "without {k}");
+        }
+        let mut twice = h.clone();
+        twice.append("mcp-method", http::HeaderValue::from_static("tools/call"));
+        assert!(parse(&twice, &body).is_none(), "two Mcp-Method values");
+        let body_variants = [
+            (
+                "/params/_meta/io.modelcontextprotocol~1protocolVersion",
+                json!("2025-11-25"),
+            ),
+            (
+                "/params/_meta/io.modelcontextprotocol~1clientCapabilities",
+                json!(null),
+            ),
+            ("/params/task", json!({})),
+            ("/id", json!(null)),
+            ("/jsonrpc", json!("1.0")),
+            ("/extra", json!(1)),
+        ];
+        for (path, value) in body_variants {
+            let mut b = body.clone();
+            match b.pointer_mut(path) {
+                Some(slot) => *slot = value,
+                None => {
+                    let (parent, key) = path.rsplit_once('/').unwrap();
+                    b.pointer_mut(parent)
+                        .unwrap()
+                        .as_object_mut()
+                        .unwrap()
+                        .insert(key.to_owned(), value);
+                }
+            }
+            assert!(parse(&h, &b).is_none(), "{path}");
+        }
+        let mut no_meta = body.clone();
+        no_meta["params"].as_object_mut().unwrap().remove("_meta");
+        assert!(parse(&h, &no_meta).is_none(), "no _meta");
+        let way = ShortWay::new(&["127.0.0.1".to_owned()]);
+        let bytes = serde_json::to_vec(&body).unwrap();
+        assert!(
+            StatelessCall::parse_with(&way, &http::Method::POST, &h, &bytes, |_| true).is_none(),
+            "a tool whose schema asks for Mcp-Param-* headers"
+        );
+    }
+
+    #[test]
+    fn hosts_with_a_port_are_left_to_the_full_check() {
+        let way = ShortWay::new(&[
+            "localhost".to_owned(),
+            "[::1]".to_owned(),
+            "remit.internal:8443".to_owned(),
+        ]);
+        let host = |h: &'static str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(http::header::HOST, http::HeaderValue::from_static(h));
+            m
+        };
+        assert!(way.host_allowed(&host("localhost:8080")));
+        assert!(way.host_allowed(&host("[::1]:8080")));
+        assert!(!way.host_allowed(&host("remit.internal:8443")));
+        assert!(!way.host_allowed(&host("evil.example")));
+    }
+}
