@@ -88,6 +88,9 @@ struct AllArgs {
     /// Also run a second remit with `REMIT_LOG=warn`, to show what the default `info` logging costs.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     quiet_variant: bool,
+    /// The environment of the second remit, `KEY=VALUE` (repeat; default `REMIT_LOG=warn`).
+    #[arg(long = "variant-env", default_value = "REMIT_LOG=warn")]
+    variant_env: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -224,7 +227,7 @@ struct Leg {
     target: Target,
     remit: Option<procs::Proc>,
     /// What is different about it, for the report.
-    note: &'static str,
+    note: String,
 }
 
 struct Bench {
@@ -333,28 +336,33 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
     let mut legs = vec![Leg {
         target: Target::new("direct", echo_addr, "echo", None)?,
         remit: None,
-        note: "",
+        note: String::new(),
     }];
     let (proc, addr) =
         procs::start_remit(&remit_bin, &work.join("remit"), echo_addr, &[], "").await?;
     legs.push(Leg {
         target: Target::new("remit", addr, "echo.echo", Some(procs::TOKEN))?,
         remit: Some(proc),
-        note: "as shipped (log level `info`)",
+        note: "as shipped (log level `info`)".to_owned(),
     });
     if args.quiet_variant {
-        let (proc, addr) = procs::start_remit(
-            &remit_bin,
-            &work.join("remit-quiet"),
-            echo_addr,
-            &[("REMIT_LOG", "warn")],
-            "",
-        )
-        .await?;
+        let env = args
+            .variant_env
+            .iter()
+            .map(|kv| kv.split_once('=').context("--variant-env takes KEY=VALUE"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (proc, addr) =
+            procs::start_remit(&remit_bin, &work.join("remit-quiet"), echo_addr, &env, "").await?;
+        let note = args
+            .variant_env
+            .iter()
+            .map(|kv| format!("`{kv}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         legs.push(Leg {
             target: Target::new("remit-quiet", addr, "echo.echo", Some(procs::TOKEN))?,
             remit: Some(proc),
-            note: "`REMIT_LOG=warn`",
+            note,
         });
     }
     for leg in &legs {

@@ -17,6 +17,7 @@ mod postgres;
 mod record;
 mod sql;
 mod sqlite;
+mod sqlite_writer;
 mod writer;
 
 use remit_core::ports::{Store, StoreError};

@@ -3,32 +3,6 @@
 /// The seq the next event gets: one past the largest, 0 for an empty log (it is gapless).
 pub(crate) const NEXT_SEQ: &str = "SELECT coalesce(max(seq) + 1, 0) FROM audit_events";
 
-/// Inserts a batch of events after the last (SQLite), in one statement whatever its size.
-///
-/// `$1` is a JSON array of `[time, stage, call, run, agent, action, body]`, `$2` the
-/// leaf hashes laid end to end. The seqs continue the log: the uncorrelated subquery
-/// runs once, and SQLite materialises the rows before inserting because the `SELECT`
-/// reads the table it inserts into.
-macro_rules! insert_events_sqlite {
-    () => {
-        "INSERT INTO audit_events (seq, time, stage, call, run, agent, action, body, leaf_hash) \
-         SELECT (SELECT coalesce(max(seq) + 1, 0) FROM audit_events) + key, \
-         value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-         substr($2, 32 * key + 1, 32) \
-         FROM json_each($1) ORDER BY key"
-    };
-}
-
-/// See [`insert_events_sqlite`].
-pub(crate) const INSERT_EVENTS_SQLITE: &str = insert_events_sqlite!();
-
-/// A batch of appends alone, as one trip to SQLite's thread: begin, first seq, insert, commit.
-pub(crate) const APPEND_SQLITE: &str = concat!(
-    "BEGIN IMMEDIATE; SELECT coalesce(max(seq) + 1, 0) FROM audit_events; ",
-    insert_events_sqlite!(),
-    "; COMMIT"
-);
-
 /// Events with seq in `$1..$2`, in order.
 pub(crate) const EVENTS: &str = "SELECT seq, body, leaf_hash FROM audit_events \
     WHERE seq >= $1 AND seq < $2 ORDER BY seq";

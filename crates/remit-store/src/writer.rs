@@ -52,10 +52,11 @@ pub(crate) trait Ledger: Send + Sync + 'static {
     async fn commit(&self, batch: &Batch<'_>) -> Result<Committed, StoreError>;
 }
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// One caller's request to the writer.
 #[derive(Debug)]
-enum Job {
+pub(crate) enum Job {
     Append {
         rows: Vec<EventRow>,
         reply: Reply<Vec<u64>>,
@@ -68,7 +69,8 @@ enum Job {
 }
 
 impl Job {
-    fn weight(&self) -> usize {
+    /// How much of a batch it takes: its events, or its charges.
+    pub(crate) fn weight(&self) -> usize {
         match self {
             Self::Append { rows, .. } => rows.len(),
             Self::Charge { charges, .. } => charges.len().max(1),
@@ -76,10 +78,11 @@ impl Job {
     }
 }
 
-/// The handle callers queue jobs on; clones share one writer task.
+/// The handle callers queue jobs on; clones share one writer (a task or a thread).
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Writer {
@@ -87,7 +90,31 @@ impl Writer {
     pub(crate) fn start(ledger: impl Ledger) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(run(queue, ledger));
-        Self { jobs }
+        Self {
+            jobs,
+            closed: std::sync::Arc::default(),
+        }
+    }
+
+    /// Starts `run` on a thread of its own, draining the queue; it ends when the last handle drops.
+    pub(crate) fn start_thread(
+        name: &str,
+        run: impl FnOnce(mpsc::Receiver<Job>) + Send + 'static,
+    ) -> Result<Self, StoreError> {
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || run(queue))
+            .map_err(|e| StoreError::unavailable(format!("cannot start the audit writer: {e}")))?;
+        Ok(Self {
+            jobs,
+            closed: std::sync::Arc::default(),
+        })
+    }
+
+    /// Refuses every later append and charge, in every clone.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Appends events durably; returns their seqs once committed.
@@ -125,6 +152,9 @@ impl Writer {
     }
 
     async fn send(&self, job: Job) -> Result<(), StoreError> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::unavailable("the store is closed"));
+        }
         self.jobs.send(job).await.map_err(|_| stopped())
     }
 }
@@ -184,6 +214,11 @@ async fn commit(ledger: &impl Ledger, jobs: &mut Vec<Job>) {
         ))),
     };
     drop(batch);
+    answer(jobs, result);
+}
+
+/// Answers (and empties) the jobs of a batch with what its commit did.
+pub(crate) fn answer(jobs: &mut Vec<Job>, result: Result<Committed, StoreError>) {
     match result {
         Ok(committed) => {
             let mut next = committed.first_seq;
