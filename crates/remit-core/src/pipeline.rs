@@ -343,7 +343,7 @@ impl Gateway {
         let action = self.look_up(agent, &call.tool)?;
         trail.action = Some(action);
         // 3 validate: the arguments object, minus `_reason`, against the tool's schema
-        let (args, reason) =
+        let (mut args, reason) =
             split_reason(&call.args).map_err(|message| Refusal::InvalidArguments {
                 action: action.name.clone(),
                 message,
@@ -366,14 +366,20 @@ impl Gateway {
                     ),
                 })?;
         if let Some(v) = &entry.validator {
-            let instance = Value::Object(args.clone());
-            if let Err(e) = v.validate(&instance) {
+            // lend the map to the validator as a Value, without copying it
+            let instance = Value::Object(std::mem::take(&mut args));
+            let checked = v.validate(&instance).map_err(|e| {
                 let at = e.instance_path().to_string();
-                let message = if at.is_empty() {
+                if at.is_empty() {
                     e.to_string()
                 } else {
                     format!("{at}: {e}")
-                };
+                }
+            });
+            if let Value::Object(map) = instance {
+                args = map;
+            }
+            if let Err(message) = checked {
                 return Err(Refusal::InvalidArguments {
                     action: action.name.clone(),
                     message,
@@ -653,11 +659,24 @@ fn scrub(v: &mut Value, secrets: &[String]) {
     }
 }
 
+/// The result as recorded: whole, or its size and digest when it is larger than the audit keeps.
 fn cap(result: &Value) -> Value {
-    let text = result.to_string();
-    if text.len() <= MAX_AUDITED_RESULT {
+    /// Counts the bytes of the JSON text without keeping them.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    if serde_json::to_writer(&mut count, result).is_ok() && count.0 <= MAX_AUDITED_RESULT {
         return result.clone();
     }
+    let text = result.to_string();
     let digest = hex::encode(Sha256::digest(text.as_bytes()));
     json!({ "truncated": true, "bytes": text.len(), "sha256": digest })
 }
@@ -735,6 +754,21 @@ mod tests {
         assert!(split_reason(&json!({"_reason": 5})).is_err());
         assert!(split_reason(&json!([1])).is_err());
         assert_eq!(split_reason(&Value::Null).unwrap().0.len(), 0);
+    }
+
+    #[test]
+    fn results_larger_than_the_audit_keeps_are_recorded_as_size_and_digest() {
+        let small = json!({"content": [{"type": "text", "text": "ok"}]});
+        assert_eq!(cap(&small), small);
+        let text = "x".repeat(MAX_AUDITED_RESULT);
+        let big = json!({"content": [{"type": "text", "text": text}]});
+        let capped = cap(&big);
+        assert_eq!(capped["truncated"], json!(true), "{capped}");
+        assert_eq!(capped["bytes"], json!(big.to_string().len()));
+        assert_eq!(
+            capped["sha256"],
+            json!(hex::encode(Sha256::digest(big.to_string().as_bytes())))
+        );
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! 2026-07-28, `tools/call` goes out as a plain POST with the headers and `_meta` the
 //! revision requires.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use remit_core::ports::UpstreamError;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -14,8 +17,11 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(crate) struct LeanHttp {
     client: reqwest::Client,
+    /// For `http://` upstreams: hyper connections of remit's own, no reqwest layers.
+    raw: Option<RawHttp>,
     url: String,
     upstream: String,
+    timeout: Duration,
     timeout_secs: u64,
     next_id: AtomicU64,
 }
@@ -44,6 +50,7 @@ impl LeanHttp {
             reqwest::header::ACCEPT,
             reqwest::header::HeaderValue::from_static("application/json, text/event-stream"),
         );
+        let raw = RawHttp::new(url, &map);
         let client = reqwest::Client::builder()
             .default_headers(map)
             .timeout(timeout)
@@ -53,8 +60,10 @@ impl LeanHttp {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             client,
+            raw,
             url: url.to_owned(),
             upstream: upstream.to_owned(),
+            timeout,
             timeout_secs: timeout.as_secs(),
             next_id: AtomicU64::new(1),
         })
@@ -67,68 +76,63 @@ impl LeanHttp {
         args: &Map<String, Value>,
     ) -> Result<Value, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "method": "tools/call",
-            "params": {
-                "name": tool,
-                "arguments": args,
-                "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                    "io.modelcontextprotocol/clientCapabilities": {},
-                    "io.modelcontextprotocol/clientInfo": { "name": "remit", "version": env!("CARGO_PKG_VERSION") }
+        let body = serde_json::to_vec(&CallBody {
+            jsonrpc: "2.0",
+            id,
+            method: "tools/call",
+            params: CallParams {
+                name: tool,
+                arguments: args,
+                meta: CallMeta {
+                    protocol_version: "2026-07-28",
+                    client_capabilities: Map::new(),
+                    client_info: ClientInfo {
+                        name: "remit",
+                        version: env!("CARGO_PKG_VERSION"),
+                    },
+                },
+            },
+        })
+        .map_err(|e| self.protocol(format!("cannot encode the call: {e}")))?;
+        let sent = match &self.raw {
+            Some(raw) => {
+                match tokio::time::timeout(self.timeout, raw.post(tool, Bytes::from(body))).await {
+                    Ok(answer) => answer,
+                    Err(_) => Err(Sent::TimedOut),
                 }
             }
-        });
-        let sent = self
-            .client
-            .post(&self.url)
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", tool)
-            .json(&body)
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => {
+            None => self.post_reqwest(tool, body).await,
+        };
+        let (status, sse, text) = match sent {
+            Ok(answer) => answer,
+            Err(Sent::TimedOut) => {
                 return Err(UpstreamError::Timeout {
                     upstream: self.upstream.clone(),
                     seconds: self.timeout_secs,
                 });
             }
-            Err(e) if e.is_connect() => {
+            Err(Sent::Unreached(message)) => {
                 return Err(UpstreamError::Unavailable {
                     upstream: self.upstream.clone(),
-                    message: "connection refused".to_owned(),
+                    message,
                 });
             }
-            Err(_) => {
+            Err(Sent::Lost) => {
                 return Err(UpstreamError::Lost {
                     upstream: self.upstream.clone(),
                 });
             }
         };
-        let status = resp.status();
-        let sse = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        let text = resp.text().await.map_err(|_| UpstreamError::Timeout {
-            upstream: self.upstream.clone(),
-            seconds: self.timeout_secs,
-        })?;
         let message = if sse {
-            find_in_sse(&text, id)
+            find_in_sse(&String::from_utf8_lossy(&text), id)
         } else {
-            serde_json::from_str::<Value>(&text).ok()
+            serde_json::from_slice::<Value>(&text).ok()
         };
-        let Some(message) = message else {
+        let Some(mut message) = message else {
             return Err(self.protocol(format!("HTTP {status} with no JSON-RPC answer")));
         };
-        if let Some(result) = message.get("result") {
-            return Ok(result.clone());
+        if let Some(result) = message.as_object_mut().and_then(|m| m.remove("result")) {
+            return Ok(result);
         }
         let error = message.get("error");
         let text = error
@@ -145,11 +149,240 @@ impl LeanHttp {
         }
     }
 
+    /// One POST through reqwest (`https://` upstreams).
+    async fn post_reqwest(
+        &self,
+        tool: &str,
+        body: Vec<u8>,
+    ) -> Result<(http::StatusCode, bool, Bytes), Sent> {
+        let resp = match self
+            .client
+            .post(&self.url)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", tool)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => return Err(Sent::TimedOut),
+            Err(e) if e.is_connect() => {
+                return Err(Sent::Unreached("connection refused".to_owned()));
+            }
+            Err(_) => return Err(Sent::Lost),
+        };
+        let status = resp.status();
+        let sse = is_sse(resp.headers());
+        let text = resp.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                Sent::TimedOut
+            } else {
+                Sent::Lost
+            }
+        })?;
+        Ok((status, sse, text))
+    }
+
     fn protocol(&self, message: String) -> UpstreamError {
         UpstreamError::Protocol {
             upstream: self.upstream.clone(),
             message,
         }
+    }
+}
+
+/// A `tools/call` request as it goes out, borrowing the call's arguments.
+#[derive(Serialize)]
+struct CallBody<'a> {
+    jsonrpc: &'static str,
+    id: u64,
+    method: &'static str,
+    params: CallParams<'a>,
+}
+
+#[derive(Serialize)]
+struct CallParams<'a> {
+    name: &'a str,
+    arguments: &'a Map<String, Value>,
+    #[serde(rename = "_meta")]
+    meta: CallMeta,
+}
+
+#[derive(Serialize)]
+struct CallMeta {
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+    protocol_version: &'static str,
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
+    client_capabilities: Map<String, Value>,
+    #[serde(rename = "io.modelcontextprotocol/clientInfo")]
+    client_info: ClientInfo,
+}
+
+#[derive(Serialize)]
+struct ClientInfo {
+    name: &'static str,
+    version: &'static str,
+}
+
+/// Why a POST got no answer.
+#[derive(Debug)]
+enum Sent {
+    /// Nothing reached the upstream (no connection): the call did not run.
+    Unreached(String),
+    /// The upstream took longer than the timeout: the call may or may not have run.
+    TimedOut,
+    /// The connection broke after the request was written: the call may or may not have run.
+    Lost,
+}
+
+fn is_sse(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Kept-alive HTTP/1.1 connections to one `http://` upstream, on hyper directly.
+///
+/// An idle connection is taken from the pool (or a new one opened), one request is sent,
+/// and the connection goes back once its answer is read. A request hyper hands back
+/// unsent (the upstream closed an idle connection) is sent again on a new connection;
+/// a request that may have been written is never sent twice.
+#[derive(Debug)]
+struct RawHttp {
+    /// `host:port` to connect to.
+    addr: String,
+    path: http::uri::PathAndQuery,
+    headers: http::HeaderMap,
+    idle: std::sync::Mutex<Vec<Sender>>,
+}
+
+/// Most idle connections kept per upstream.
+const MAX_IDLE: usize = 256;
+
+impl RawHttp {
+    /// The raw client for a plain `http://` URL; `None` for anything else (reqwest serves it).
+    fn new(url: &str, headers: &http::HeaderMap) -> Option<Self> {
+        let uri: http::Uri = url.parse().ok()?;
+        if uri.scheme_str() != Some("http") {
+            return None;
+        }
+        let authority = uri.authority()?.clone();
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority.host();
+        let mut headers = headers.clone();
+        headers.insert(
+            http::header::HOST,
+            http::HeaderValue::from_str(authority.as_str()).ok()?,
+        );
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert("mcp-method", http::HeaderValue::from_static("tools/call"));
+        Some(Self {
+            addr: format!("{host}:{port}"),
+            path: uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+            headers,
+            idle: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(sender);
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, Sent> {
+        let stream = tokio::net::TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| Sent::Unreached(format!("cannot connect: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| Sent::Unreached(format!("cannot connect: {e}")))?;
+        tokio::spawn(async move {
+            // ends when the upstream closes the connection or the last sender is dropped
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    fn request(&self, tool: &str, body: Bytes) -> Result<http::Request<Full<Bytes>>, Sent> {
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = http::Uri::from(self.path.clone());
+        *request.headers_mut() = self.headers.clone();
+        let name = http::HeaderValue::from_str(tool).map_err(|_| {
+            Sent::Unreached(format!("tool name `{tool}` cannot be sent in a header"))
+        })?;
+        request.headers_mut().insert("mcp-name", name);
+        Ok(request)
+    }
+
+    /// One POST; the status, whether the answer is SSE, and its body.
+    async fn post(&self, tool: &str, body: Bytes) -> Result<(http::StatusCode, bool, Bytes), Sent> {
+        let mut request = self.request(tool, body)?;
+        // a pooled connection may have been closed by the upstream meanwhile: then hyper
+        // hands the request back unsent, and it goes out once more on a new connection
+        let mut fresh = false;
+        let response = loop {
+            let mut sender = match self.take_idle() {
+                Some(s) => s,
+                None => {
+                    fresh = true;
+                    self.connect().await?
+                }
+            };
+            if sender.ready().await.is_err() {
+                if fresh {
+                    return Err(Sent::Unreached("the connection closed at once".to_owned()));
+                }
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => break (sender, response),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if !fresh => request = unsent,
+                    Some(_) => return Err(Sent::Unreached(format!("cannot send: {}", e.error()))),
+                    None => return Err(Sent::Lost),
+                },
+            }
+        };
+        let (sender, response) = response;
+        let status = response.status();
+        let sse = is_sse(response.headers());
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| Sent::Lost)?
+            .to_bytes();
+        self.put_idle(sender);
+        Ok((status, sse, body))
     }
 }
 
@@ -184,6 +417,115 @@ fn find_in_sse(text: &str, id: u64) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upstream that answers one request per connection and then hangs up without saying so.
+    async fn one_shot_upstream() -> (String, std::sync::Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let served = std::sync::Arc::new(AtomicU64::new(0));
+        let count = std::sync::Arc::clone(&served);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let count = std::sync::Arc::clone(&count);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut got = Vec::new();
+                    // headers, then a Content-Length body
+                    loop {
+                        let n = stream.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&got).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len: usize = text
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse().unwrap())
+                                })
+                                .unwrap_or(0);
+                            if got.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    let request: Value = {
+                        let text = String::from_utf8_lossy(&got).to_string();
+                        let body = text.split_once("\r\n\r\n").unwrap().1.to_owned();
+                        serde_json::from_str(&body).unwrap()
+                    };
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let body = json!({"jsonrpc": "2.0", "id": request["id"], "result": {"content": [{"type": "text", "text": request["params"]["arguments"]["text"]}]}}).to_string();
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    // no `Connection: close`: the client finds out when it next uses the connection
+                });
+            }
+        });
+        (url, served)
+    }
+
+    fn args(text: &str) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("text".to_owned(), json!(text));
+        m
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_upstream_closed_is_replaced_not_reported() {
+        let (url, served) = one_shot_upstream().await;
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        assert!(lean.raw.is_some(), "http:// goes the raw way");
+        for i in 0..5 {
+            let text = format!("call {i}");
+            let result = lean.call("echo", &args(&text)).await.unwrap();
+            assert_eq!(result["content"][0]["text"], json!(text));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // each call ran exactly once
+        assert_eq!(served.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_is_down_is_unavailable_and_one_that_hangs_times_out() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let down = LeanHttp::new(
+            "echo",
+            &format!("http://127.0.0.1:{port}/mcp"),
+            &[],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(matches!(
+            down.call("echo", &args("x")).await,
+            Err(UpstreamError::Unavailable { .. })
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            // accepts and never answers
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let hung = LeanHttp::new("echo", &url, &[], Duration::from_millis(300)).unwrap();
+        assert!(matches!(
+            hung.call("echo", &args("x")).await,
+            Err(UpstreamError::Timeout { .. })
+        ));
+    }
 
     #[test]
     fn finds_the_answer_among_notifications_in_an_sse_body() {
