@@ -2,7 +2,7 @@
 
 use crate::audit::checkpoint::{AuditKey, Checkpoint};
 use crate::audit::event::StoredCheckpoint;
-use crate::audit::tree::{Frontier, leaf_hash};
+use crate::audit::tree::Frontier;
 use crate::ports::{Clock, Store, StoreError, StoreErrorKind};
 use std::fmt;
 
@@ -37,26 +37,30 @@ impl Checkpointer {
         }
     }
 
-    /// Reads events the frontier has not seen, then signs and stores a checkpoint if the log grew.
+    /// Reads the leaf hashes the frontier has not seen, then signs and stores a checkpoint if the log grew.
     ///
-    /// A stored event whose body no longer matches its recorded leaf hash stops signing:
-    /// remit never signs over a log it cannot vouch for.
+    /// A gap or repeat in the sequence stops signing. Bodies are not read back: a body that
+    /// no longer matches its leaf hash is what `remit audit verify` finds and locates, and
+    /// someone able to rewrite both could rewrite them before any re-check here too.
     pub async fn tick(
         &mut self,
         store: &dyn Store,
         clock: &dyn Clock,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
         loop {
-            let batch = store.events(self.frontier.size(), PAGE).await?;
+            let batch = store.leaf_hashes(self.frontier.size(), PAGE).await?;
             let n = batch.len() as u64;
-            for e in &batch {
-                if e.seq != self.frontier.size() || leaf_hash(e.body.as_bytes()) != e.leaf_hash {
+            for (seq, hash) in batch {
+                if seq != self.frontier.size() {
                     return Err(StoreError::new(
                         StoreErrorKind::Corrupt,
-                        format!("event {} does not match the log; refusing to sign", e.seq),
+                        format!(
+                            "the log has event {seq} where event {} belongs; refusing to sign",
+                            self.frontier.size()
+                        ),
                     ));
                 }
-                self.frontier.push(e.leaf_hash);
+                self.frontier.push(hash);
             }
             if n < PAGE {
                 break;

@@ -76,21 +76,40 @@ pub fn fresh(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    let mut bytes = [0u8; 8];
-    // INVARIANT: the OS RNG is available on every supported platform; if it is not,
-    // the nanoseconds still make ids unique enough for correlation (they are never secrets).
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        bytes = u64::from(nanos).to_le_bytes();
-    }
     format!(
-        "{prefix}_{:012x}{}",
+        "{prefix}_{:012x}{:016x}",
         ms & 0xffff_ffff_ffff,
-        hex::encode(bytes)
+        next_random()
     )
+}
+
+/// 64 bits that never repeat within a process and differ between processes: SplitMix64 over a
+/// counter that starts at a random point (one OS RNG read per process, not one per id).
+fn next_random() -> u64 {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: OnceLock<AtomicU64> = OnceLock::new();
+    let state = STATE.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // INVARIANT: the OS RNG is available on every supported platform; if it is not,
+        // the clock's nanoseconds still make ids unique enough for correlation (they are
+        // never secrets).
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            bytes = (nanos as u64).to_le_bytes();
+        }
+        AtomicU64::new(u64::from_le_bytes(bytes))
+    });
+    // the golden-ratio step makes the sequence a permutation of all 2^64 values
+    let mut z = state
+        .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -103,5 +122,25 @@ mod tests {
         assert!(a < b, "{a} {b}");
         assert_eq!(a.len(), "call_".len() + 12 + 16);
         assert_ne!(super::fresh("x"), super::fresh("x"));
+    }
+
+    #[test]
+    fn a_hundred_thousand_ids_from_four_threads_never_repeat() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..25_000)
+                        .map(|_| super::fresh("call"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for t in threads {
+            for id in t.join().unwrap() {
+                assert!(all.insert(id));
+            }
+        }
+        assert_eq!(all.len(), 100_000);
     }
 }

@@ -114,6 +114,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError>;
     /// Events with `seq` in `from..from+limit`, in order.
     async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The `(seq, leaf_hash)` of events with `seq` in `from..from+limit`, in order, without their bodies.
+    async fn leaf_hashes(&self, from: u64, limit: u64) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+        let events = self.events(from, limit).await?;
+        Ok(events.into_iter().map(|e| (e.seq, e.leaf_hash)).collect())
+    }
     /// How many events the log holds.
     async fn event_count(&self) -> Result<u64, StoreError>;
     /// Saves a signed checkpoint; the same one again is a no-op, a different root at a size already signed is a `Conflict` (a forked log).

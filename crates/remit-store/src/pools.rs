@@ -28,6 +28,26 @@ macro_rules! store_over_pools {
                     .collect()
             }
 
+            async fn leaf_hashes(
+                &self,
+                from: u64,
+                limit: u64,
+            ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+                let Ok(start) = i64::try_from(from) else {
+                    return Ok(Vec::new());
+                };
+                let end = start.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX));
+                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(sql::LEAF_HASHES)
+                    .bind(start)
+                    .bind(end)
+                    .fetch_all(&self.$reads)
+                    .await
+                    .map_err(|e| store_error("cannot read audit leaf hashes", &e))?;
+                rows.into_iter()
+                    .map(|(seq, hash)| record::leaf(seq, &hash))
+                    .collect()
+            }
+
             async fn event_count(&self) -> Result<u64, StoreError> {
                 let next: i64 = sqlx::query_scalar(sql::NEXT_SEQ)
                     .fetch_one(&self.$reads)

@@ -50,6 +50,14 @@ pub(crate) fn stored_event(
     })
 }
 
+/// An event's seq and leaf hash from their columns.
+pub(crate) fn leaf(seq: i64, leaf_hash: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
+    Ok((
+        to_u64(seq, "event seq")?,
+        hash32(leaf_hash, "event leaf hash")?,
+    ))
+}
+
 /// A stored checkpoint from its columns.
 pub(crate) fn stored_checkpoint(
     tree_size: i64,

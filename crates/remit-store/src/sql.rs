@@ -7,6 +7,10 @@ pub(crate) const NEXT_SEQ: &str = "SELECT coalesce(max(seq) + 1, 0) FROM audit_e
 pub(crate) const EVENTS: &str = "SELECT seq, body, leaf_hash FROM audit_events \
     WHERE seq >= $1 AND seq < $2 ORDER BY seq";
 
+/// Seq and leaf hash of events with seq in `$1..$2`, in order (no bodies: for the checkpointer).
+pub(crate) const LEAF_HASHES: &str = "SELECT seq, leaf_hash FROM audit_events \
+    WHERE seq >= $1 AND seq < $2 ORDER BY seq";
+
 /// Saves a checkpoint unless its tree size has one.
 pub(crate) const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints \
     (tree_size, root, note, time) VALUES ($1, $2, $3, $4) \

@@ -535,3 +535,19 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    leaf_hashes_are_the_events_hashes_without_their_bodies,
+    |store| async move {
+        store.append((0..12).map(event).collect()).await.unwrap();
+        let events = store.events(2, 7).await.unwrap();
+        let hashes = store.leaf_hashes(2, 7).await.unwrap();
+        assert_eq!(hashes.len(), 7);
+        for (e, (seq, hash)) in events.iter().zip(&hashes) {
+            assert_eq!(e.seq, *seq);
+            assert_eq!(leaf_hash(e.body.as_bytes()), *hash);
+        }
+        assert!(store.leaf_hashes(12, 5).await.unwrap().is_empty());
+        assert_eq!(store.leaf_hashes(u64::MAX, 5).await.unwrap(), Vec::new());
+    }
+);
