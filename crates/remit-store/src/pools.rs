@@ -37,15 +37,7 @@ macro_rules! store_over_pools {
                     return Ok(Vec::new());
                 };
                 let end = start.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX));
-                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(sql::LEAF_HASHES)
-                    .bind(start)
-                    .bind(end)
-                    .fetch_all(&self.$reads)
-                    .await
-                    .map_err(|e| store_error("cannot read audit leaf hashes", &e))?;
-                rows.into_iter()
-                    .map(|(seq, hash)| record::leaf(seq, &hash))
-                    .collect()
+                self.leaf_hashes_between(start, end).await
             }
 
             async fn event_count(&self) -> Result<u64, StoreError> {

@@ -112,6 +112,23 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Seq and leaf hash of the events with seq in `start..end`.
+    async fn leaf_hashes_between(
+        &self,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(sql::LEAF_HASHES)
+            .bind(start)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| store_error("cannot read audit leaf hashes", &e))?;
+        rows.into_iter()
+            .map(|(seq, hash)| record::leaf(seq, &hash))
+            .collect()
+    }
 }
 
 store_over_pools!(PgStore, reads: pool, writes: pool, name: "postgres");
