@@ -17,8 +17,6 @@ use crate::writer::{Committed, Job, MAX_BATCH_EVENTS, Writer, answer};
 use remit_core::ports::{BudgetCharge, ChargeOutcome, StoreError, StoreErrorKind};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -35,46 +33,15 @@ pub(crate) fn start(path: &Path, busy_timeout: Duration) -> Result<Writer, Store
             path.display()
         ))
     })?;
-    // WAL checkpoints run on a thread of their own (below), not inside a caller's commit
     conn.busy_timeout(busy_timeout)
         .and_then(|()| {
             conn.execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
-                 PRAGMA wal_autocheckpoint = 0;",
+                 PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
             )
         })
         .map_err(|e| error("cannot set up the sqlite writer", &e))?;
-    let checkpoints = Connection::open(path)
-        .and_then(|c| c.busy_timeout(busy_timeout).map(|()| c))
-        .map_err(|e| error("cannot open the sqlite WAL checkpointer", &e))?;
-    let alive = Arc::new(AtomicBool::new(true));
-    let writing = Arc::clone(&alive);
-    std::thread::Builder::new()
-        .name("remit-wal-checkpoint".to_owned())
-        .spawn(move || checkpoint_wal(&checkpoints, &alive))
-        .map_err(|e| StoreError::unavailable(format!("cannot start the WAL checkpointer: {e}")))?;
-    Writer::start_thread("remit-audit-writer", move |queue| {
-        run(queue, conn);
-        writing.store(false, Ordering::SeqCst);
-    })
-}
-
-/// How often the WAL is copied back into the database file.
-const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
-/// Copies the WAL into the database every half second while the writer runs.
-///
-/// A passive checkpoint takes no write lock, so appends go on meanwhile; its fsync of the
-/// database file happens here rather than inside the commit of whichever caller happened
-/// to cross SQLite's auto-checkpoint threshold (a latency spike for that caller).
-fn checkpoint_wal(conn: &Connection, alive: &AtomicBool) {
-    while alive.load(Ordering::SeqCst) {
-        std::thread::sleep(WAL_CHECKPOINT_EVERY);
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "sqlite WAL checkpoint failed; will retry");
-        }
-    }
+    Writer::start_thread("remit-audit-writer", move |queue| run(queue, conn))
 }
 
 fn run(mut queue: mpsc::Receiver<Job>, mut conn: Connection) {

@@ -551,36 +551,3 @@ store_test!(
         assert_eq!(store.leaf_hashes(u64::MAX, 5).await.unwrap(), Vec::new());
     }
 );
-
-/// The WAL is copied back into the database file in the background, not by a caller's commit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_copies_the_wal_into_the_database_file_in_the_background() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = remit_store::open("sqlite://remit.db", dir.path())
-        .await
-        .unwrap();
-    store.append((0..50).map(event).collect()).await.unwrap();
-    // the database file alone, WAL ignored: what has been checkpointed
-    let checkpointed = || {
-        let uri = format!("file:{}?immutable=1", dir.path().join("remit.db").display());
-        let conn = rusqlite::Connection::open_with_flags(
-            uri,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
-        )
-        .unwrap();
-        // before the first checkpoint even the schema is only in the WAL
-        conn.query_row("SELECT count(*) FROM audit_events", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .unwrap_or(0)
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while checkpointed() < 50 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the WAL was not checkpointed within 5s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(store.event_count().await.unwrap(), 50);
-}
