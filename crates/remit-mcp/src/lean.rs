@@ -50,7 +50,13 @@ impl LeanHttp {
             reqwest::header::ACCEPT,
             reqwest::header::HeaderValue::from_static("application/json, text/event-stream"),
         );
-        let raw = RawHttp::new(url, &map);
+        // reqwest honours the proxy variables (as rmcp's own client does); the raw way does not
+        let proxied = proxy_configured(|name| std::env::var(name).ok());
+        let raw = if proxied {
+            None
+        } else {
+            RawHttp::new(url, &map)
+        };
         let client = reqwest::Client::builder()
             .default_headers(map)
             .timeout(timeout)
@@ -223,6 +229,13 @@ struct CallMeta {
 struct ClientInfo {
     name: &'static str,
     version: &'static str,
+}
+
+/// Whether the environment names an HTTP proxy, which only the reqwest way follows.
+fn proxy_configured(var: impl Fn(&str) -> Option<String>) -> bool {
+    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|name| var(name).is_some_and(|v| !v.trim().is_empty()))
 }
 
 /// Why a POST got no answer.
@@ -479,11 +492,22 @@ mod tests {
         m
     }
 
+    #[test]
+    fn a_configured_proxy_sends_calls_the_reqwest_way() {
+        assert!(!proxy_configured(|_| None));
+        assert!(!proxy_configured(|_| Some(" ".to_owned())));
+        assert!(proxy_configured(|name| {
+            (name == "http_proxy").then(|| "http://proxy:3128".to_owned())
+        }));
+    }
+
     #[tokio::test]
     async fn a_pooled_connection_the_upstream_closed_is_replaced_not_reported() {
         let (url, served) = one_shot_upstream().await;
         let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
-        assert!(lean.raw.is_some(), "http:// goes the raw way");
+        if !proxy_configured(|name| std::env::var(name).ok()) {
+            assert!(lean.raw.is_some(), "http:// goes the raw way");
+        }
         for i in 0..5 {
             let text = format!("call {i}");
             let result = lean.call("echo", &args(&text)).await.unwrap();
