@@ -99,6 +99,8 @@ pub enum Outcome {
         code: i64,
         /// The upstream's message.
         message: String,
+        /// The error's `data`, as the upstream sent it.
+        data: Option<Value>,
     },
     /// Cleared, but the upstream or the audit failed; the message says whether it may have run.
     Failed {
@@ -322,10 +324,11 @@ impl Gateway {
                 Outcome::Refused { call: id, refusal }
             }
             Err(Stop::Failed(message)) => Outcome::Failed { call: id, message },
-            Err(Stop::Rejected(code, message)) => Outcome::Rejected {
+            Err(Stop::Rejected(code, message, data)) => Outcome::Rejected {
                 call: id,
                 code,
                 message,
+                data,
             },
         }
     }
@@ -450,11 +453,16 @@ impl Gateway {
                 let detail = json!({ "is_error": is_error, "result": recorded });
                 (trail.event(Stage::Executed, detail), Ok(result))
             }
-            Err(UpstreamError::Rejected { code, message, .. }) => {
+            Err(UpstreamError::Rejected {
+                code,
+                message,
+                data,
+                ..
+            }) => {
                 let detail = json!({ "error": message, "code": code, "sent": true, "ran": false });
                 (
                     trail.event(Stage::Failed, detail),
-                    Err(Stop::Rejected(code, message)),
+                    Err(Stop::Rejected(code, message, data)),
                 )
             }
             Err(e) => {
@@ -498,7 +506,7 @@ impl Gateway {
 
 enum Stop {
     Refused(Refusal),
-    Rejected(i64, String),
+    Rejected(i64, String, Option<Value>),
     Failed(String),
 }
 

@@ -244,6 +244,8 @@ pub enum UpstreamError {
         code: i64,
         /// The upstream's message.
         message: String,
+        /// The error's `data`, passed on to the agent as it came.
+        data: Option<Value>,
     },
     /// The upstream answered with something that is not a valid MCP answer.
     #[error("upstream `{upstream}` answered with an error: {message}")]

@@ -102,6 +102,7 @@ pub fn outcome_to_mcp(outcome: &Outcome) -> CallToolResult {
             call,
             code,
             message,
+            ..
         } => error_result(
             &format!("the upstream rejected the call ({code}): {message}"),
             "rejected",
@@ -185,13 +186,19 @@ impl ServerHandler for AgentServer {
             entry: Entry::Mcp,
         };
         let outcome = self.gateway.call(call).await;
-        if let Outcome::Rejected { code, message, .. } = &outcome {
+        if let Outcome::Rejected {
+            code,
+            message,
+            data,
+            ..
+        } = &outcome
+        {
             // the upstream's JSON-RPC error passes through as one: the request, not the tool, failed
             let code = i32::try_from(*code).unwrap_or(-32603);
             return Err(McpError::new(
                 rmcp::model::ErrorCode(code),
                 message.clone(),
-                None,
+                data.clone(),
             ));
         }
         Ok(CallToolResponse::Complete(outcome_to_mcp(&outcome)))

@@ -150,6 +150,7 @@ impl LeanHttp {
                 upstream: self.upstream.clone(),
                 code,
                 message: text.to_owned(),
+                data: error.and_then(|e| e.get("data")).cloned(),
             }),
             None => Err(self.protocol(format!("HTTP {status}: {text}"))),
         }
@@ -435,6 +436,16 @@ mod tests {
 
     /// An upstream that answers one request per connection and then hangs up without saying so.
     async fn one_shot_upstream() -> (String, std::sync::Arc<AtomicU64>) {
+        one_shot_upstream_answering(|request| {
+            json!({"jsonrpc": "2.0", "id": request["id"], "result": {"content": [{"type": "text", "text": request["params"]["arguments"]["text"]}]}})
+        })
+        .await
+    }
+
+    /// Like [`one_shot_upstream`], answering each request with `answer(request)`.
+    async fn one_shot_upstream_answering(
+        answer: fn(&Value) -> Value,
+    ) -> (String, std::sync::Arc<AtomicU64>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/mcp", listener.local_addr().unwrap());
         let served = std::sync::Arc::new(AtomicU64::new(0));
@@ -473,7 +484,7 @@ mod tests {
                         serde_json::from_str(&body).unwrap()
                     };
                     count.fetch_add(1, Ordering::SeqCst);
-                    let body = json!({"jsonrpc": "2.0", "id": request["id"], "result": {"content": [{"type": "text", "text": request["params"]["arguments"]["text"]}]}}).to_string();
+                    let body = answer(&request).to_string();
                     let response = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                         body.len()
@@ -516,6 +527,34 @@ mod tests {
         }
         // each call ran exactly once
         assert_eq!(served.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn an_upstreams_json_rpc_error_keeps_its_code_message_and_data() {
+        let (url, _) = one_shot_upstream_answering(|request| {
+            json!({"jsonrpc": "2.0", "id": request["id"], "error": {
+                "code": -32021, "message": "missing capability",
+                "data": {"requiredCapabilities": {"sampling": {}}}
+            }})
+        })
+        .await;
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        match lean.call("echo", &args("x")).await {
+            Err(UpstreamError::Rejected {
+                code,
+                message,
+                data,
+                ..
+            }) => {
+                assert_eq!(code, -32021);
+                assert_eq!(message, "missing capability");
+                assert_eq!(
+                    data,
+                    Some(json!({"requiredCapabilities": {"sampling": {}}}))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -214,18 +214,24 @@ impl StatelessCall {
             );
         };
         match outcome {
-            Outcome::Rejected { code, message, .. } => {
+            Outcome::Rejected {
+                code,
+                message,
+                data,
+                ..
+            } => {
                 let status = match code {
                     -32022..=-32020 => http::StatusCode::BAD_REQUEST,
                     -32601 => http::StatusCode::NOT_FOUND,
                     _ => http::StatusCode::OK,
                 };
-                reply(
-                    status,
-                    &id,
-                    "error",
-                    serde_json::json!({ "code": code, "message": message }),
-                )
+                let mut error = Map::new();
+                error.insert("code".to_owned(), code.into());
+                error.insert("message".to_owned(), message.into());
+                if let Some(data) = data {
+                    error.insert("data".to_owned(), data);
+                }
+                reply(status, &id, "error", Value::Object(error))
             }
             Outcome::Done { result, call } => match plain_result(result) {
                 Ok(result) => reply(http::StatusCode::OK, &id, "result", result),

@@ -380,6 +380,7 @@ impl Upstreams for McpUpstreams {
                         upstream: name,
                         code: i64::from(data.code.0),
                         message: data.message.to_string(),
+                        data: data.data,
                     },
                     ServiceError::TransportSend(_) => {
                         link.reconnect.notify_one();

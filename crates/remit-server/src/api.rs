@@ -301,6 +301,7 @@ async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body
             call,
             code,
             message,
+            ..
         } => error(
             StatusCode::BAD_GATEWAY,
             Some(call.to_string()),
