@@ -71,8 +71,14 @@ impl Echo {
             Arc::new(sleep_schema),
         )
         .with_annotations(ToolAnnotations::with_title("Sleep").read_only(true));
+        let reject = Tool::new(
+            "reject",
+            "Answer every call with a JSON-RPC error (-32021, with data): an upstream that refuses the request itself.",
+            Arc::new(JsonObject::from_iter([("type".to_owned(), serde_json::json!("object"))])),
+        )
+        .with_annotations(ToolAnnotations::with_title("Reject").read_only(true));
         Self {
-            tools: Arc::from([echo, sleep]),
+            tools: Arc::from([echo, sleep, reject]),
         }
     }
 }
@@ -112,6 +118,13 @@ impl ServerHandler for Echo {
             return Ok(
                 CallToolResult::success(vec![ContentBlock::text(format!("slept {ms} ms"))]).into(),
             );
+        }
+        if request.name == "reject" {
+            return Err(ErrorData::new(
+                rmcp::model::ErrorCode(-32021),
+                "echo rejects this call on purpose",
+                Some(serde_json::json!({ "requiredCapabilities": { "sampling": {} } })),
+            ));
         }
         if request.name != "echo" {
             // An unknown tool is a protocol error (-32602), as rmcp's router does.

@@ -196,10 +196,14 @@ pub struct CallResponse {
 pub struct ApiError {
     /// The call's id in the audit, when one was recorded.
     pub call: Option<String>,
-    /// A stable code: `unauthenticated`, `unlisted`, `invalid_arguments`, `condition`, `over_budget`, `frozen`, `not_enforced`, `unavailable`, `failed`, `bad_request`.
+    /// A stable code: `unauthenticated`, `unlisted`, `invalid_arguments`, `condition`, `over_budget`, `frozen`, `not_enforced`, `unavailable`, `rejected`, `failed`, `bad_request`.
     pub code: String,
     /// What happened and what to do, for the agent.
     pub message: String,
+    /// For `rejected`: the `data` of the upstream's JSON-RPC error, as it sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
 }
 
 fn error(status: StatusCode, call: Option<String>, code: &str, message: String) -> Response {
@@ -209,6 +213,7 @@ fn error(status: StatusCode, call: Option<String>, code: &str, message: String) 
             call,
             code: code.to_owned(),
             message,
+            data: None,
         }),
     )
         .into_response()
@@ -301,13 +306,17 @@ async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body
             call,
             code,
             message,
-            ..
-        } => error(
+            data,
+        } => (
             StatusCode::BAD_GATEWAY,
-            Some(call.to_string()),
-            "rejected",
-            format!("the upstream rejected the call ({code}): {message}; nothing ran"),
-        ),
+            Json(ApiError {
+                call: Some(call.to_string()),
+                code: "rejected".to_owned(),
+                message: format!("the upstream rejected the call ({code}): {message}; nothing ran"),
+                data,
+            }),
+        )
+            .into_response(),
         Outcome::Failed { call, message } => error(
             StatusCode::BAD_GATEWAY,
             Some(call.to_string()),

@@ -451,8 +451,8 @@ fn the_http_api_is_described_by_an_openapi_document() {
     assert!(doc["components"]["securitySchemes"]["agent_token"].is_object());
 }
 
-#[test]
-fn an_upstream_that_hangs_on_a_call_times_out_with_a_clear_error() {
+/// The echo fixture over HTTP on a free port, on a thread of its own; its address.
+fn echo_upstream() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -463,6 +463,59 @@ fn an_upstream_that_hangs_on_a_call_times_out_with_a_clear_error() {
             remit_billing::serve_echo_http(l).await.unwrap();
         });
     });
+    addr
+}
+
+#[test]
+fn an_upstreams_json_rpc_error_reaches_the_agent_with_its_code_and_data() {
+    let addr = echo_upstream();
+    let r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.echo]\nurl = \"http://{addr}/mcp\"\n\n[actions.\"echo.reject\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]"
+            ),
+        )
+    });
+    let data = json!({ "requiredCapabilities": { "sampling": {} } });
+    // the HTTP API: 502, `rejected`, the data as sent
+    let (status, body) = r.call("echo.reject", json!({}));
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "rejected", "{body}");
+    assert_eq!(body["data"], data, "{body}");
+    // MCP, the short way and rmcp's way: a JSON-RPC error, HTTP 400 for -32021
+    for accept in [
+        "application/json, text/event-stream",
+        "application/json;q=1, text/event-stream",
+    ] {
+        let request = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": "echo.reject", "arguments": {},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}
+            }
+        }});
+        let (status, text) = r.post_raw(
+            "/mcp",
+            serde_json::to_vec(&request).unwrap(),
+            &[
+                ("accept", accept),
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "echo.reject"),
+            ],
+        );
+        let answer = crate::support::parse_jsonrpc(&text);
+        assert_eq!(status, 400, "{accept}: {text}");
+        assert_eq!(answer["error"]["code"], -32021, "{accept}: {text}");
+        assert_eq!(answer["error"]["data"], data, "{accept}: {text}");
+        assert_eq!(answer["id"], 9, "{accept}: {text}");
+    }
+}
+
+#[test]
+fn an_upstream_that_hangs_on_a_call_times_out_with_a_clear_error() {
+    let addr = echo_upstream();
     let r = Remit::start_with(|port| {
         crate::support::register(STANDARD, port).replace(
             "[upstreams.billing]",
