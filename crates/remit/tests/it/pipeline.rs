@@ -451,6 +451,20 @@ fn the_http_api_is_described_by_an_openapi_document() {
     assert!(doc["components"]["securitySchemes"]["agent_token"].is_object());
 }
 
+/// remit with the standard register plus an HTTP upstream `name` (more keys in `keys`) at
+/// the echo fixture, and one read action on its `tool` for support-bot.
+fn remit_with_echo(name: &str, keys: &str, tool: &str) -> Remit {
+    let addr = echo_upstream();
+    Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.{name}]\nurl = \"http://{addr}/mcp\"\n{keys}\n[actions.\"{name}.{tool}\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]"
+            ),
+        )
+    })
+}
+
 /// The echo fixture over HTTP on a free port, on a thread of its own; its address.
 fn echo_upstream() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -468,15 +482,7 @@ fn echo_upstream() -> std::net::SocketAddr {
 
 #[test]
 fn an_upstreams_json_rpc_error_reaches_the_agent_with_its_code_and_data() {
-    let addr = echo_upstream();
-    let r = Remit::start_with(|port| {
-        crate::support::register(STANDARD, port).replace(
-            "[upstreams.billing]",
-            &format!(
-                "[upstreams.echo]\nurl = \"http://{addr}/mcp\"\n\n[actions.\"echo.reject\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]"
-            ),
-        )
-    });
+    let r = remit_with_echo("echo", "", "reject");
     let data = json!({ "requiredCapabilities": { "sampling": {} } });
     // the HTTP API: 502, `rejected`, the data as sent
     let (status, body) = r.call("echo.reject", json!({}));
@@ -515,15 +521,7 @@ fn an_upstreams_json_rpc_error_reaches_the_agent_with_its_code_and_data() {
 
 #[test]
 fn an_upstream_that_hangs_on_a_call_times_out_with_a_clear_error() {
-    let addr = echo_upstream();
-    let r = Remit::start_with(|port| {
-        crate::support::register(STANDARD, port).replace(
-            "[upstreams.billing]",
-            &format!(
-                "[upstreams.slow]\nurl = \"http://{addr}/mcp\"\ntimeout = \"1s\"\n\n[actions.\"slow.sleep\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]"
-            ),
-        )
-    });
+    let r = remit_with_echo("slow", "timeout = \"1s\"\n", "sleep");
     let started = Instant::now();
     let (status, body) = r.call("slow.sleep", json!({ "ms": 5000 }));
     assert!(
