@@ -224,6 +224,14 @@ async fn run_steps(
 ) -> Result<Vec<Step>, ScriptError> {
     let plan = plan();
     let mut steps = Vec::with_capacity(plan.len() + 1);
+    // every call of this walk-through is one run in remit's audit log
+    let run = format!(
+        "demo-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default()
+    );
 
     let tools = client
         .list_all_tools()
@@ -258,6 +266,11 @@ async fn run_steps(
         let mut params = CallToolRequestParams::new(tool.clone());
         if let Value::Object(map) = &arguments {
             params = params.with_arguments(map.clone());
+        }
+        if route == Route::Gateway {
+            let mut meta = serde_json::Map::new();
+            meta.insert("remit/run".to_owned(), Value::from(run.as_str()));
+            params.meta = Some(meta.into());
         }
         let outcome = match client.call_tool(params).await {
             Ok(result) => outcome_of(&result),
