@@ -9,7 +9,8 @@ use crate::support::{
 
 async fn echo_behaves(client: &Client) {
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 2);
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names, ["echo", "sleep", "reject"]);
     let echo = tools.iter().find(|t| t.name == "echo").unwrap();
     assert_eq!(echo.name, "echo");
     assert_eq!(
@@ -26,6 +27,18 @@ async fn echo_behaves(client: &Client) {
 
     let missing = call(client, "echo", json!({})).await;
     assert_eq!(missing.is_error, Some(true));
+
+    // `reject` always answers a JSON-RPC error, with data
+    match client.call_tool(CallToolRequestParams::new("reject")).await {
+        Err(ServiceError::McpError(e)) => {
+            assert_eq!(e.code.0, -32021);
+            assert_eq!(
+                e.data,
+                Some(json!({"requiredCapabilities": {"sampling": {}}}))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 
     // An unknown tool is a protocol error (-32602), not a tool result.
     let unknown = client
