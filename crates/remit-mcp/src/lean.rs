@@ -128,6 +128,12 @@ impl LeanHttp {
                     upstream: self.upstream.clone(),
                 });
             }
+            Err(Sent::TooLarge(limit)) => {
+                return Err(self.protocol(format!(
+                    "answered with more than {} MiB, which remit does not read; the call ran",
+                    limit / (1024 * 1024)
+                )));
+            }
         };
         let message = if sse {
             find_in_sse(&String::from_utf8_lossy(&text), id)
@@ -248,6 +254,8 @@ enum Sent {
     TimedOut,
     /// The connection broke after the request was written: the call may or may not have run.
     Lost,
+    /// The answer was larger than the limit (bytes): the call ran, its answer was not read.
+    TooLarge(usize),
 }
 
 fn is_sse(headers: &http::HeaderMap) -> bool {
@@ -272,7 +280,12 @@ struct RawHttp {
     path: http::uri::PathAndQuery,
     headers: http::HeaderMap,
     idle: std::sync::Mutex<Vec<Sender>>,
+    /// The largest answer read.
+    max_answer: usize,
 }
+
+/// The largest answer read from an upstream (64 MiB); a larger one fails the call as lost.
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most idle connections kept per upstream.
 const MAX_IDLE: usize = 256;
@@ -305,6 +318,7 @@ impl RawHttp {
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
             headers,
             idle: std::sync::Mutex::new(Vec::new()),
+            max_answer: MAX_ANSWER_BYTES,
         })
     }
 
@@ -389,12 +403,17 @@ impl RawHttp {
         let (sender, response) = response;
         let status = response.status();
         let sse = is_sse(response.headers());
-        let body = response
-            .into_body()
+        // an answer larger than the limit is not read: the connection is dropped, not pooled
+        let body = match http_body_util::Limited::new(response.into_body(), self.max_answer)
             .collect()
             .await
-            .map_err(|_| Sent::Lost)?
-            .to_bytes();
+        {
+            Ok(body) => body.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(Sent::TooLarge(self.max_answer));
+            }
+            Err(_) => return Err(Sent::Lost),
+        };
         self.put_idle(sender);
         Ok((status, sse, body))
     }
@@ -555,6 +574,26 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_fails_the_call_and_says_it_ran() {
+        let (url, served) = one_shot_upstream().await;
+        let mut lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        let Some(raw) = lean.raw.as_mut() else {
+            return; // a proxy is configured: reqwest has no such limit
+        };
+        raw.max_answer = 100;
+        match lean.call("echo", &args(&"x".repeat(200))).await {
+            Err(UpstreamError::Protocol { message, .. }) => {
+                assert!(message.contains("the call ran"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(served.load(Ordering::SeqCst), 1);
+        // small answers still come through
+        let result = lean.call("echo", &args("ok")).await.unwrap();
+        assert_eq!(result["content"][0]["text"], json!("ok"));
     }
 
     #[tokio::test]
