@@ -309,7 +309,8 @@ impl Gateway {
     pub async fn call(&self, call: Call) -> Outcome {
         let id = CallId::new(fresh("call"));
         let mut trail = Trail::new(self, &id, &call);
-        match self.run(&call, &id, &mut trail).await {
+        let mut call = call;
+        match self.run(&mut call, &id, &mut trail).await {
             Ok(result) => Outcome::Done { call: id, result },
             Err(Stop::Refused(refusal)) => {
                 let event = trail.event(
@@ -335,7 +336,7 @@ impl Gateway {
 
     async fn run<'g>(
         &'g self,
-        call: &Call,
+        call: &mut Call,
         id: &CallId,
         trail: &mut Trail<'g>,
     ) -> Result<Value, Stop> {
@@ -347,16 +348,18 @@ impl Gateway {
         trail.action = Some(action);
         // 3 validate: the arguments object, minus `_reason`, against the tool's schema
         let (mut args, reason) =
-            split_reason(&call.args).map_err(|message| Refusal::InvalidArguments {
-                action: action.name.clone(),
-                message,
+            split_reason(std::mem::take(&mut call.args)).map_err(|message| {
+                Refusal::InvalidArguments {
+                    action: action.name.clone(),
+                    message,
+                }
             })?;
         trail.reason = call.reason.clone().or(reason);
         trail.args = Some(redact(&args, &action.redact));
         trail.secrets = redacted_values(&args, &action.redact);
-        trail
-            .pending
-            .push(trail.event(Stage::Proposed, trail.proposed_detail(call)));
+        let detail = trail.proposed_detail(call);
+        let proposed = trail.event(Stage::Proposed, detail);
+        trail.pending.push(proposed);
         let catalog = self.catalog();
         let entry =
             catalog
@@ -549,12 +552,13 @@ impl<'g> Trail<'g> {
         }
     }
 
-    fn proposed_detail(&self, call: &Call) -> Value {
+    /// The detail of `proposed`; it takes the redacted arguments, recorded once.
+    fn proposed_detail(&mut self, call: &Call) -> Value {
         let mut d = Map::new();
         d.insert("tool".into(), Value::String(printable(&call.tool)));
         d.insert("entry".into(), Value::String(self.entry.as_str().into()));
-        if let Some(a) = &self.args {
-            d.insert("args".into(), a.clone());
+        if let Some(a) = self.args.take() {
+            d.insert("args".into(), a);
         }
         if let Some(r) = &self.reason {
             d.insert("reason".into(), Value::String(r.clone()));
@@ -591,11 +595,10 @@ impl<'g> Trail<'g> {
 }
 
 /// Splits `_reason` out of the arguments; anything but an object (or null) is invalid.
-fn split_reason(args: &Value) -> Result<(Map<String, Value>, Option<String>), String> {
+fn split_reason(args: Value) -> Result<(Map<String, Value>, Option<String>), String> {
     match args {
         Value::Null => Ok((Map::new(), None)),
-        Value::Object(map) => {
-            let mut map = map.clone();
+        Value::Object(mut map) => {
             let reason = match map.remove("_reason") {
                 None => None,
                 Some(Value::String(s)) => Some(s),
@@ -756,12 +759,12 @@ mod tests {
 
     #[test]
     fn reason_is_split_out_of_the_arguments() {
-        let (args, reason) = split_reason(&json!({"id": "c1", "_reason": "asked"})).unwrap();
+        let (args, reason) = split_reason(json!({"id": "c1", "_reason": "asked"})).unwrap();
         assert_eq!(Value::Object(args), json!({"id": "c1"}));
         assert_eq!(reason.as_deref(), Some("asked"));
-        assert!(split_reason(&json!({"_reason": 5})).is_err());
-        assert!(split_reason(&json!([1])).is_err());
-        assert_eq!(split_reason(&Value::Null).unwrap().0.len(), 0);
+        assert!(split_reason(json!({"_reason": 5})).is_err());
+        assert!(split_reason(json!([1])).is_err());
+        assert_eq!(split_reason(Value::Null).unwrap().0.len(), 0);
     }
 
     #[test]
