@@ -89,6 +89,12 @@ fn one(headers: &http::HeaderMap, name: impl http::header::AsHeaderName) -> Opti
     first.to_str().ok()
 }
 
+/// Whether the client's capabilities read as rmcp reads them (a malformed set is rmcp's to refuse).
+fn capabilities_read(value: &Value) -> bool {
+    use serde::Deserialize as _;
+    value.is_object() && rmcp::model::ClientCapabilities::deserialize(value).is_ok()
+}
+
 /// Whether `Accept` plainly names both `application/json` and `text/event-stream` (no weights).
 fn accepts_both(headers: &http::HeaderMap) -> bool {
     let mut json = false;
@@ -163,7 +169,16 @@ impl StatelessCall {
                 .params
                 .meta
                 .get("io.modelcontextprotocol/clientCapabilities")
-                .is_some_and(Value::is_object)
+                .is_some_and(capabilities_read)
+            || request.params.meta.keys().any(|k| {
+                k.starts_with("io.modelcontextprotocol/")
+                    && !matches!(
+                        k.as_str(),
+                        "io.modelcontextprotocol/protocolVersion"
+                            | "io.modelcontextprotocol/clientCapabilities"
+                            | "io.modelcontextprotocol/clientInfo"
+                    )
+            })
             || param_headers(name)
         {
             return None;
@@ -466,6 +481,26 @@ mod tests {
             }
             assert!(parse(&h, &b).is_none(), "{path}");
         }
+        for (key, value) in [
+            (
+                "io.modelcontextprotocol~1clientCapabilities",
+                json!({"sampling": 5}),
+            ),
+            ("io.modelcontextprotocol~1logLevel", json!("debug")),
+        ] {
+            let mut b = body.clone();
+            let meta = b
+                .pointer_mut("/params/_meta")
+                .unwrap()
+                .as_object_mut()
+                .unwrap();
+            meta.insert(key.replace("~1", "/"), value);
+            assert!(parse(&h, &b).is_none(), "{key}");
+        }
+        let mut sampling = body.clone();
+        sampling["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] =
+            json!({"sampling": {}, "elicitation": {}});
+        assert!(parse(&h, &sampling).is_some(), "well-formed capabilities");
         let mut no_meta = body.clone();
         no_meta["params"].as_object_mut().unwrap().remove("_meta");
         assert!(parse(&h, &no_meta).is_none(), "no _meta");
