@@ -259,22 +259,23 @@ impl Gateway {
             .unwrap_or_default()
     }
 
-    /// Lends `f` the input schema of the tool exposed as `exposed`, if the upstream listed one.
-    pub fn with_input_schema<R>(&self, exposed: &str, f: impl FnOnce(Option<&Value>) -> R) -> R {
+    /// Lends `f` the action exposed as `exposed` and its upstream tool, if the upstream listed it.
+    fn with_exposed<R>(&self, exposed: &str, f: impl FnOnce(&Action, &ToolSpec) -> R) -> Option<R> {
+        let action = self.register.action_exposed_as(exposed)?;
         let catalog = self.catalog();
-        let spec = self
-            .register
-            .action_exposed_as(exposed)
-            .and_then(|a| catalog.tools.get(a.name.as_str()));
-        f(spec.and_then(|e| e.spec.input_schema()))
+        let entry = catalog.tools.get(action.name.as_str())?;
+        Some(f(action, &entry.spec))
+    }
+
+    /// Whether the tool exposed as `exposed` has an input schema for which `test` holds.
+    pub fn input_schema_is(&self, exposed: &str, test: impl FnOnce(&Value) -> bool) -> bool {
+        self.with_exposed(exposed, |_, spec| spec.input_schema().is_some_and(test))
+            .unwrap_or(false)
     }
 
     /// The definition of the tool exposed as `exposed`, as agents granted it see it.
     pub fn exposed_tool(&self, exposed: &str) -> Option<Map<String, Value>> {
-        let action = self.register.action_exposed_as(exposed)?;
-        let catalog = self.catalog();
-        let entry = catalog.tools.get(action.name.as_str())?;
-        Some(exposed_definition(action, &entry.spec))
+        self.with_exposed(exposed, exposed_definition)
     }
 
     /// The agent a credential proves, if any.

@@ -36,25 +36,45 @@ impl AgentServer {
     fn credential(&self, ctx: &RequestContext<RoleServer>) -> Credential {
         match &self.source {
             CredentialSource::Local(id) => Credential::Local(id.clone()),
-            CredentialSource::BearerHeader => ctx
-                .extensions
-                .get::<http::request::Parts>()
-                .and_then(|p| p.headers.get(http::header::AUTHORIZATION))
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(|t| Credential::Bearer(t.trim().to_owned()))
-                .unwrap_or(Credential::None),
+            CredentialSource::BearerHeader => bearer_credential(
+                ctx.extensions
+                    .get::<http::request::Parts>()
+                    .and_then(|p| p.headers.get(http::header::AUTHORIZATION))
+                    .and_then(|v| v.to_str().ok()),
+            ),
         }
     }
 }
 
+/// The credential an `Authorization` header value carries: a bearer token, or none.
+pub fn bearer_credential(authorization: Option<&str>) -> Credential {
+    authorization
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| Credential::Bearer(t.trim().to_owned()))
+        .unwrap_or(Credential::None)
+}
+
+/// The agent's stated reason in a request's `_meta["remit/reason"]`, capped at 2,000 characters.
+pub(crate) fn reason_in(meta: &serde_json::Map<String, Value>) -> Option<String> {
+    meta.get("remit/reason")
+        .and_then(Value::as_str)
+        .map(|s| s.chars().take(2000).collect())
+}
+
+/// The run a request's `_meta["remit/run"]` names, capped at 128 characters.
+pub(crate) fn run_in(meta: &serde_json::Map<String, Value>) -> Option<RunId> {
+    meta.get("remit/run")
+        .and_then(Value::as_str)
+        .map(|r| RunId::new(r.chars().take(128).collect::<String>()))
+}
+
 /// The run a call belongs to: `_meta["remit/run"]`, else the MCP session, else none.
 fn run_of(ctx: &RequestContext<RoleServer>) -> Option<RunId> {
-    if let Some(run) = ctx.meta.get("remit/run").and_then(Value::as_str) {
-        return Some(RunId::new(run.chars().take(128).collect::<String>()));
+    if let Some(run) = run_in(&ctx.meta) {
+        return Some(run);
     }
     ctx.extensions
         .get::<http::request::Parts>()
@@ -172,11 +192,7 @@ impl ServerHandler for AgentServer {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let reason = ctx
-            .meta
-            .get("remit/reason")
-            .and_then(Value::as_str)
-            .map(|s| s.chars().take(2000).collect::<String>());
+        let reason = reason_in(&ctx.meta);
         let call = Call {
             credential: self.credential(&ctx),
             tool: request.name.to_string(),

@@ -16,10 +16,7 @@ use std::time::Duration;
 /// A kept-alive HTTP client for one stateless upstream.
 #[derive(Debug)]
 pub(crate) struct LeanHttp {
-    client: reqwest::Client,
-    /// For `http://` upstreams: hyper connections of remit's own, no reqwest layers.
-    raw: Option<RawHttp>,
-    url: String,
+    way: Way,
     upstream: String,
     timeout: Duration,
     timeout_secs: u64,
@@ -57,17 +54,21 @@ impl LeanHttp {
         } else {
             RawHttp::new(url, &map)
         };
-        let client = reqwest::Client::builder()
-            .default_headers(map)
-            .timeout(timeout)
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let way = match raw {
+            Some(raw) => Way::Raw(raw),
+            None => Way::Reqwest {
+                client: reqwest::Client::builder()
+                    .default_headers(map)
+                    .timeout(timeout)
+                    .pool_max_idle_per_host(256)
+                    .tcp_nodelay(true)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+                url: url.to_owned(),
+            },
+        };
         Ok(Self {
-            client,
-            raw,
-            url: url.to_owned(),
+            way,
             upstream: upstream.to_owned(),
             timeout,
             timeout_secs: timeout.as_secs(),
@@ -100,14 +101,14 @@ impl LeanHttp {
             },
         })
         .map_err(|e| self.protocol(format!("cannot encode the call: {e}")))?;
-        let sent = match &self.raw {
-            Some(raw) => {
+        let sent = match &self.way {
+            Way::Raw(raw) => {
                 match tokio::time::timeout(self.timeout, raw.post(tool, Bytes::from(body))).await {
                     Ok(answer) => answer,
                     Err(_) => Err(Sent::TimedOut),
                 }
             }
-            None => self.post_reqwest(tool, body).await,
+            Way::Reqwest { client, url } => post_reqwest(client, url, tool, body).await,
         };
         let (status, sse, text) = match sent {
             Ok(answer) => answer,
@@ -162,47 +163,47 @@ impl LeanHttp {
         }
     }
 
-    /// One POST through reqwest (`https://` upstreams).
-    async fn post_reqwest(
-        &self,
-        tool: &str,
-        body: Vec<u8>,
-    ) -> Result<(http::StatusCode, bool, Bytes), Sent> {
-        let resp = match self
-            .client
-            .post(&self.url)
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", tool)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => return Err(Sent::TimedOut),
-            Err(e) if e.is_connect() => {
-                return Err(Sent::Unreached("connection refused".to_owned()));
-            }
-            Err(_) => return Err(Sent::Lost),
-        };
-        let status = resp.status();
-        let sse = is_sse(resp.headers());
-        let text = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                Sent::TimedOut
-            } else {
-                Sent::Lost
-            }
-        })?;
-        Ok((status, sse, text))
-    }
-
     fn protocol(&self, message: String) -> UpstreamError {
         UpstreamError::Protocol {
             upstream: self.upstream.clone(),
             message,
         }
     }
+}
+
+/// One POST through reqwest (`https://` upstreams, or any behind a proxy).
+async fn post_reqwest(
+    client: &reqwest::Client,
+    url: &str,
+    tool: &str,
+    body: Vec<u8>,
+) -> Result<(http::StatusCode, bool, Bytes), Sent> {
+    let resp = match client
+        .post(url)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => return Err(Sent::TimedOut),
+        Err(e) if e.is_connect() => {
+            return Err(Sent::Unreached("connection refused".to_owned()));
+        }
+        Err(_) => return Err(Sent::Lost),
+    };
+    let status = resp.status();
+    let sse = is_sse(resp.headers());
+    let text = resp.bytes().await.map_err(|e| {
+        if e.is_timeout() {
+            Sent::TimedOut
+        } else {
+            Sent::Lost
+        }
+    })?;
+    Ok((status, sse, text))
 }
 
 /// A `tools/call` request as it goes out, borrowing the call's arguments.
@@ -243,6 +244,20 @@ fn proxy_configured(var: impl Fn(&str) -> Option<String>) -> bool {
     ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
         .iter()
         .any(|name| var(name).is_some_and(|v| !v.trim().is_empty()))
+}
+
+/// How calls reach the upstream.
+#[derive(Debug)]
+enum Way {
+    /// `http://` without a proxy: hyper connections of remit's own, no reqwest layers.
+    Raw(RawHttp),
+    /// `https://`, or a proxy is configured: reqwest, which does TLS and follows the proxy.
+    Reqwest {
+        /// The client, with the upstream's headers.
+        client: reqwest::Client,
+        /// The upstream's URL.
+        url: String,
+    },
 }
 
 /// Why a POST got no answer.
@@ -536,7 +551,7 @@ mod tests {
         let (url, served) = one_shot_upstream().await;
         let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
         if !proxy_configured(|name| std::env::var(name).ok()) {
-            assert!(lean.raw.is_some(), "http:// goes the raw way");
+            assert!(matches!(lean.way, Way::Raw(_)), "http:// goes the raw way");
         }
         for i in 0..5 {
             let text = format!("call {i}");
@@ -580,7 +595,7 @@ mod tests {
     async fn an_answer_over_the_limit_fails_the_call_and_says_it_ran() {
         let (url, served) = one_shot_upstream().await;
         let mut lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
-        let Some(raw) = lean.raw.as_mut() else {
+        let Way::Raw(raw) = &mut lean.way else {
             return; // a proxy is configured: reqwest has no such limit
         };
         raw.max_answer = 100;

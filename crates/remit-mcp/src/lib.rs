@@ -15,7 +15,8 @@ mod stateless;
 mod upstream;
 
 pub use agent::{
-    AgentServer, CredentialSource, McpHttpService, http_service, outcome_to_mcp, serve_stdio,
+    AgentServer, CredentialSource, McpHttpService, bearer_credential, http_service, outcome_to_mcp,
+    serve_stdio,
 };
 pub use stateless::{ShortWay, StatelessCall};
 pub use upstream::McpUpstreams;

@@ -10,8 +10,7 @@
 //! is left to rmcp, which gives the protocol's errors: this path never refuses a request
 //! on protocol grounds, so it cannot answer differently from the full service.
 
-use crate::agent::outcome_to_mcp;
-use remit_core::ids::RunId;
+use crate::agent::{bearer_credential, outcome_to_mcp, reason_in, run_in};
 use remit_core::pipeline::{Call, Credential, Entry, Gateway, Outcome};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -125,7 +124,7 @@ impl StatelessCall {
         body: &[u8],
     ) -> Option<Self> {
         Self::parse_with(way, method, headers, body, |name| {
-            gateway.with_input_schema(name, |s| s.is_some_and(mentions_param_headers))
+            gateway.input_schema_is(name, mentions_param_headers)
         })
     }
 
@@ -183,20 +182,12 @@ impl StatelessCall {
         {
             return None;
         }
-        let meta = &request.params.meta;
-        let reason = meta
-            .get("remit/reason")
-            .and_then(Value::as_str)
-            .map(|s| s.chars().take(2000).collect::<String>());
-        let run = meta
-            .get("remit/run")
-            .and_then(Value::as_str)
-            .map(|r| RunId::new(r.chars().take(128).collect::<String>()));
-        let token = one(headers, http::header::AUTHORIZATION).and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })?;
-        let credential = Credential::Bearer(token.trim().to_owned());
+        let reason = reason_in(&request.params.meta);
+        let run = run_in(&request.params.meta);
+        let credential = bearer_credential(one(headers, http::header::AUTHORIZATION));
+        if credential == Credential::None {
+            return None;
+        }
         Some(Self {
             id: request.id,
             call: Call {

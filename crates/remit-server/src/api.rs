@@ -88,15 +88,11 @@ fn allowed_hosts(g: &remit_core::register::Gateway) -> Vec<String> {
 }
 
 fn bearer(headers: &HeaderMap) -> Credential {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| Credential::Bearer(t.trim().to_owned()))
-        .unwrap_or(Credential::None)
+    remit_mcp::bearer_credential(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
