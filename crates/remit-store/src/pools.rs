@@ -13,10 +13,9 @@ macro_rules! store_over_pools {
             }
 
             async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError> {
-                let Ok(start) = i64::try_from(from) else {
+                let Some((start, end)) = record::seq_range(from, limit) else {
                     return Ok(Vec::new());
                 };
-                let end = start.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX));
                 let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(sql::EVENTS)
                     .bind(start)
                     .bind(end)
@@ -33,10 +32,9 @@ macro_rules! store_over_pools {
                 from: u64,
                 limit: u64,
             ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
-                let Ok(start) = i64::try_from(from) else {
+                let Some((start, end)) = record::seq_range(from, limit) else {
                     return Ok(Vec::new());
                 };
-                let end = start.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX));
                 self.leaf_hashes_between(start, end).await
             }
 

@@ -50,6 +50,15 @@ pub(crate) fn stored_event(
     })
 }
 
+/// The seqs `from..from+limit` as the store's columns hold them; `None` when `from` is beyond them (no events).
+pub(crate) fn seq_range(from: u64, limit: u64) -> Option<(i64, i64)> {
+    let start = i64::try_from(from).ok()?;
+    Some((
+        start,
+        start.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX)),
+    ))
+}
+
 /// An event's seq and leaf hash from their columns.
 pub(crate) fn leaf(seq: i64, leaf_hash: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
     Ok((

@@ -116,9 +116,8 @@ impl SqliteStore {
         }
         let path = Arc::clone(&self.path);
         let read = move || -> Result<Vec<(u64, [u8; 32])>, StoreError> {
-            let fail = |e: rusqlite::Error| {
-                StoreError::unavailable(format!("cannot read audit leaf hashes: {e}"))
-            };
+            let fail =
+                |e: rusqlite::Error| sqlite_writer::error("cannot read audit leaf hashes", &e);
             let conn = rusqlite::Connection::open_with_flags(
                 path.as_path(),
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY

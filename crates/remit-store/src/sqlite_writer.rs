@@ -173,7 +173,7 @@ fn charge(
 }
 
 /// A rusqlite error as a store error saying what was being done.
-fn error(doing: &str, e: &rusqlite::Error) -> StoreError {
+pub(crate) fn error(doing: &str, e: &rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode as C;
     let kind = match e.sqlite_error_code() {
         Some(
