@@ -91,6 +91,9 @@ struct AllArgs {
     /// The environment of the second remit, `KEY=VALUE` (repeat; default `REMIT_LOG=warn`).
     #[arg(long = "variant-env", default_value = "REMIT_LOG=warn")]
     variant_env: Vec<String>,
+    /// The second remit's binary, to compare two builds side by side (default: the same `remit`).
+    #[arg(long)]
+    variant_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -351,14 +354,22 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
             .iter()
             .map(|kv| kv.split_once('=').context("--variant-env takes KEY=VALUE"))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let variant_bin = args
+            .variant_bin
+            .clone()
+            .unwrap_or_else(|| remit_bin.clone());
         let (proc, addr) =
-            procs::start_remit(&remit_bin, &work.join("remit-quiet"), echo_addr, &env, "").await?;
-        let note = args
+            procs::start_remit(&variant_bin, &work.join("remit-quiet"), echo_addr, &env, "")
+                .await?;
+        let mut note = args
             .variant_env
             .iter()
             .map(|kv| format!("`{kv}`"))
             .collect::<Vec<_>>()
             .join(", ");
+        if let Some(bin) = &args.variant_bin {
+            note.push_str(&format!(", binary `{}`", bin.display()));
+        }
         legs.push(Leg {
             target: Target::new("remit-quiet", addr, "echo.echo", Some(procs::TOKEN))?,
             remit: Some(proc),
