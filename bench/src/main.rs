@@ -94,6 +94,10 @@ struct AllArgs {
     /// The second remit's binary, to compare two builds side by side (default: the same `remit`).
     #[arg(long)]
     variant_bin: Option<PathBuf>,
+    /// The tier of the second remit's action: `read` commits a call's events once, with its
+    /// answer; `write` adds the write-ahead commit before the upstream is called.
+    #[arg(long, default_value = "read", value_parser = ["read", "write", "irreversible"])]
+    variant_tier: String,
 }
 
 #[derive(Debug, Args)]
@@ -164,17 +168,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&work)?;
     let work = std::fs::canonicalize(&work)?;
-    let env: Vec<(&str, &str)> = args
+    let env = args
         .env
         .iter()
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
+        .map(|kv| kv.split_once('=').context("--env takes KEY=VALUE"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (echo, echo_addr) = procs::start_echo(&sibling("remit-billing")?, &work.join("echo.log"))?;
     let (remit, addr) = procs::start_remit(
         &sibling("remit")?,
         &work.join("remit"),
         echo_addr,
         &env,
+        "read",
         args.action.as_deref().unwrap_or_default(),
     )
     .await?;
@@ -342,7 +347,7 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
         note: String::new(),
     }];
     let (proc, addr) =
-        procs::start_remit(&remit_bin, &work.join("remit"), echo_addr, &[], "").await?;
+        procs::start_remit(&remit_bin, &work.join("remit"), echo_addr, &[], "read", "").await?;
     legs.push(Leg {
         target: Target::new("remit", addr, "echo.echo", Some(procs::TOKEN))?,
         remit: Some(proc),
@@ -358,15 +363,24 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
             .variant_bin
             .clone()
             .unwrap_or_else(|| remit_bin.clone());
-        let (proc, addr) =
-            procs::start_remit(&variant_bin, &work.join("remit-quiet"), echo_addr, &env, "")
-                .await?;
+        let (proc, addr) = procs::start_remit(
+            &variant_bin,
+            &work.join("remit-quiet"),
+            echo_addr,
+            &env,
+            &args.variant_tier,
+            "",
+        )
+        .await?;
         let mut note = args
             .variant_env
             .iter()
             .map(|kv| format!("`{kv}`"))
             .collect::<Vec<_>>()
             .join(", ");
+        if args.variant_tier != "read" {
+            note.push_str(&format!(", the action at tier `{}`", args.variant_tier));
+        }
         if let Some(bin) = &args.variant_bin {
             note.push_str(&format!(", binary `{}`", bin.display()));
         }

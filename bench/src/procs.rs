@@ -86,10 +86,15 @@ pub(crate) fn start_echo(bin: &Path, log: &Path) -> anyhow::Result<(Proc, Socket
     Ok((proc, addr))
 }
 
-/// The register remit serves in the bench; `extra` is appended to the action (e.g. a budget).
-pub(crate) fn register(listen: SocketAddr, upstream: SocketAddr, extra: &str) -> String {
+/// The register remit serves in the bench: its one action at `tier`, with `extra` appended (e.g. a budget).
+pub(crate) fn register(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    tier: &str,
+    extra: &str,
+) -> String {
     format!(
-        r#"# Written by remit-bench: one agent, one read action with a CEL condition, on the echo upstream.
+        r#"# Written by remit-bench: one agent, one action with a CEL condition, on the echo upstream.
 [gateway]
 listen = "{listen}"
 store = "sqlite://remit.db"
@@ -104,7 +109,7 @@ url = "http://{upstream}/mcp"
 
 [actions."echo.echo"]
 agents = ["bench"]
-tier = "read"
+tier = "{tier}"
 require = "size(args.text) <= 1000"
 {extra}
 "#
@@ -117,12 +122,13 @@ pub(crate) async fn start_remit(
     dir: &Path,
     upstream: SocketAddr,
     env: &[(&str, &str)],
+    tier: &str,
     extra: &str,
 ) -> anyhow::Result<(Proc, SocketAddr)> {
     std::fs::create_dir_all(dir)?;
     let listen = free_port()?;
     let file = dir.join("remit.toml");
-    std::fs::write(&file, register(listen, upstream, extra))?;
+    std::fs::write(&file, register(listen, upstream, tier, extra))?;
     let log = std::fs::File::create(dir.join("remit.log"))?;
     let child = Command::new(bin)
         .arg("--register")

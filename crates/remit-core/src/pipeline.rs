@@ -429,14 +429,19 @@ impl Gateway {
                 }
             }
         }
-        // record the decision durably before anything reaches the upstream (write-ahead)
         let decided = trail.event(
             Stage::Decided,
             json!({ "decision": "allow", "tier": action.tier.as_str() }),
         );
-        let mut events = trail.take_pending();
-        events.push(decided);
-        self.store.append(events).await.map_err(Refusal::from)?;
+        trail.pending.push(decided);
+        // 5 record, write-ahead: an action that can change something is on disk before the
+        // upstream sees it. A read changes nothing, so its events are committed together
+        // with its result, and its answer is released only once they are durable.
+        let write_ahead = action.tier != Tier::Read;
+        if write_ahead {
+            let events = trail.take_pending();
+            self.store.append(events).await.map_err(Refusal::from)?;
+        }
         // 6 execute, exactly once
         let cleared = Cleared {
             call: id.clone(),
@@ -481,12 +486,22 @@ impl Gateway {
                 )
             }
         };
-        if let Err(e) = self.store.append(vec![event]).await {
+        // a read's `proposed` and `decided` are still pending; a write's are on disk
+        let mut events = std::mem::take(&mut trail.pending);
+        events.push(event);
+        if let Err(e) = self.store.append(events).await {
             tracing::error!(call = %id, error = %e, "audit append failed after execution");
-            return Err(Stop::Failed(format!(
-                "the action ran but remit could not record its result ({}); do not retry, ask an operator to check call {id}",
-                e.kind
-            )));
+            return Err(Stop::Failed(if write_ahead {
+                format!(
+                    "the action ran but remit could not record its result ({}); do not retry, ask an operator to check call {id}",
+                    e.kind
+                )
+            } else {
+                format!(
+                    "remit could not record this read ({}), so its answer is withheld; nothing was changed, try again later",
+                    e.kind
+                )
+            }));
         }
         reply
     }

@@ -454,12 +454,17 @@ fn the_http_api_is_described_by_an_openapi_document() {
 /// remit with the standard register plus an HTTP upstream `name` (more keys in `keys`) at
 /// the echo fixture, and one read action on its `tool` for support-bot.
 fn remit_with_echo(name: &str, keys: &str, tool: &str) -> Remit {
+    remit_with_echo_as(name, keys, tool, "read")
+}
+
+/// As [`remit_with_echo`], with the action at `tier`.
+fn remit_with_echo_as(name: &str, keys: &str, tool: &str, tier: &str) -> Remit {
     let addr = echo_upstream();
     Remit::start_with(|port| {
         crate::support::register(STANDARD, port).replace(
             "[upstreams.billing]",
             &format!(
-                "[upstreams.{name}]\nurl = \"http://{addr}/mcp\"\n{keys}\n[actions.\"{name}.{tool}\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]"
+                "[upstreams.{name}]\nurl = \"http://{addr}/mcp\"\n{keys}\n[actions.\"{name}.{tool}\"]\nagents = [\"support-bot\"]\ntier = \"{tier}\"\n\n[upstreams.billing]"
             ),
         )
     })
@@ -516,6 +521,73 @@ fn an_upstreams_json_rpc_error_reaches_the_agent_with_its_code_and_data() {
         assert_eq!(answer["error"]["code"], -32021, "{accept}: {text}");
         assert_eq!(answer["error"]["data"], data, "{accept}: {text}");
         assert_eq!(answer["id"], 9, "{accept}: {text}");
+    }
+}
+
+/// A `write` (or `irreversible`) call is on disk, `decided`, before the upstream sees it; a
+/// `read` changes nothing, so its events are committed with its answer, in one transaction.
+#[test]
+fn a_write_is_recorded_before_it_runs_and_a_read_together_with_its_answer() {
+    for tier in ["write", "read"] {
+        let r = remit_with_echo_as("slow", "", "sleep", tier);
+        let stages = || -> Vec<(u64, String)> {
+            let (code, export, err) = r.audit(&["export", "--format", "jsonl"]);
+            assert_eq!(code, 0, "{err}");
+            export
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|l| l["event"]["action"] == "slow.sleep")
+                .map(|l| {
+                    let stage = l["event"]["stage"].as_str().unwrap().to_owned();
+                    (l["seq"].as_u64().unwrap(), stage)
+                })
+                .collect()
+        };
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let call = s.spawn(|| {
+                let answer = r.call("slow.sleep", json!({ "ms": 3000 }));
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+                answer
+            });
+            let deadline = Instant::now() + Duration::from_millis(1500);
+            let mut seen = stages();
+            while tier == "write" && seen.len() < 2 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+                seen = stages();
+            }
+            if tier == "read" {
+                std::thread::sleep(Duration::from_millis(1000));
+                seen = stages();
+            }
+            assert!(
+                !done.load(std::sync::atomic::Ordering::SeqCst),
+                "{tier}: the call ended before its record was looked at"
+            );
+            let names: Vec<&str> = seen.iter().map(|(_, s)| s.as_str()).collect();
+            match tier {
+                "write" => assert_eq!(names, ["proposed", "decided"], "{tier}: {seen:?}"),
+                _ => assert!(
+                    names.is_empty(),
+                    "{tier}: recorded before its answer: {seen:?}"
+                ),
+            }
+            let (status, body) = call.join().unwrap();
+            assert_eq!(status, 200, "{tier}: {body}");
+        });
+        let seen = stages();
+        let names: Vec<&str> = seen.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(
+            names,
+            ["proposed", "decided", "executed"],
+            "{tier}: {seen:?}"
+        );
+        assert!(
+            seen.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+            "{tier}: the call's events are not consecutive: {seen:?}"
+        );
+        let (code, out, err) = r.audit(&["verify"]);
+        assert_eq!(code, 0, "{tier}: {out}{err}");
     }
 }
 
