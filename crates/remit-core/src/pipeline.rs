@@ -313,6 +313,12 @@ impl Gateway {
         let mut call = call;
         match self.run(&mut call, &id, &mut trail).await {
             Ok(result) => Outcome::Done { call: id, result },
+            // nobody's agent: not an action of anyone's, so not in the audit (where each
+            // request would cost an fsync); the log has it
+            Err(Stop::Refused(refusal @ Refusal::Unauthenticated)) => {
+                tracing::warn!(call = %id, entry = call.entry.as_str(), "refused a call with no valid agent credential");
+                Outcome::Refused { call: id, refusal }
+            }
             Err(Stop::Refused(refusal)) => {
                 let event = trail.event(
                     Stage::Refused,

@@ -249,6 +249,17 @@ fn refusal_status(r: &Refusal) -> StatusCode {
     )
 )]
 async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let credential = bearer(&headers);
+    // as on `/mcp`: no body is read for a caller who is nobody's agent
+    if state.gateway.authenticate(&credential).is_err() {
+        let refusal = Refusal::Unauthenticated;
+        return error(
+            refusal_status(&refusal),
+            None,
+            "unauthenticated",
+            refusal.to_string(),
+        );
+    }
     let Ok(bytes) = to_bytes(body, state.max_body).await else {
         {
             return error(
@@ -279,7 +290,7 @@ async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body
         }
     };
     let call = Call {
-        credential: bearer(&headers),
+        credential,
         tool: req.tool,
         args: req.arguments,
         reason: req.reason,
@@ -294,7 +305,8 @@ async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body
         .into_response(),
         Outcome::Refused { call, refusal } => error(
             refusal_status(&refusal),
-            Some(call.to_string()),
+            // an unauthenticated call is not recorded, so it has no id to look up
+            (!matches!(refusal, Refusal::Unauthenticated)).then(|| call.to_string()),
             refusal.code(),
             refusal.to_string(),
         ),

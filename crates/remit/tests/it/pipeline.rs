@@ -193,9 +193,26 @@ fn no_token_or_a_wrong_token_is_unauthenticated() {
         &json!({ "id": "cus_001" }),
     );
     assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "unauthenticated", "{body}");
+    // the token is checked before the body is read
+    let answer = reqwest::blocking::Client::new()
+        .post(r.url("/v1/calls"))
+        .bearer_auth("wrong")
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
     let (status, _) = r.mcp("wrong", "tools/list", json!({}));
     assert_eq!(status, 401);
     assert!(r.ledger().is_empty());
+    // nobody's calls are not actions of an agent: the audit holds only remit's start
+    let (code, export, err) = r.audit(&["export", "--format", "jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    let stages: Vec<String> = export
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"]["stage"].to_string())
+        .collect();
+    assert_eq!(stages, ["\"started\""], "{export}");
 }
 
 #[test]
