@@ -201,7 +201,8 @@ impl ServerHandler for AgentServer {
             run: run_of(&ctx),
             entry: Entry::Mcp,
         };
-        let outcome = self.gateway.call(call).await;
+        let gateway = Arc::clone(&self.gateway);
+        let outcome = crate::finish_even_if_dropped(async move { gateway.call(call).await }).await;
         if let Outcome::Rejected {
             code,
             message,

@@ -10,6 +10,7 @@
 //! session) and 2026-07-28 (stateless, `server/discover`, per-request `_meta`).
 
 mod agent;
+mod finish;
 mod lean;
 mod stateless;
 mod upstream;
@@ -18,5 +19,6 @@ pub use agent::{
     AgentServer, CredentialSource, McpHttpService, bearer_credential, http_service, outcome_to_mcp,
     serve_stdio,
 };
+pub use finish::finish_even_if_dropped;
 pub use stateless::{ShortWay, StatelessCall};
 pub use upstream::McpUpstreams;

@@ -207,18 +207,11 @@ impl StatelessCall {
 
     /// Runs the call through the pipeline and returns the HTTP status and JSON body to send.
     ///
-    /// The pipeline runs on its own task, so a caller that hangs up does not cut a call
-    /// off between its upstream request and the audit event that records the result.
+    /// A caller that hangs up does not cut a call off between its upstream request and
+    /// the audit event that records the result ([`crate::finish_even_if_dropped`]).
     pub async fn answer(self, gateway: Arc<Gateway>) -> (http::StatusCode, Vec<u8>) {
         let Self { id, call } = self;
-        let Ok(outcome) = tokio::spawn(async move { gateway.call(call).await }).await else {
-            return reply(
-                http::StatusCode::OK,
-                &id,
-                "error",
-                serde_json::json!({ "code": -32603, "message": "remit's pipeline stopped; the call may or may not have run" }),
-            );
-        };
+        let outcome = crate::finish_even_if_dropped(async move { gateway.call(call).await }).await;
         match outcome {
             Outcome::Rejected {
                 code,

@@ -297,7 +297,9 @@ async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body
         run: req.run.map(RunId::new),
         entry: Entry::Http,
     };
-    match state.gateway.call(call).await {
+    let gateway = Arc::clone(&state.gateway);
+    // a client that hangs up does not cut the call off before its outcome is recorded
+    match remit_mcp::finish_even_if_dropped(async move { gateway.call(call).await }).await {
         Outcome::Done { call, result } => Json(CallResponse {
             call: call.to_string(),
             result,

@@ -608,6 +608,79 @@ fn a_write_is_recorded_before_it_runs_and_a_read_together_with_its_answer() {
     }
 }
 
+/// A client that hangs up mid-call does not cut the call off: its outcome is still recorded,
+/// on `/v1/calls`, on the short way for stateless MCP calls, and on rmcp's way.
+#[test]
+fn a_call_whose_client_hangs_up_is_still_recorded_to_its_end() {
+    let r = remit_with_echo_as("slow", "", "sleep", "write");
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mcp = |accept: &str| {
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "slow.sleep", "arguments": { "ms": 1000 },
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": { "name": "it", "version": "1" }
+            }
+        }});
+        impatient
+            .post(r.url("/mcp"))
+            .bearer_auth(TOKEN)
+            .header("accept", accept)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "slow.sleep")
+            .json(&body)
+            .send()
+    };
+    let ways = [
+        (
+            "/v1/calls",
+            impatient
+                .post(r.url("/v1/calls"))
+                .bearer_auth(TOKEN)
+                .json(&json!({ "tool": "slow.sleep", "arguments": { "ms": 1000 } }))
+                .send(),
+        ),
+        (
+            "/mcp, the short way",
+            mcp("application/json, text/event-stream"),
+        ),
+        (
+            "/mcp, rmcp's way",
+            mcp("application/json;q=1, text/event-stream"),
+        ),
+    ];
+    for (way, sent) in &ways {
+        assert!(
+            sent.is_err(),
+            "{way}: the client was meant to give up first"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
+        let stages: Vec<String> = export
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|l| l["event"]["action"] == "slow.sleep")
+            .map(|l| l["event"]["stage"].as_str().unwrap().to_owned())
+            .collect();
+        let executed = stages.iter().filter(|s| *s == "executed").count();
+        if executed == ways.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "calls whose client hung up were not recorded to their end: {stages:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn an_upstream_that_hangs_on_a_call_times_out_with_a_clear_error() {
     let r = remit_with_echo("slow", "timeout = \"1s\"\n", "sleep");
