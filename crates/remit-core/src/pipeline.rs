@@ -72,6 +72,29 @@ pub struct Call {
     pub run: Option<RunId>,
     /// Where it came from.
     pub entry: Entry,
+    /// Whether whoever made the call is still waiting for its answer.
+    pub caller: Caller,
+}
+
+/// Whether whoever made a call is still waiting for its answer; clones share one flag.
+#[derive(Clone, Debug, Default)]
+pub struct Caller(Arc<std::sync::atomic::AtomicBool>);
+
+impl Caller {
+    /// A caller that is waiting.
+    pub fn waiting() -> Self {
+        Self::default()
+    }
+
+    /// Marks the caller as gone: a call not yet sent to its upstream will not be.
+    pub fn leave(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the caller has gone.
+    pub fn is_gone(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// What happened to a call.
@@ -448,17 +471,28 @@ impl Gateway {
             let events = trail.take_pending();
             self.store.append(events).await.map_err(Refusal::from)?;
         }
-        // 6 execute, exactly once
+        // 6 execute, exactly once; not at all if the caller has gone: nobody would get the answer
         let cleared = Cleared {
             call: id.clone(),
             upstream: action.upstream.clone(),
             tool: action.tool.clone(),
             args,
         };
-        let outcome = self.upstreams.execute(cleared).await;
+        let outcome = if call.caller.is_gone() {
+            None
+        } else {
+            Some(self.upstreams.execute(cleared).await)
+        };
         // 8 record
         let (event, reply) = match outcome {
-            Ok(result) => {
+            None => {
+                let message = "the caller stopped waiting before the call was sent; nothing ran";
+                (
+                    trail.event(Stage::Failed, json!({ "error": message, "sent": false })),
+                    Err(Stop::Failed(message.to_owned())),
+                )
+            }
+            Some(Ok(result)) => {
                 let is_error = result
                     .get("isError")
                     .and_then(Value::as_bool)
@@ -468,19 +502,19 @@ impl Gateway {
                 let detail = json!({ "is_error": is_error, "result": recorded });
                 (trail.event(Stage::Executed, detail), Ok(result))
             }
-            Err(UpstreamError::Rejected {
+            Some(Err(UpstreamError::Rejected {
                 code,
                 message,
                 data,
                 ..
-            }) => {
+            })) => {
                 let detail = json!({ "error": message, "code": code, "sent": true, "ran": false });
                 (
                     trail.event(Stage::Failed, detail),
                     Err(Stop::Rejected(code, message, data)),
                 )
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 let sent = !matches!(
                     e,
                     UpstreamError::Unavailable { .. } | UpstreamError::Unknown(_)

@@ -1,7 +1,7 @@
 //! The MCP server agents talk to: `tools/list` and `tools/call` through the pipeline.
 
 use remit_core::ids::{AgentId, RunId};
-use remit_core::pipeline::{Call, Credential, Entry, Gateway, Outcome};
+use remit_core::pipeline::{Call, Caller, Credential, Entry, Gateway, Outcome};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -200,9 +200,15 @@ impl ServerHandler for AgentServer {
             reason,
             run: run_of(&ctx),
             entry: Entry::Mcp,
+            caller: Caller::waiting(),
         };
         let gateway = Arc::clone(&self.gateway);
-        let outcome = crate::finish_even_if_dropped(async move { gateway.call(call).await }).await;
+        let outcome =
+            crate::finish_even_if_dropped(
+                call.caller.clone(),
+                async move { gateway.call(call).await },
+            )
+            .await;
         if let Outcome::Rejected {
             code,
             message,

@@ -1,21 +1,24 @@
 //! Running a call to its end even when the caller stops waiting for it.
 
+use remit_core::pipeline::Caller;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-/// Runs `future` to its end even if the caller stops waiting: dropped early, it finishes on a task of its own.
+/// Runs `future` to its end even if the caller stops waiting: dropped early, it marks `caller` gone and finishes on a task of its own.
 ///
-/// An HTTP server drops a request's future when its client hangs up. A call dropped
-/// between its upstream request and the audit event that records the result would leave
-/// a `decided` with no outcome; this hands the rest of it to the runtime instead. While the
-/// caller waits, the call runs on the caller's task: no task spawn, no extra wake-up.
-pub async fn finish_even_if_dropped<F>(future: F) -> F::Output
+/// An HTTP server drops a request's future when its client hangs up (rmcp, when a request
+/// is cancelled). A call dropped between its upstream request and the audit event that
+/// records the result would leave a `decided` with no outcome; this hands the rest of it
+/// to the runtime instead, and the pipeline, seeing the caller gone, does not send a call
+/// it has not sent yet. While the caller waits, the call runs on the caller's task: no
+/// task spawn, no extra wake-up.
+pub async fn finish_even_if_dropped<F>(caller: Caller, future: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let mut guard = Finish(Some(Box::pin(future)));
+    let mut guard = Finish(Some(Box::pin(future)), caller);
     let output = std::future::poll_fn(|cx| match guard.0.as_mut() {
         Some(future) => future.as_mut().poll(cx),
         None => Poll::Pending,
@@ -25,8 +28,8 @@ where
     output
 }
 
-/// Holds an unfinished future; dropped, it spawns it.
-struct Finish<F: Future + Send + 'static>(Option<Pin<Box<F>>>)
+/// Holds an unfinished future; dropped, it marks the caller gone and spawns it.
+struct Finish<F: Future + Send + 'static>(Option<Pin<Box<F>>>, Caller)
 where
     F::Output: Send + 'static;
 
@@ -37,6 +40,7 @@ where
 {
     fn drop(&mut self) {
         if let Some(future) = self.0.take() {
+            self.1.leave();
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
                     runtime.spawn(future);
@@ -58,7 +62,8 @@ mod tests {
     async fn a_future_dropped_midway_still_runs_to_its_end() {
         let ended = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&ended);
-        let call = finish_even_if_dropped(async move {
+        let caller = Caller::waiting();
+        let call = finish_even_if_dropped(caller.clone(), async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             flag.store(true, Ordering::SeqCst);
         });
@@ -69,6 +74,7 @@ mod tests {
                 .is_err()
         );
         assert!(!ended.load(Ordering::SeqCst));
+        assert!(caller.is_gone(), "the caller was not marked gone");
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
             ended.load(Ordering::SeqCst),
@@ -78,6 +84,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_future_awaited_to_its_end_gives_its_output() {
-        assert_eq!(finish_even_if_dropped(async { 7 }).await, 7);
+        let caller = Caller::waiting();
+        assert_eq!(finish_even_if_dropped(caller.clone(), async { 7 }).await, 7);
+        assert!(!caller.is_gone());
     }
 }

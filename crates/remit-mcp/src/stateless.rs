@@ -11,7 +11,7 @@
 //! on protocol grounds, so it cannot answer differently from the full service.
 
 use crate::agent::{bearer_credential, outcome_to_mcp, reason_in, run_in};
-use remit_core::pipeline::{Call, Credential, Entry, Gateway, Outcome};
+use remit_core::pipeline::{Call, Caller, Credential, Entry, Gateway, Outcome};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -201,6 +201,7 @@ impl StatelessCall {
                 reason,
                 run,
                 entry: Entry::Mcp,
+                caller: Caller::waiting(),
             },
         })
     }
@@ -211,7 +212,12 @@ impl StatelessCall {
     /// the audit event that records the result ([`crate::finish_even_if_dropped`]).
     pub async fn answer(self, gateway: Arc<Gateway>) -> (http::StatusCode, Vec<u8>) {
         let Self { id, call } = self;
-        let outcome = crate::finish_even_if_dropped(async move { gateway.call(call).await }).await;
+        let outcome =
+            crate::finish_even_if_dropped(
+                call.caller.clone(),
+                async move { gateway.call(call).await },
+            )
+            .await;
         match outcome {
             Outcome::Rejected {
                 code,

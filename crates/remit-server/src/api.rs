@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use remit_core::decision::Refusal;
 use remit_core::ids::RunId;
-use remit_core::pipeline::{Call, Credential, Entry, Gateway, Outcome};
+use remit_core::pipeline::{Call, Caller, Credential, Entry, Gateway, Outcome};
 use remit_core::wire::check_strict_json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -296,10 +296,16 @@ async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body
         reason: req.reason,
         run: req.run.map(RunId::new),
         entry: Entry::Http,
+        caller: Caller::waiting(),
     };
     let gateway = Arc::clone(&state.gateway);
     // a client that hangs up does not cut the call off before its outcome is recorded
-    match remit_mcp::finish_even_if_dropped(async move { gateway.call(call).await }).await {
+    match remit_mcp::finish_even_if_dropped(
+        call.caller.clone(),
+        async move { gateway.call(call).await },
+    )
+    .await
+    {
         Outcome::Done { call, result } => Json(CallResponse {
             call: call.to_string(),
             result,

@@ -681,6 +681,88 @@ fn a_call_whose_client_hangs_up_is_still_recorded_to_its_end() {
     }
 }
 
+/// A caller that leaves before its call reached the upstream: the call is not sent (nobody
+/// would get the answer), and the record says so. The store's write lock, held from outside,
+/// keeps the call in its write-ahead commit until the client has given up.
+#[test]
+fn a_call_whose_caller_left_before_it_was_sent_is_not_sent() {
+    let r = Remit::start(STANDARD);
+    let db = r.db();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (held, locked) = std::sync::mpsc::channel::<()>();
+    let locker = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::{ConnectOptions, Connection};
+            let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&db)
+                .connect()
+                .await
+                .unwrap();
+            let tx = conn.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            held.send(()).unwrap();
+            released.recv().ok();
+            tx.commit().await.unwrap();
+        });
+    });
+    locked.recv().unwrap();
+    let gave_up = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap()
+        .post(r.url("/v1/calls"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "tool": "billing.issue_refund", "arguments": { "charge_id": "ch_001", "amount": 5, "reason": "x" } }))
+        .send();
+    assert!(
+        gave_up.is_err(),
+        "the call answered while the store was locked"
+    );
+    release.send(()).unwrap();
+    locker.join().unwrap();
+    // the call finishes on its own: refused by the pipeline, never sent
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let failed = loop {
+        let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
+        let failed = export
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|l| l["event"]["stage"] == "failed");
+        if let Some(f) = failed {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no outcome recorded: {export}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        failed["event"]["action"], "billing.issue_refund",
+        "{failed}"
+    );
+    assert_eq!(failed["event"]["detail"]["sent"], false, "{failed}");
+    assert!(
+        failed["event"]["detail"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("stopped waiting before the call was sent"),
+        "{failed}"
+    );
+    assert!(
+        r.ledger().is_empty(),
+        "the upstream saw it: {:?}",
+        r.ledger()
+    );
+    // a caller that waits is served as always
+    let (status, body) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_001", "amount": 5, "reason": "x" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(r.ledger().len(), 1);
+}
+
 #[test]
 fn an_upstream_that_hangs_on_a_call_times_out_with_a_clear_error() {
     let r = remit_with_echo("slow", "timeout = \"1s\"\n", "sleep");
