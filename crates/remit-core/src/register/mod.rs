@@ -1,6 +1,6 @@
 //! The register: every action each agent may take, on which upstream, on what terms.
 //!
-//! [`raw`] is the file as written (with spans); [`compile`] resolves names and
+//! [`raw`] is the file as written (with spans); [`compile`](mod@compile) resolves names and
 //! compiles CEL into a [`Register`] that the rest of remit trusts; [`findings`]
 //! adds the risk warnings `remit check` prints.
 
