@@ -206,13 +206,9 @@ fn no_token_or_a_wrong_token_is_unauthenticated() {
     assert_eq!(status, 401);
     assert!(r.ledger().is_empty());
     // nobody's calls are not actions of an agent: the audit holds only remit's start
-    let (code, export, err) = r.audit(&["export", "--format", "jsonl"]);
-    assert_eq!(code, 0, "{err}");
-    let stages: Vec<String> = export
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"]["stage"].to_string())
-        .collect();
-    assert_eq!(stages, ["\"started\""], "{export}");
+    let events = r.events();
+    let stages: Vec<&Value> = events.iter().map(|l| &l["event"]["stage"]).collect();
+    assert_eq!(stages, [&json!("started")], "{events:?}");
 }
 
 #[test]
@@ -548,11 +544,8 @@ fn a_write_is_recorded_before_it_runs_and_a_read_together_with_its_answer() {
     for tier in ["write", "read"] {
         let r = remit_with_echo_as("slow", "", "sleep", tier);
         let stages = || -> Vec<(u64, String)> {
-            let (code, export, err) = r.audit(&["export", "--format", "jsonl"]);
-            assert_eq!(code, 0, "{err}");
-            export
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            r.events()
+                .into_iter()
                 .filter(|l| l["event"]["action"] == "slow.sleep")
                 .map(|l| {
                     let stage = l["event"]["stage"].as_str().unwrap().to_owned();
@@ -662,13 +655,7 @@ fn a_call_whose_client_hangs_up_is_still_recorded_to_its_end() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
-        let stages: Vec<String> = export
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|l| l["event"]["action"] == "slow.sleep")
-            .map(|l| l["event"]["stage"].as_str().unwrap().to_owned())
-            .collect();
+        let stages = r.stages_of("slow.sleep");
         let executed = stages.iter().filter(|s| *s == "executed").count();
         if executed == ways.len() {
             break;
@@ -691,17 +678,8 @@ fn a_call_whose_caller_left_before_it_was_sent_is_not_sent() {
     let (release, released) = std::sync::mpsc::channel::<()>();
     let (held, locked) = std::sync::mpsc::channel::<()>();
     let locker = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            use sqlx::{ConnectOptions, Connection};
-            let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&db)
-                .connect()
-                .await
-                .unwrap();
+        crate::support::with_sqlite(&db, async |conn| {
+            use sqlx::Connection;
             let tx = conn.begin_with("BEGIN IMMEDIATE").await.unwrap();
             held.send(()).unwrap();
             released.recv().ok();
@@ -726,15 +704,11 @@ fn a_call_whose_caller_left_before_it_was_sent_is_not_sent() {
     // the call finishes on its own: refused by the pipeline, never sent
     let deadline = Instant::now() + Duration::from_secs(15);
     let failed = loop {
-        let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
-        let failed = export
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .find(|l| l["event"]["stage"] == "failed");
-        if let Some(f) = failed {
-            break f;
+        let events = r.events();
+        if let Some(f) = events.iter().find(|l| l["event"]["stage"] == "failed") {
+            break f.clone();
         }
-        assert!(Instant::now() < deadline, "no outcome recorded: {export}");
+        assert!(Instant::now() < deadline, "no outcome recorded: {events:?}");
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(

@@ -256,6 +256,25 @@ impl Remit {
         )
     }
 
+    /// Every event in the audit, as `remit audit export` prints them: `{"seq": .., "event": {..}}`.
+    pub(crate) fn events(&self) -> Vec<Value> {
+        let (code, export, err) = self.audit(&["export", "--format", "jsonl"]);
+        assert_eq!(code, 0, "{err}");
+        export
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The stages of an action's events, in order.
+    pub(crate) fn stages_of(&self, action: &str) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|l| l["event"]["action"] == action)
+            .map(|l| l["event"]["stage"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Waits until a signed checkpoint covers every event.
     pub(crate) fn wait_for_checkpoint(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -307,6 +326,19 @@ pub(crate) fn parse_jsonrpc(text: &str) -> Value {
 
 /// Runs SQL against a SQLite file (to tamper with the audit log as an attacker would).
 pub(crate) fn sqlite_exec(db: &Path, sql: &str) {
+    with_sqlite(db, async |conn| {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(conn)
+            .await
+            .unwrap();
+    });
+}
+
+/// Runs `work` on a connection of its own to a SQLite file, as another process would.
+pub(crate) fn with_sqlite<T>(
+    db: &Path,
+    work: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T,
+) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -318,11 +350,8 @@ pub(crate) fn sqlite_exec(db: &Path, sql: &str) {
             .connect()
             .await
             .unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    });
+        work(&mut conn).await
+    })
 }
 
 /// A fresh, empty PostgreSQL database for one test, or None (with a message) when PostgreSQL is absent outside CI.
