@@ -512,23 +512,12 @@ fn an_upstreams_json_rpc_error_reaches_the_agent_with_its_code_and_data() {
         "application/json, text/event-stream",
         "application/json;q=1, text/event-stream",
     ] {
-        let request = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
-            "name": "echo.reject", "arguments": {},
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {}
-            }
-        }});
-        let (status, text) = r.post_raw(
-            "/mcp",
-            serde_json::to_vec(&request).unwrap(),
-            &[
-                ("accept", accept),
-                ("mcp-protocol-version", "2026-07-28"),
-                ("mcp-method", "tools/call"),
-                ("mcp-name", "echo.reject"),
-            ],
-        );
+        let answer = r
+            .stateless_call(None, &json!(9), "echo.reject", &json!({}), accept)
+            .send()
+            .unwrap();
+        let status = answer.status().as_u16();
+        let text = answer.text().unwrap();
         let answer = crate::support::parse_jsonrpc(&text);
         assert_eq!(status, 400, "{accept}: {text}");
         assert_eq!(answer["error"]["code"], -32021, "{accept}: {text}");
@@ -611,23 +600,14 @@ fn a_call_whose_client_hangs_up_is_still_recorded_to_its_end() {
         .build()
         .unwrap();
     let mcp = |accept: &str| {
-        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-            "name": "slow.sleep", "arguments": { "ms": 1000 },
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-                "io.modelcontextprotocol/clientInfo": { "name": "it", "version": "1" }
-            }
-        }});
-        impatient
-            .post(r.url("/mcp"))
-            .bearer_auth(TOKEN)
-            .header("accept", accept)
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", "slow.sleep")
-            .json(&body)
-            .send()
+        r.stateless_call(
+            Some(&impatient),
+            &json!(1),
+            "slow.sleep",
+            &json!({ "ms": 1000 }),
+            accept,
+        )
+        .send()
     };
     let ways = [
         (
@@ -769,24 +749,12 @@ fn an_upstream_that_hangs_on_a_call_times_out_with_a_clear_error() {
 fn the_short_way_for_stateless_calls_answers_exactly_as_rmcp_does() {
     let r = Remit::start(STANDARD);
     let send = |name: &str, args: Value, accept: &str| {
-        let body = json!({ "jsonrpc": "2.0", "id": "req-1", "method": "tools/call", "params": {
-            "name": name, "arguments": args,
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-                "io.modelcontextprotocol/clientInfo": { "name": "it", "version": "1" }
-            }
-        }});
-        let (status, text) = r.post_raw(
-            "/mcp",
-            serde_json::to_vec(&body).unwrap(),
-            &[
-                ("accept", accept),
-                ("mcp-protocol-version", "2026-07-28"),
-                ("mcp-method", "tools/call"),
-                ("mcp-name", name),
-            ],
-        );
+        let answer = r
+            .stateless_call(None, &json!("req-1"), name, &args, accept)
+            .send()
+            .unwrap();
+        let status = answer.status().as_u16();
+        let text = answer.text().unwrap();
         let mut v = crate::support::parse_jsonrpc(&text);
         // each call has its own id; everything else must match
         let call = v["result"]["_meta"]["remit"]["call"]

@@ -209,11 +209,7 @@ impl Remit {
 
     /// One stateless 2026-07-28 JSON-RPC request to `/mcp`.
     pub(crate) fn mcp(&self, token: &str, method: &str, mut params: Value) -> (u16, Value) {
-        params["_meta"] = json!({
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": { "name": "it", "version": "1" }
-        });
+        params["_meta"] = stateless_meta();
         let mut req = self
             .client
             .post(self.url("/mcp"))
@@ -229,6 +225,30 @@ impl Remit {
         let status = r.status().as_u16();
         let text = r.text().unwrap_or_default();
         (status, parse_jsonrpc(&text))
+    }
+
+    /// A 2026-07-28 stateless `tools/call` to `/mcp` as the agent's, with every header and
+    /// `_meta` field the revision requires, on `client` (default: this remit's own).
+    pub(crate) fn stateless_call(
+        &self,
+        client: Option<&reqwest::blocking::Client>,
+        id: &Value,
+        tool: &str,
+        args: &Value,
+        accept: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        let body = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": tool, "arguments": args, "_meta": stateless_meta()
+        }});
+        client
+            .unwrap_or(&self.client)
+            .post(self.url("/mcp"))
+            .bearer_auth(TOKEN)
+            .header("accept", accept)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", tool)
+            .json(&body)
     }
 
     /// Every tool call the billing server received, from its own ledger.
@@ -322,6 +342,15 @@ pub(crate) fn parse_jsonrpc(text: &str) -> Value {
         }
     }
     Value::String(text.to_owned())
+}
+
+/// The `_meta` a 2026-07-28 request carries: protocol version, client capabilities and info.
+fn stateless_meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": { "name": "it", "version": "1" }
+    })
 }
 
 /// Runs SQL against a SQLite file (to tamper with the audit log as an attacker would).
