@@ -202,13 +202,7 @@ impl ServerHandler for AgentServer {
             entry: Entry::Mcp,
             caller: Caller::waiting(),
         };
-        let gateway = Arc::clone(&self.gateway);
-        let outcome =
-            crate::finish_even_if_dropped(
-                call.caller.clone(),
-                async move { gateway.call(call).await },
-            )
-            .await;
+        let outcome = crate::call_to_the_end(&self.gateway, call).await;
         if let Outcome::Rejected {
             code,
             message,

@@ -1,9 +1,20 @@
 //! Running a call to its end even when the caller stops waiting for it.
 
-use remit_core::pipeline::Caller;
+use remit_core::pipeline::{Call, Caller, Gateway, Outcome};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
+
+/// Runs a call through the pipeline to its end, whether or not its caller keeps waiting.
+///
+/// Every entry calls this: a call is never cut off between its upstream request and the
+/// audit event that records the result, and a call whose caller has gone before it reached
+/// the upstream is not sent.
+pub async fn call_to_the_end(gateway: &Arc<Gateway>, call: Call) -> Outcome {
+    let gateway = Arc::clone(gateway);
+    finish_even_if_dropped(call.caller.clone(), async move { gateway.call(call).await }).await
+}
 
 /// Runs `future` to its end even if the caller stops waiting: dropped early, it marks `caller` gone and finishes on a task of its own.
 ///
@@ -13,7 +24,7 @@ use std::task::Poll;
 /// to the runtime instead, and the pipeline, seeing the caller gone, does not send a call
 /// it has not sent yet. While the caller waits, the call runs on the caller's task: no
 /// task spawn, no extra wake-up.
-pub async fn finish_even_if_dropped<F>(caller: Caller, future: F) -> F::Output
+pub(crate) async fn finish_even_if_dropped<F>(caller: Caller, future: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,

@@ -19,6 +19,6 @@ pub use agent::{
     AgentServer, CredentialSource, McpHttpService, bearer_credential, http_service, outcome_to_mcp,
     serve_stdio,
 };
-pub use finish::finish_even_if_dropped;
+pub use finish::call_to_the_end;
 pub use stateless::{ShortWay, StatelessCall};
 pub use upstream::McpUpstreams;

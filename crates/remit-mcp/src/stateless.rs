@@ -209,15 +209,10 @@ impl StatelessCall {
     /// Runs the call through the pipeline and returns the HTTP status and JSON body to send.
     ///
     /// A caller that hangs up does not cut a call off between its upstream request and
-    /// the audit event that records the result ([`crate::finish_even_if_dropped`]).
+    /// the audit event that records the result ([`crate::call_to_the_end`]).
     pub async fn answer(self, gateway: Arc<Gateway>) -> (http::StatusCode, Vec<u8>) {
         let Self { id, call } = self;
-        let outcome =
-            crate::finish_even_if_dropped(
-                call.caller.clone(),
-                async move { gateway.call(call).await },
-            )
-            .await;
+        let outcome = crate::call_to_the_end(&gateway, call).await;
         match outcome {
             Outcome::Rejected {
                 code,

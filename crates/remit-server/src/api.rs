@@ -298,14 +298,8 @@ async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body
         entry: Entry::Http,
         caller: Caller::waiting(),
     };
-    let gateway = Arc::clone(&state.gateway);
     // a client that hangs up does not cut the call off before its outcome is recorded
-    match remit_mcp::finish_even_if_dropped(
-        call.caller.clone(),
-        async move { gateway.call(call).await },
-    )
-    .await
-    {
+    match remit_mcp::call_to_the_end(&state.gateway, call).await {
         Outcome::Done { call, result } => Json(CallResponse {
             call: call.to_string(),
             result,
