@@ -12,6 +12,7 @@
 
 use crate::agent::{bearer_credential, outcome_to_mcp, reason_in, run_in};
 use remit_core::pipeline::{Call, Caller, Credential, Entry, Gateway, Outcome};
+use remit_core::wire::StrictValue;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -63,6 +64,7 @@ pub struct StatelessCall {
 #[serde(deny_unknown_fields)]
 struct Request<'a> {
     jsonrpc: &'a str,
+    #[serde(deserialize_with = "strict_id")]
     id: Value,
     method: &'a str,
     params: Params,
@@ -72,10 +74,42 @@ struct Request<'a> {
 #[serde(deny_unknown_fields)]
 struct Params {
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_arguments")]
     arguments: Option<Map<String, Value>>,
-    #[serde(rename = "_meta")]
+    #[serde(rename = "_meta", deserialize_with = "strict_meta")]
     meta: Map<String, Value>,
+}
+
+// The request's open-ended parts are read as strictly as `check_strict_json` reads a body
+// (no repeated key, no deeper nesting), so a body this path accepts is one the check passes;
+// the struct fields themselves refuse a repeated field.
+
+fn strict_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    use serde::de::DeserializeSeed as _;
+    StrictValue::at(1).deserialize(d)
+}
+
+fn strict_object<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    what: &str,
+) -> Result<Option<Map<String, Value>>, D::Error> {
+    use serde::de::{DeserializeSeed as _, Error as _};
+    match StrictValue::at(2).deserialize(d)? {
+        Value::Object(map) => Ok(Some(map)),
+        Value::Null => Ok(None),
+        _ => Err(D::Error::custom(format!("{what} is not an object"))),
+    }
+}
+
+fn strict_arguments<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Map<String, Value>>, D::Error> {
+    strict_object(d, "arguments")
+}
+
+fn strict_meta<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+    use serde::de::Error as _;
+    strict_object(d, "_meta")?.ok_or_else(|| D::Error::custom("_meta is null"))
 }
 
 /// The single value of a header, if it has exactly one and it is text.
@@ -116,6 +150,9 @@ fn accepts_both(headers: &http::HeaderMap) -> bool {
 
 impl StatelessCall {
     /// The call, if this request can take the short way; `None` leaves it to rmcp.
+    ///
+    /// A body it accepts passes [`remit_core::wire::check_strict_json`]; one it does not
+    /// is for the caller to check before rmcp reads it.
     pub fn parse(
         way: &ShortWay,
         gateway: &Gateway,
@@ -495,6 +532,43 @@ mod tests {
             StatelessCall::parse_with(&way, &http::Method::POST, &h, &bytes, |_| true).is_none(),
             "a tool whose schema asks for Mcp-Param-* headers"
         );
+    }
+
+    #[test]
+    fn a_body_the_strict_check_refuses_never_takes_the_short_way() {
+        let (h, body) = request();
+        let way = ShortWay::new(&["127.0.0.1".to_owned()]);
+        let plain = serde_json::to_string(&body).unwrap();
+        assert!(
+            StatelessCall::parse_with(&way, &http::Method::POST, &h, plain.as_bytes(), |_| false)
+                .is_some()
+        );
+        let deep = format!("{}1{}", "[".repeat(70), "]".repeat(70));
+        let variants = [
+            plain.replace(r#""id":"c1""#, r#""id":"c1","id":"c2""#),
+            plain.replace(r#""remit/reason""#, r#""remit/run":"r0","remit/reason""#),
+            plain.replace(r#""id":7"#, r#""id":7,"id":8"#),
+            plain.replace(
+                r#""name":"billing.get_customer""#,
+                r#""name":"billing.get_customer","name":"billing.get_customer""#,
+            ),
+            plain.replace(
+                r#""arguments":{"id":"c1"}"#,
+                &format!(r#""arguments":{{"id":"c1","deep":{deep}}}"#),
+            ),
+        ];
+        for v in variants {
+            assert_ne!(v, plain);
+            assert!(
+                remit_core::wire::check_strict_json(v.as_bytes()).is_err(),
+                "{v}"
+            );
+            assert!(
+                StatelessCall::parse_with(&way, &http::Method::POST, &h, v.as_bytes(), |_| false)
+                    .is_none(),
+                "{v}"
+            );
+        }
     }
 
     #[test]

@@ -1,9 +1,8 @@
-//! The axum router: `/mcp`, `POST /v1/calls`, `/v1/openapi.json`, `/health`.
+//! The HTTP service: `/mcp` behind its guard, `POST /v1/calls`, `/v1/openapi.json`, `/health`.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -48,8 +47,26 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Builds the router over a running gateway.
-pub fn app(runtime: &crate::Runtime) -> Router {
+/// remit's HTTP service: `/mcp` behind its guard (with the short way), the rest through the router.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    state: AppState,
+    /// `/mcp` (rmcp), `/v1/calls`, `/v1/openapi.json` and `/health`.
+    router: Router,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+/// Builds the HTTP service over a running gateway.
+pub fn app(runtime: &crate::Runtime) -> App {
     let gateway = Arc::clone(&runtime.gateway);
     let max_body =
         usize::try_from(gateway.register().gateway.max_request_bytes).unwrap_or(usize::MAX);
@@ -61,13 +78,41 @@ pub fn app(runtime: &crate::Runtime) -> Router {
         short_way: Arc::new(remit_mcp::ShortWay::new(&hosts)),
     };
     let mcp = remit_mcp::http_service(Arc::clone(&gateway), hosts);
-    Router::new()
+    let router = Router::new()
         .nest_service("/mcp", mcp)
-        .layer(middleware::from_fn_with_state(state.clone(), guard_mcp))
         .route("/v1/calls", post(post_call))
         .route("/v1/openapi.json", get(openapi))
         .route("/health", get(health))
-        .with_state(state)
+        .with_state(state.clone());
+    App {
+        inner: Arc::new(AppInner { state, router }),
+    }
+}
+
+impl tower::Service<Request> for App {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // the guard is called directly, not as a middleware layer: no router clone and
+        // no boxed `Next` per request on the path every MCP call takes
+        let inner = Arc::clone(&self.inner);
+        if req.uri().path().starts_with("/mcp") {
+            Box::pin(async move { Ok(guard_mcp(&inner, req).await) })
+        } else {
+            let mut router = inner.router.clone();
+            Box::pin(async move { tower::Service::call(&mut router, req).await })
+        }
+    }
 }
 
 fn allowed_hosts(g: &remit_core::register::Gateway) -> Vec<String> {
@@ -114,10 +159,8 @@ fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
 
 /// Before rmcp sees a request on `/mcp`: size limit, strict JSON (no duplicate keys), agent token;
 /// a plain stateless `tools/call` is answered here, the rest by rmcp.
-async fn guard_mcp(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/mcp") {
-        return next.run(req).await;
-    }
+async fn guard_mcp(app: &AppInner, req: Request) -> Response {
+    let state = &app.state;
     if state.gateway.authenticate(&bearer(req.headers())).is_err() {
         return jsonrpc_error(
             StatusCode::UNAUTHORIZED,
@@ -126,7 +169,7 @@ async fn guard_mcp(State(state): State<AppState>, req: Request, next: Next) -> R
         );
     }
     if req.method() != axum::http::Method::POST {
-        return next.run(req).await;
+        return forward(app, req).await;
     }
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, state.max_body).await else {
@@ -138,13 +181,7 @@ async fn guard_mcp(State(state): State<AppState>, req: Request, next: Next) -> R
             );
         }
     };
-    if let Err(e) = check_strict_json(&bytes) {
-        return jsonrpc_error(
-            StatusCode::BAD_REQUEST,
-            -32700,
-            &format!("invalid JSON: {e}"),
-        );
-    }
+    // the short way reads the body as strictly as check_strict_json does, in one pass
     if let Some(call) = remit_mcp::StatelessCall::parse(
         &state.short_way,
         &state.gateway,
@@ -155,8 +192,23 @@ async fn guard_mcp(State(state): State<AppState>, req: Request, next: Next) -> R
         let (status, body) = call.answer(Arc::clone(&state.gateway)).await;
         return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    if let Err(e) = check_strict_json(&bytes) {
+        return jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            -32700,
+            &format!("invalid JSON: {e}"),
+        );
+    }
+    forward(app, Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// Hands a request to the router (for `/mcp`, rmcp's service).
+async fn forward(app: &AppInner, req: Request) -> Response {
+    let mut router = app.router.clone();
+    match tower::Service::call(&mut router, req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
 }
 
 /// A call to one tool, for agents that do not speak MCP.

@@ -87,7 +87,7 @@ pub(crate) async fn serve_register(
     runtime.settle(Duration::from_secs(5)).await;
     let app = remit_server::app(&runtime);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
+        if let Err(e) = axum::serve(listener, axum::ServiceExt::into_make_service(app))
             .with_graceful_shutdown(until)
             .await
         {
