@@ -372,10 +372,10 @@ impl Gateway {
     ) -> Result<Value, Stop> {
         // 1 authenticate
         let agent = self.authenticate(&call.credential)?;
-        trail.agent = Some(agent.id.clone());
+        trail.agent = Some(agent.id.to_string());
         // 2 look up: byte-exact, only among what this agent is granted
         let action = self.look_up(agent, &call.tool)?;
-        trail.action = Some(action);
+        trail.action = Some(action.name.to_string());
         // 3 validate: the arguments object, minus `_reason`, against the tool's schema
         let (mut args, reason) =
             split_reason(std::mem::take(&mut call.args)).map_err(|message| {
@@ -578,10 +578,12 @@ impl From<Refusal> for Stop {
 /// The events of one call, built up as it goes.
 struct Trail<'g> {
     gateway: &'g Gateway,
-    call: &'g CallId,
+    /// The call's id, the run, the agent and the action as each event records them (made once per call).
+    call: String,
     run: Option<String>,
-    agent: Option<AgentId>,
-    action: Option<&'g Action>,
+    agent: Option<String>,
+    action: Option<String>,
+    register: String,
     tool: String,
     entry: Entry,
     reason: Option<String>,
@@ -595,7 +597,8 @@ impl<'g> Trail<'g> {
     fn new(gateway: &'g Gateway, call: &'g CallId, c: &Call) -> Self {
         Self {
             gateway,
-            call,
+            call: call.to_string(),
+            register: gateway.register.version.to_string(),
             run: c.run.as_ref().map(ToString::to_string),
             agent: None,
             action: None,
@@ -626,11 +629,11 @@ impl<'g> Trail<'g> {
         Event {
             time: crate::time::rfc3339(self.gateway.clock.now_ms()),
             stage,
-            call: Some(self.call.to_string()),
+            call: Some(self.call.clone()),
             run: self.run.clone(),
-            agent: self.agent.as_ref().map(ToString::to_string),
-            action: self.action.map(|a| a.name.to_string()),
-            register: Some(self.gateway.register.version.to_string()),
+            agent: self.agent.clone(),
+            action: self.action.clone(),
+            register: Some(self.register.clone()),
             detail,
         }
     }

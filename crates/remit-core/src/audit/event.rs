@@ -132,19 +132,13 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
+        // serde_json's map is a BTreeMap unless a crate turns on `preserve_order`: then
+        // its keys come in code-point order already and need no sorted copy
+        Value::Object(map) if map.keys().is_sorted() => write_entries(map.iter(), out),
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, k);
-                out.push(b':');
-                write_canonical(v, out);
-            }
-            out.push(b'}');
+            write_entries(entries.into_iter(), out);
         }
         Value::Array(items) => {
             out.push(b'[');
@@ -160,6 +154,19 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
             let _ = serde_json::to_writer(&mut *out, other);
         }
     }
+}
+
+fn write_entries<'v>(entries: impl Iterator<Item = (&'v String, &'v Value)>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        write_canonical(v, out);
+    }
+    out.push(b'}');
 }
 
 /// An event as the store holds it: its place in the log and its exact bytes.
