@@ -4,7 +4,7 @@
 //! Charges stamped later than `now` (another replica's clock running ahead) count
 //! too: when clocks disagree the budget errs on the side of refusing.
 
-use remit_core::ports::{BudgetCharge, StoreError, StoreErrorKind};
+use remit_core::ports::{BudgetCharge, ChargeOutcome, StoreError, StoreErrorKind};
 
 /// The first instant a charge no longer counts is `time_ms + window_ms`; rows after `since` count.
 pub(crate) fn since(now_ms: i64, window_ms: i64) -> i64 {
@@ -97,6 +97,73 @@ pub(crate) fn next_charge(last: Option<(i64, f64)>, amount: f64, now_ms: i64) ->
         Some((time, cum)) => (time.max(now_ms), cum + amount),
         None => (now_ms, amount),
     }
+}
+
+/// The statements a budget charge runs, on one backend's connection inside the batch's transaction.
+///
+/// Each backend answers them with the SQL in `sql`; [`charge`] is the one algorithm over them.
+pub(crate) trait ChargeTable {
+    /// The backend's error.
+    type Error;
+    /// The key's latest charge: its time and running total (`sql::LAST_CHARGE`).
+    async fn last_charge(&mut self, key: &str) -> Result<Option<(i64, f64)>, Self::Error>;
+    /// The running total of the latest charge at or before `since_ms` (`sql::BASE_CUM`).
+    async fn base_cum(&mut self, key: &str, since_ms: i64) -> Result<Option<f64>, Self::Error>;
+    /// The time of the oldest charge whose running total reaches `need` (`sql::FIRST_REACHING`).
+    async fn first_reaching(&mut self, key: &str, need: f64) -> Result<Option<i64>, Self::Error>;
+    /// Records a charge, then forgets the key's charges before `prune_before_ms` but the newest of them
+    /// (`sql::INSERT_CHARGE`, `sql::PRUNE_CHARGES`).
+    async fn record(
+        &mut self,
+        key: &str,
+        charge: (i64, f64, f64),
+        prune_before_ms: i64,
+    ) -> Result<(), Self::Error>;
+}
+
+/// Checks every budget of one call and charges all of them, or none.
+pub(crate) async fn charge<L: ChargeTable>(
+    ledger: &mut L,
+    charges: &[BudgetCharge],
+    now_ms: i64,
+) -> Result<ChargeOutcome, L::Error> {
+    let mut used = Vec::with_capacity(charges.len());
+    let mut state = Vec::with_capacity(charges.len());
+    for c in charges {
+        let last = ledger.last_charge(&c.key).await?;
+        let base = ledger
+            .base_cum(&c.key, since(now_ms, c.window_ms))
+            .await?
+            .unwrap_or(0.0);
+        used.push((last.map_or(0.0, |l| l.1) - base).max(0.0));
+        state.push((last, base));
+    }
+    if let Some((index, used)) = first_exceeded(charges, &used) {
+        let mut resets_at_ms = now_ms;
+        if let (Some(c), Some((last, base))) = (charges.get(index), state.get(index)) {
+            let first = ledger
+                .first_reaching(&c.key, need_to_leave(*base, used, c))
+                .await?;
+            resets_at_ms = resets_at(first, last.map(|l| l.0), c, now_ms);
+        }
+        return Ok(ChargeOutcome::Exceeded {
+            index,
+            used,
+            resets_at_ms,
+        });
+    }
+    for c in charges {
+        // read again: an earlier charge of this call may have been on the same key
+        let (time_ms, cum) = next_charge(ledger.last_charge(&c.key).await?, c.amount, now_ms);
+        ledger
+            .record(
+                &c.key,
+                (time_ms, c.amount, cum),
+                prune_before(now_ms, c.window_ms),
+            )
+            .await?;
+    }
+    Ok(ChargeOutcome::Charged)
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ impl Ledger for PgLedger {
         let mut outcomes = Vec::with_capacity(batch.charges.len());
         for (charges, now_ms) in &batch.charges {
             outcomes.push(
-                charge(&mut tx, charges, *now_ms)
+                budget::charge(&mut *tx, charges, *now_ms)
                     .await
                     .map_err(|e| store_error("cannot charge budgets", &e))?,
             );
@@ -235,7 +235,53 @@ async fn insert_events(
     Ok(())
 }
 
-charge_on!(PgConnection);
+impl budget::ChargeTable for PgConnection {
+    type Error = sqlx::Error;
+
+    async fn last_charge(&mut self, key: &str) -> Result<Option<(i64, f64)>, sqlx::Error> {
+        sqlx::query_as(sql::LAST_CHARGE)
+            .bind(key)
+            .fetch_optional(self)
+            .await
+    }
+
+    async fn base_cum(&mut self, key: &str, since_ms: i64) -> Result<Option<f64>, sqlx::Error> {
+        sqlx::query_scalar(sql::BASE_CUM)
+            .bind(key)
+            .bind(since_ms)
+            .fetch_optional(self)
+            .await
+    }
+
+    async fn first_reaching(&mut self, key: &str, need: f64) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar(sql::FIRST_REACHING)
+            .bind(key)
+            .bind(need)
+            .fetch_optional(self)
+            .await
+    }
+
+    async fn record(
+        &mut self,
+        key: &str,
+        (time_ms, amount, cum): (i64, f64, f64),
+        prune_before_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(sql::INSERT_CHARGE)
+            .bind(key)
+            .bind(time_ms)
+            .bind(amount)
+            .bind(cum)
+            .execute(&mut *self)
+            .await?;
+        sqlx::query(sql::PRUNE_CHARGES)
+            .bind(key)
+            .bind(prune_before_ms)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

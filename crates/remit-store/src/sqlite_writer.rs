@@ -93,7 +93,7 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Committed, StoreError> 
             charges: c, now_ms, ..
         } = job
         {
-            charges.push(charge(&tx, c, *now_ms).map_err(|e| error("cannot charge budgets", &e))?);
+            charges.push(charge(&tx, c, *now_ms)?);
         }
     }
     tx.commit().map_err(|e| error(doing, &e))?;
@@ -119,57 +119,70 @@ fn insert_event(
     Ok(())
 }
 
-/// Checks every budget of one call and charges all of them, or none (as `charge_on!` does for sqlx).
+/// The `budget_charges` table through the writer's transaction: each statement runs on this thread.
+struct SqliteLedger<'t, 'c>(&'t Transaction<'c>);
+
+impl budget::ChargeTable for SqliteLedger<'_, '_> {
+    type Error = rusqlite::Error;
+
+    async fn last_charge(&mut self, key: &str) -> rusqlite::Result<Option<(i64, f64)>> {
+        self.0
+            .prepare_cached(sql::LAST_CHARGE)?
+            .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    }
+
+    async fn base_cum(&mut self, key: &str, since_ms: i64) -> rusqlite::Result<Option<f64>> {
+        self.0
+            .prepare_cached(sql::BASE_CUM)?
+            .query_row(params![key, since_ms], |r| r.get(0))
+            .optional()
+    }
+
+    async fn first_reaching(&mut self, key: &str, need: f64) -> rusqlite::Result<Option<i64>> {
+        self.0
+            .prepare_cached(sql::FIRST_REACHING)?
+            .query_row(params![key, need], |r| r.get(0))
+            .optional()
+    }
+
+    async fn record(
+        &mut self,
+        key: &str,
+        (time_ms, amount, cum): (i64, f64, f64),
+        prune_before_ms: i64,
+    ) -> rusqlite::Result<()> {
+        self.0
+            .prepare_cached(sql::INSERT_CHARGE)?
+            .execute(params![key, time_ms, amount, cum])?;
+        self.0
+            .prepare_cached(sql::PRUNE_CHARGES)?
+            .execute(params![key, prune_before_ms])?;
+        Ok(())
+    }
+}
+
+/// Checks every budget of one call and charges all of them, or none ([`budget::charge`] on this thread).
 fn charge(
     tx: &Transaction<'_>,
     charges: &[BudgetCharge],
     now_ms: i64,
-) -> rusqlite::Result<ChargeOutcome> {
-    let last_charge = |key: &str| -> rusqlite::Result<Option<(i64, f64)>> {
-        tx.prepare_cached(sql::LAST_CHARGE)?
-            .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()
-    };
-    let mut used = Vec::with_capacity(charges.len());
-    let mut state = Vec::with_capacity(charges.len());
-    for c in charges {
-        let last = last_charge(&c.key)?;
-        let base: f64 = tx
-            .prepare_cached(sql::BASE_CUM)?
-            .query_row(params![c.key, budget::since(now_ms, c.window_ms)], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .unwrap_or(0.0);
-        used.push((last.map_or(0.0, |l| l.1) - base).max(0.0));
-        state.push((last, base));
+) -> Result<ChargeOutcome, StoreError> {
+    use std::task::{Context, Poll, Waker};
+    let doing = "cannot charge budgets";
+    let mut ledger = SqliteLedger(tx);
+    let mut charging = std::pin::pin!(budget::charge(&mut ledger, charges, now_ms));
+    // nothing in it waits: every statement runs to its end when polled, so one poll finishes it
+    match charging
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(outcome) => outcome.map_err(|e| error(doing, &e)),
+        Poll::Pending => Err(StoreError::new(
+            StoreErrorKind::Other,
+            format!("{doing}: the charge did not finish on the writer thread"),
+        )),
     }
-    if let Some((index, used)) = budget::first_exceeded(charges, &used) {
-        let mut resets_at_ms = now_ms;
-        if let (Some(c), Some((last, base))) = (charges.get(index), state.get(index)) {
-            let first: Option<i64> = tx
-                .prepare_cached(sql::FIRST_REACHING)?
-                .query_row(params![c.key, budget::need_to_leave(*base, used, c)], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            resets_at_ms = budget::resets_at(first, last.map(|l| l.0), c, now_ms);
-        }
-        return Ok(ChargeOutcome::Exceeded {
-            index,
-            used,
-            resets_at_ms,
-        });
-    }
-    for c in charges {
-        // read again: an earlier charge of this call may have been on the same key
-        let (time_ms, cum) = budget::next_charge(last_charge(&c.key)?, c.amount, now_ms);
-        tx.prepare_cached(sql::INSERT_CHARGE)?
-            .execute(params![c.key, time_ms, c.amount, cum])?;
-        tx.prepare_cached(sql::PRUNE_CHARGES)?
-            .execute(params![c.key, budget::prune_before(now_ms, c.window_ms)])?;
-    }
-    Ok(ChargeOutcome::Charged)
 }
 
 /// A rusqlite error as a store error saying what was being done.
