@@ -16,15 +16,7 @@ macro_rules! store_over_pools {
                 let Some((start, end)) = record::seq_range(from, limit) else {
                     return Ok(Vec::new());
                 };
-                let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(sql::EVENTS)
-                    .bind(start)
-                    .bind(end)
-                    .fetch_all(&self.$reads)
-                    .await
-                    .map_err(|e| store_error("cannot read audit events", &e))?;
-                rows.into_iter()
-                    .map(|(seq, body, hash)| record::stored_event(seq, body, &hash))
-                    .collect()
+                self.events_between(start, end).await
             }
 
             async fn leaf_hashes(

@@ -113,6 +113,19 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    /// The events with seq in `start..end`.
+    async fn events_between(&self, start: i64, end: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(sql::EVENTS)
+            .bind(start)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| store_error("cannot read audit events", &e))?;
+        rows.into_iter()
+            .map(|(seq, body, hash)| record::stored_event(seq, body, &hash))
+            .collect()
+    }
+
     /// Seq and leaf hash of the events with seq in `start..end`.
     async fn leaf_hashes_between(
         &self,

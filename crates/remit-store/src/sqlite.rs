@@ -111,13 +111,44 @@ impl SqliteStore {
         start: i64,
         end: i64,
     ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+        self.read_rows(
+            "cannot read audit leaf hashes",
+            sql::LEAF_HASHES,
+            (start, end),
+            |r| Ok(record::leaf(r.get(0)?, &r.get::<_, Vec<u8>>(1)?)),
+        )
+        .await
+    }
+
+    /// The events with seq in `start..end`, read on a blocking thread through rusqlite in one
+    /// pass (for `remit audit verify`, which reads the whole log: through sqlx it read
+    /// about 250,000 events a second, less than the verifier checks).
+    async fn events_between(&self, start: i64, end: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read_rows("cannot read audit events", sql::EVENTS, (start, end), |r| {
+            Ok(record::stored_event(
+                r.get(0)?,
+                r.get(1)?,
+                &r.get::<_, Vec<u8>>(2)?,
+            ))
+        })
+        .await
+    }
+
+    /// Runs `query` over the range `(start, end)` on a read-only connection of its own, on a
+    /// blocking thread; `row` turns each row into a value or a store error.
+    async fn read_rows<T: Send + 'static>(
+        &self,
+        doing: &'static str,
+        query: &'static str,
+        (start, end): (i64, i64),
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T, StoreError>>,
+    ) -> Result<Vec<T>, StoreError> {
         if self.reads.is_closed() {
             return Err(StoreError::unavailable("the store is closed"));
         }
         let path = Arc::clone(&self.path);
-        let read = move || -> Result<Vec<(u64, [u8; 32])>, StoreError> {
-            let fail =
-                |e: rusqlite::Error| sqlite_writer::error("cannot read audit leaf hashes", &e);
+        let read = move || -> Result<Vec<T>, StoreError> {
+            let fail = |e: rusqlite::Error| sqlite_writer::error(doing, &e);
             let conn = rusqlite::Connection::open_with_flags(
                 path.as_path(),
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -125,22 +156,19 @@ impl SqliteStore {
             )
             .map_err(fail)?;
             conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
-            let mut statement = conn.prepare(sql::LEAF_HASHES).map_err(fail)?;
+            let mut statement = conn.prepare(query).map_err(fail)?;
             let rows = statement
-                .query_map(rusqlite::params![start, end], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-                })
+                .query_map(rusqlite::params![start, end], row)
                 .map_err(fail)?;
             let mut out = Vec::new();
-            for row in rows {
-                let (seq, hash) = row.map_err(fail)?;
-                out.push(record::leaf(seq, &hash)?);
+            for r in rows {
+                out.push(r.map_err(fail)??);
             }
             Ok(out)
         };
         tokio::task::spawn_blocking(read)
             .await
-            .map_err(|_| StoreError::unavailable("the leaf hash reader stopped"))?
+            .map_err(|_| StoreError::unavailable(format!("{doing}: the reader stopped")))?
     }
 }
 

@@ -167,7 +167,7 @@ pub(crate) async fn run(path: &Path, command: AuditCommand) -> anyhow::Result<Ex
     let register = load_for(path, Strictness::Check)?;
     let store = open(&register).await?;
     match command {
-        AuditCommand::Verify { key } => verify(&register, store.as_ref(), key.as_deref()).await,
+        AuditCommand::Verify { key } => verify(&register, &store, key.as_deref()).await,
         AuditCommand::Show {
             call,
             agent,
@@ -235,20 +235,34 @@ pub(crate) async fn run(path: &Path, command: AuditCommand) -> anyhow::Result<Ex
     }
 }
 
-async fn verify(register: &Register, store: &dyn Store, key: Option<&str>) -> anyhow::Result<Exit> {
+async fn verify(
+    register: &Register,
+    store: &Arc<dyn Store>,
+    key: Option<&str>,
+) -> anyhow::Result<Exit> {
     let verifier = read_key(Some(register), key)?;
     let checkpoints = store.checkpoints().await?;
     let total = store.event_count().await?;
     let mut v = LogVerifier::new(&verifier, &checkpoints);
     let started = Instant::now();
     let mut last_report = Instant::now();
+    // the next page is read while this one is hashed: reading and hashing take about as long
+    let read = |from: u64| {
+        let store = Arc::clone(store);
+        tokio::spawn(async move { store.events(from, PAGE).await })
+    };
     let mut from = 0;
-    loop {
-        let batch = store.events(from, PAGE).await?;
+    let mut next = Some(read(from));
+    while let Some(reading) = next.take() {
+        let batch = reading.await.context("the audit reader stopped")??;
+        from += PAGE;
+        let more = batch.len() as u64 >= PAGE;
+        if more {
+            next = Some(read(from));
+        }
         for e in &batch {
             v.push(e);
         }
-        from += PAGE;
         if total > 200_000 && last_report.elapsed() > Duration::from_secs(1) {
             let seen = v.events_seen();
             let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -258,9 +272,6 @@ async fn verify(register: &Register, store: &dyn Store, key: Option<&str>) -> an
                 100.0 * seen as f64 / total as f64
             );
             last_report = Instant::now();
-        }
-        if (batch.len() as u64) < PAGE {
-            break;
         }
     }
     let report = v.finish();
