@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// Events read per round trip.
 const PAGE: u64 = 10_000;
 
+/// Pages `audit verify` reads ahead of the one it hashes.
+const READ_AHEAD: usize = 3;
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
     /// Recompute the Merkle tree from the store and check every signed checkpoint.
@@ -246,19 +249,29 @@ async fn verify(
     let mut v = LogVerifier::new(&verifier, &checkpoints);
     let started = Instant::now();
     let mut last_report = Instant::now();
-    // the next page is read while this one is hashed: reading and hashing take about as long
+    // the next pages are read while this one is hashed: reading (on PostgreSQL, decoding
+    // rows) takes about as long as hashing, and two reads overlap each other's waits
     let read = |from: u64| {
         let store = Arc::clone(store);
         tokio::spawn(async move { store.events(from, PAGE).await })
     };
-    let mut from = 0;
-    let mut next = Some(read(from));
-    while let Some(reading) = next.take() {
-        let batch = reading.await.context("the audit reader stopped")??;
-        from += PAGE;
-        let more = batch.len() as u64 >= PAGE;
-        if more {
-            next = Some(read(from));
+    let mut next_from = 0;
+    let mut reading = std::collections::VecDeque::new();
+    for _ in 0..READ_AHEAD {
+        reading.push_back((next_from, read(next_from)));
+        next_from += PAGE;
+    }
+    while let Some((from, page)) = reading.pop_front() {
+        let batch = page.await.context("the audit reader stopped")??;
+        // the log ends at the first empty page past the size it had when verify began (a
+        // short page is not the end: an event deleted there must not hide those after it)
+        if !batch.is_empty() || from < total {
+            reading.push_back((next_from, read(next_from)));
+            next_from += PAGE;
+        } else {
+            for (_, page) in reading.drain(..) {
+                page.abort();
+            }
         }
         for e in &batch {
             v.push(e);
