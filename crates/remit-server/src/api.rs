@@ -109,8 +109,7 @@ impl tower::Service<Request> for App {
         if req.uri().path().starts_with("/mcp") {
             Box::pin(async move { Ok(guard_mcp(&inner, req).await) })
         } else {
-            let mut router = inner.router.clone();
-            Box::pin(async move { tower::Service::call(&mut router, req).await })
+            Box::pin(async move { Ok(forward(&inner, req).await) })
         }
     }
 }
