@@ -1,9 +1,12 @@
 //! CEL conditions on an action's arguments, compiled once and evaluated per call.
 
 use cel::{Context, Env, Program, Value as CelValue};
-use serde_json::Value;
+use native::{Native, Val};
+use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
+
+mod native;
 
 fn env() -> &'static Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
@@ -14,6 +17,8 @@ fn env() -> &'static Arc<Env> {
 pub struct Condition {
     source: String,
     program: Program,
+    /// The native form, when the expression has one: it answers without the interpreter.
+    native: Option<Native>,
 }
 
 impl fmt::Debug for Condition {
@@ -48,24 +53,37 @@ pub enum ConditionError {
     },
 }
 
-/// The variables an expression sees (`args` now; `result` and `probe` later), converted once per call.
-pub struct Bindings {
-    ctx: Context<'static, 'static>,
+/// The variables an expression sees (`args` now; `result` and `probe` later).
+///
+/// Converted for the interpreter at most once per call, and only if a condition needs it.
+pub struct Bindings<'a> {
+    args: &'a Map<String, Value>,
+    ctx: OnceLock<Context<'static, 'static>>,
 }
 
-impl fmt::Debug for Bindings {
+impl fmt::Debug for Bindings<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Bindings")
     }
 }
 
-impl Bindings {
+impl<'a> Bindings<'a> {
     /// Binds the call's arguments as `args`.
-    pub fn for_args(args: &serde_json::Map<String, Value>) -> Self {
-        let args = cel::to_value(args).unwrap_or(CelValue::Null);
-        let mut ctx = Context::with_env(env().clone());
-        ctx.add_variable_from_value("args", args);
-        Self { ctx }
+    pub fn for_args(args: &'a Map<String, Value>) -> Self {
+        Self {
+            args,
+            ctx: OnceLock::new(),
+        }
+    }
+
+    /// The interpreter's context, converted on first use.
+    fn context(&self) -> &Context<'static, 'static> {
+        self.ctx.get_or_init(|| {
+            let args = cel::to_value(self.args).unwrap_or(CelValue::Null);
+            let mut ctx = Context::with_env(env().clone());
+            ctx.add_variable_from_value("args", args);
+            ctx
+        })
     }
 }
 
@@ -75,10 +93,22 @@ impl Condition {
         let program = env()
             .compile(source)
             .map_err(|e| ConditionError::Syntax(clean_parse_error(&e.to_string())))?;
+        let native = Native::compile(program.expression());
         Ok(Self {
             source: source.to_owned(),
             program,
+            native,
         })
+    }
+
+    /// Whether the expression is evaluated natively (the common shapes) rather than by the interpreter.
+    pub fn is_native(&self) -> bool {
+        self.native.is_some()
+    }
+
+    /// The native form's answer, when it has one (never an error: those come from CEL).
+    fn native<'b>(&'b self, b: &'b Bindings<'_>) -> Option<Val<'b>> {
+        self.native.as_ref()?.eval(b.args)
     }
 
     /// The expression as written.
@@ -91,9 +121,9 @@ impl Condition {
         arg_fields(&self.source)
     }
 
-    fn run(&self, b: &Bindings) -> Result<CelValue, ConditionError> {
+    fn run(&self, b: &Bindings<'_>) -> Result<CelValue, ConditionError> {
         self.program
-            .execute(&b.ctx)
+            .execute(b.context())
             .map_err(|e| ConditionError::Evaluation {
                 expr: self.source.clone(),
                 message: describe_execution_error(&e),
@@ -101,7 +131,14 @@ impl Condition {
     }
 
     /// Evaluates to a boolean; anything else is an error (and so a refusal).
-    pub fn holds(&self, b: &Bindings) -> Result<bool, ConditionError> {
+    pub fn holds(&self, b: &Bindings<'_>) -> Result<bool, ConditionError> {
+        if let Some(Val::Bool(v)) = self.native(b) {
+            return Ok(v);
+        }
+        self.holds_by_interpreter(b)
+    }
+
+    fn holds_by_interpreter(&self, b: &Bindings<'_>) -> Result<bool, ConditionError> {
         match self.run(b)? {
             CelValue::Bool(v) => Ok(v),
             other => Err(ConditionError::Type {
@@ -113,7 +150,17 @@ impl Condition {
     }
 
     /// Evaluates to a number (for budget sums).
-    pub fn number(&self, b: &Bindings) -> Result<f64, ConditionError> {
+    pub fn number(&self, b: &Bindings<'_>) -> Result<f64, ConditionError> {
+        match self.native(b) {
+            Some(Val::Int(v)) => return Ok(v as f64),
+            Some(Val::UInt(v)) => return Ok(v as f64),
+            Some(Val::Double(v)) if v.is_finite() => return Ok(v),
+            _ => {}
+        }
+        self.number_by_interpreter(b)
+    }
+
+    fn number_by_interpreter(&self, b: &Bindings<'_>) -> Result<f64, ConditionError> {
         match self.run(b)? {
             CelValue::Int(v) => Ok(v as f64),
             CelValue::UInt(v) => Ok(v as f64),
@@ -212,9 +259,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn args(v: Value) -> Bindings {
+    fn args(v: Value) -> Bindings<'static> {
         match v {
-            Value::Object(map) => Bindings::for_args(&map),
+            // leaked: a test's few maps outlive nothing that matters
+            Value::Object(map) => Bindings::for_args(Box::leak(Box::new(map))),
             other => panic!("test arguments must be an object, not {other}"),
         }
     }

@@ -184,7 +184,7 @@ pub enum Decision {
 pub fn decide(
     action: &Action,
     agent: &str,
-    bindings: &Bindings,
+    bindings: &Bindings<'_>,
     frozen: &HashSet<FreezeTarget>,
 ) -> Decision {
     if !frozen.is_empty() {
@@ -245,7 +245,7 @@ fn charge_for(
     agent: &str,
     index: usize,
     budget: &Budget,
-    bindings: &Bindings,
+    bindings: &Bindings<'_>,
 ) -> Result<BudgetCharge, ConditionError> {
     let amount = match &budget.measure {
         BudgetMeasure::Count => 1.0,
@@ -287,9 +287,10 @@ finance = ["ana"]
         r.unwrap_or_else(|| panic!("{d:?}"))
     }
 
-    fn args(v: serde_json::Value) -> Bindings {
+    fn args(v: serde_json::Value) -> Bindings<'static> {
         match v {
-            serde_json::Value::Object(m) => Bindings::for_args(&m),
+            // leaked: a test's few maps outlive nothing that matters
+            serde_json::Value::Object(m) => Bindings::for_args(Box::leak(Box::new(m))),
             other => panic!("{other}"),
         }
     }
