@@ -19,6 +19,86 @@ use std::time::{Duration, Instant};
 /// Events read per round trip.
 const PAGE: u64 = 10_000;
 
+/// Events read per round trip: [`PAGE`], or `REMIT_AUDIT_PAGE` (for tests of logs of many pages).
+fn page_size() -> u64 {
+    std::env::var("REMIT_AUDIT_PAGE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(PAGE)
+}
+
+/// A page of events being read.
+type Reading = tokio::task::JoinHandle<Result<Vec<StoredEvent>, remit_core::ports::StoreError>>;
+
+/// The log's events, page by page in order, read ahead of the page handed out.
+///
+/// The log ends at the first empty page past its size at the start. A short or empty page
+/// before that is a gap (events deleted there), not the end: what follows is still read,
+/// so `verify` reports the gap and `export` prints everything after it.
+struct Pages {
+    store: Arc<dyn Store>,
+    size_at_start: u64,
+    page: u64,
+    next_from: u64,
+    reading: std::collections::VecDeque<(u64, Reading)>,
+}
+
+impl Pages {
+    /// Starts reading `ahead` pages (at least one) from the log's beginning.
+    async fn open(store: &Arc<dyn Store>, ahead: usize) -> anyhow::Result<Self> {
+        let mut pages = Self {
+            store: Arc::clone(store),
+            size_at_start: store.event_count().await?,
+            page: page_size(),
+            next_from: 0,
+            reading: std::collections::VecDeque::new(),
+        };
+        for _ in 0..ahead.max(1) {
+            pages.read_next();
+        }
+        Ok(pages)
+    }
+
+    /// The log's size (one past its highest sequence number) when reading began.
+    fn size_at_start(&self) -> u64 {
+        self.size_at_start
+    }
+
+    fn read_next(&mut self) {
+        let (store, from, limit) = (Arc::clone(&self.store), self.next_from, self.page);
+        let reading = tokio::spawn(async move { store.events(from, limit).await });
+        self.reading.push_back((from, reading));
+        self.next_from += self.page;
+    }
+
+    /// The next page (possibly empty, at a gap), or `None` at the end of the log.
+    async fn next(&mut self) -> anyhow::Result<Option<Vec<StoredEvent>>> {
+        let Some((from, reading)) = self.reading.pop_front() else {
+            return Ok(None);
+        };
+        let batch = reading.await.context("the audit reader stopped")??;
+        if batch.is_empty() && from >= self.size_at_start {
+            self.stop();
+            return Ok(None);
+        }
+        self.read_next();
+        Ok(Some(batch))
+    }
+
+    fn stop(&mut self) {
+        for (_, reading) in self.reading.drain(..) {
+            reading.abort();
+        }
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Pages `audit verify` reads ahead of the one it hashes.
 const READ_AHEAD: usize = 3;
 
@@ -177,19 +257,17 @@ pub(crate) async fn run(path: &Path, command: AuditCommand) -> anyhow::Result<Ex
             action,
             limit,
         } => {
-            let total = store.event_count().await?;
-            let mut shown: Vec<String> = Vec::new();
-            let mut from = 0;
-            while from < total {
-                for e in store.events(from, PAGE).await? {
-                    if matches(&e, call.as_deref(), agent.as_deref(), action.as_deref()) {
-                        shown.push(human(&e));
+            let mut shown = std::collections::VecDeque::new();
+            let mut pages = Pages::open(&store, 1).await?;
+            while let Some(batch) = pages.next().await? {
+                for e in &batch {
+                    if matches(e, call.as_deref(), agent.as_deref(), action.as_deref()) {
+                        shown.push_back(human(e));
                         if shown.len() as u64 > limit {
-                            shown.remove(0);
+                            shown.pop_front();
                         }
                     }
                 }
-                from += PAGE;
             }
             for s in shown {
                 println!("{s}");
@@ -199,7 +277,7 @@ pub(crate) async fn run(path: &Path, command: AuditCommand) -> anyhow::Result<Ex
         AuditCommand::Tail { lines, follow } => {
             let mut next = store.event_count().await?.saturating_sub(lines);
             loop {
-                let batch = store.events(next, PAGE).await?;
+                let batch = store.events(next, page_size()).await?;
                 for e in &batch {
                     println!("{}", human(e));
                     next = e.seq + 1;
@@ -219,16 +297,11 @@ pub(crate) async fn run(path: &Path, command: AuditCommand) -> anyhow::Result<Ex
                 "unknown format `{format}`; write `--format jsonl`"
             );
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let mut from = 0;
-            loop {
-                let batch = store.events(from, PAGE).await?;
+            let mut pages = Pages::open(&store, READ_AHEAD).await?;
+            while let Some(batch) = pages.next().await? {
                 for e in &batch {
                     writeln!(out, "{}", line(e))?;
                 }
-                if (batch.len() as u64) < PAGE {
-                    break;
-                }
-                from += PAGE;
             }
             out.flush()?;
             Ok(Exit::Ok)
@@ -245,34 +318,12 @@ async fn verify(
 ) -> anyhow::Result<Exit> {
     let verifier = read_key(Some(register), key)?;
     let checkpoints = store.checkpoints().await?;
-    let total = store.event_count().await?;
     let mut v = LogVerifier::new(&verifier, &checkpoints);
     let started = Instant::now();
     let mut last_report = Instant::now();
-    // the next pages are read while this one is hashed: reading (on PostgreSQL, decoding
-    // rows) takes about as long as hashing, and two reads overlap each other's waits
-    let read = |from: u64| {
-        let store = Arc::clone(store);
-        tokio::spawn(async move { store.events(from, PAGE).await })
-    };
-    let mut next_from = 0;
-    let mut reading = std::collections::VecDeque::new();
-    for _ in 0..READ_AHEAD {
-        reading.push_back((next_from, read(next_from)));
-        next_from += PAGE;
-    }
-    while let Some((from, page)) = reading.pop_front() {
-        let batch = page.await.context("the audit reader stopped")??;
-        // the log ends at the first empty page past the size it had when verify began (a
-        // short page is not the end: an event deleted there must not hide those after it)
-        if !batch.is_empty() || from < total {
-            reading.push_back((next_from, read(next_from)));
-            next_from += PAGE;
-        } else {
-            for (_, page) in reading.drain(..) {
-                page.abort();
-            }
-        }
+    let mut pages = Pages::open(store, READ_AHEAD).await?;
+    let total = pages.size_at_start();
+    while let Some(batch) = pages.next().await? {
         for e in &batch {
             v.push(e);
         }
@@ -341,7 +392,9 @@ async fn prove(register: &Register, store: &dyn Store, event: u64) -> anyhow::Re
     let mut body = None;
     let mut from = 0;
     while from < cp.tree_size {
-        let batch = store.events(from, PAGE.min(cp.tree_size - from)).await?;
+        let batch = store
+            .events(from, page_size().min(cp.tree_size - from))
+            .await?;
         anyhow::ensure!(
             !batch.is_empty(),
             "the store holds fewer events than its checkpoint"

@@ -94,6 +94,68 @@ fn a_deleted_event_is_located() {
     assert!(out.contains("event 3 is missing"), "{out}");
 }
 
+/// `remit audit` as a user runs it, reading the log 3 events per page.
+fn audit_in_pages_of_3(r: &Remit, args: &[&str]) -> (i32, String) {
+    let out = r
+        .command(&[&["audit"], args].concat())
+        .env("REMIT_AUDIT_PAGE", "3")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_log_of_many_pages_is_read_to_its_end_and_past_a_gap() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    let all = r.events();
+    let size = all.len();
+    assert!(size > 12, "{size} events: not enough pages");
+    let (code, out) = audit_in_pages_of_3(&r, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("intact: {size} events")), "{out}");
+    let (code, out) = audit_in_pages_of_3(&r, &["export", "--format", "jsonl"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().count(), size, "{out}");
+
+    // a short page (seq 4 gone) and a whole empty page (6, 7, 8) in the middle of the log
+    r.kill9();
+    sqlite_exec(
+        &r.db(),
+        "DELETE FROM audit_events WHERE seq = 4 OR seq BETWEEN 6 AND 8",
+    );
+    let (code, out) = audit_in_pages_of_3(&r, &["verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("event 4 is missing"), "{out}");
+    assert!(out.contains("events 6..9 are missing"), "{out}");
+    assert!(
+        !out.contains("checkpoint at size"),
+        "not taken for a truncation: {out}"
+    );
+    let (code, out) = audit_in_pages_of_3(&r, &["export", "--format", "jsonl"]);
+    assert_eq!(code, 0, "{out}");
+    let seqs: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let want: Vec<u64> = (0..size as u64)
+        .filter(|s| *s != 4 && !(6..=8).contains(s))
+        .collect();
+    assert_eq!(
+        seqs, want,
+        "export prints every event left, after the gaps too"
+    );
+}
+
 #[test]
 fn reordered_events_are_detected() {
     let mut r = Remit::start(STANDARD);
