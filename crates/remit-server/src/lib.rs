@@ -7,7 +7,9 @@
 //!   `/v1/openapi.json`, `/health`.
 
 mod api;
+mod http1;
 mod runtime;
 
 pub use api::{ApiDoc, ApiError, App, CallRequest, CallResponse, Health, app};
+pub use http1::serve;
 pub use runtime::{Runtime, RuntimeError, load_or_create_key};

@@ -86,14 +86,7 @@ pub(crate) async fn serve_register(
     record_start(&runtime, "serve").await?;
     runtime.settle(Duration::from_secs(5)).await;
     let app = remit_server::app(&runtime);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, axum::ServiceExt::into_make_service(app))
-            .with_graceful_shutdown(until)
-            .await
-        {
-            tracing::error!(error = %e, "http server stopped");
-        }
-    });
+    tokio::spawn(remit_server::serve(listener, app, until));
     Ok(runtime)
 }
 
