@@ -281,6 +281,78 @@ fn is_sse(headers: &http::HeaderMap) -> bool {
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+type Connection = hyper::client::conn::http1::Connection<
+    hyper_util::rt::TokioIo<tokio::net::TcpStream>,
+    Full<Bytes>,
+>;
+
+/// One kept-alive HTTP/1.1 connection, driven by the task of the call that uses it.
+///
+/// hyper's connection future does the reading and writing; instead of running it on a
+/// task of its own (a second task woken for every request and every answer), the call
+/// polls it alongside its own request until the answer is read. Between calls nobody
+/// polls it; it is polled once when taken from the pool, which notices an upstream that
+/// closed it meanwhile.
+struct Conn {
+    sender: Sender,
+    drive: Drive,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").finish_non_exhaustive()
+    }
+}
+
+/// hyper's connection future, and whether it has ended (it must not be polled after).
+struct Drive {
+    connection: std::pin::Pin<Box<Connection>>,
+    ended: bool,
+}
+
+/// The connection ended before the future being driven alongside it did.
+struct Ended;
+
+impl Conn {
+    /// Whether the connection can take a request: polls it once, without waiting.
+    fn is_usable(&mut self) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        self.drive.poll(&mut cx);
+        !self.drive.ended && !self.sender.is_closed()
+    }
+}
+
+impl Drive {
+    /// Polls the connection unless it has ended; whether it has ended now.
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        if !self.ended && self.connection.as_mut().poll(cx).is_ready() {
+            self.ended = true;
+        }
+        self.ended
+    }
+
+    /// Runs `work` to its end while driving the connection from this task.
+    async fn run<F: Future>(&mut self, work: F) -> Result<F::Output, Ended> {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Ok(out));
+            }
+            if self.ended {
+                return std::task::Poll::Ready(Err(Ended));
+            }
+            if self.poll(cx) {
+                // an answer (or hyper's error for the request) may have come with the end
+                if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
+                    return std::task::Poll::Ready(Ok(out));
+                }
+                return std::task::Poll::Ready(Err(Ended));
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+}
 
 /// Kept-alive HTTP/1.1 connections to one `http://` upstream, on hyper directly.
 ///
@@ -294,7 +366,7 @@ struct RawHttp {
     addr: String,
     path: http::uri::PathAndQuery,
     headers: http::HeaderMap,
-    idle: std::sync::Mutex<Vec<Sender>>,
+    idle: std::sync::Mutex<Vec<Conn>>,
     /// The largest answer read.
     max_answer: usize,
 }
@@ -337,41 +409,42 @@ impl RawHttp {
         })
     }
 
-    fn take_idle(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().ok()?;
-        while let Some(sender) = idle.pop() {
-            if !sender.is_closed() {
-                return Some(sender);
+    fn take_idle(&self) -> Option<Conn> {
+        loop {
+            let mut conn = self.idle.lock().ok()?.pop()?;
+            if conn.is_usable() {
+                return Some(conn);
             }
         }
-        None
     }
 
-    fn put_idle(&self, sender: Sender) {
-        if sender.is_closed() {
+    fn put_idle(&self, mut conn: Conn) {
+        if !conn.is_usable() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
-            idle.push(sender);
+            idle.push(conn);
         }
     }
 
-    async fn connect(&self) -> Result<Sender, Sent> {
+    async fn connect(&self) -> Result<Conn, Sent> {
         let stream = tokio::net::TcpStream::connect(&self.addr)
             .await
             .map_err(|e| Sent::Unreached(format!("cannot connect: {e}")))?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) =
+        let (sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
                 .map_err(|e| Sent::Unreached(format!("cannot connect: {e}")))?;
-        tokio::spawn(async move {
-            // ends when the upstream closes the connection or the last sender is dropped
-            let _ = conn.await;
-        });
-        Ok(sender)
+        Ok(Conn {
+            sender,
+            drive: Drive {
+                connection: Box::pin(connection),
+                ended: false,
+            },
+        })
     }
 
     fn request(&self, tool: &str, body: Bytes) -> Result<http::Request<Full<Bytes>>, Sent> {
@@ -392,44 +465,44 @@ impl RawHttp {
         // a pooled connection may have been closed by the upstream meanwhile: then hyper
         // hands the request back unsent, and it goes out once more on a new connection
         let mut fresh = false;
-        let response = loop {
-            let mut sender = match self.take_idle() {
-                Some(s) => s,
+        let (mut conn, response) = loop {
+            let mut conn = match self.take_idle() {
+                Some(c) => c,
                 None => {
                     fresh = true;
                     self.connect().await?
                 }
             };
-            if sender.ready().await.is_err() {
+            let ready = conn.drive.run(conn.sender.ready()).await;
+            if !matches!(ready, Ok(Ok(()))) {
                 if fresh {
                     return Err(Sent::Unreached("the connection closed at once".to_owned()));
                 }
                 continue;
             }
-            match sender.try_send_request(request).await {
-                Ok(response) => break (sender, response),
-                Err(mut e) => match e.take_message() {
+            let sent = conn.sender.try_send_request(request);
+            match conn.drive.run(sent).await {
+                Ok(Ok(response)) => break (conn, response),
+                Ok(Err(mut e)) => match e.take_message() {
                     Some(unsent) if !fresh => request = unsent,
                     Some(_) => return Err(Sent::Unreached(format!("cannot send: {}", e.error()))),
                     None => return Err(Sent::Lost),
                 },
+                Err(Ended) => return Err(Sent::Lost),
             }
         };
-        let (sender, response) = response;
         let status = response.status();
         let sse = is_sse(response.headers());
         // an answer larger than the limit is not read: the connection is dropped, not pooled
-        let body = match http_body_util::Limited::new(response.into_body(), self.max_answer)
-            .collect()
-            .await
-        {
-            Ok(body) => body.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+        let limited = http_body_util::Limited::new(response.into_body(), self.max_answer);
+        let body = match conn.drive.run(limited.collect()).await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                 return Err(Sent::TooLarge(self.max_answer));
             }
-            Err(_) => return Err(Sent::Lost),
+            Ok(Err(_)) | Err(Ended) => return Err(Sent::Lost),
         };
-        self.put_idle(sender);
+        self.put_idle(conn);
         Ok((status, sse, body))
     }
 }
@@ -529,6 +602,98 @@ mod tests {
             }
         });
         (url, served)
+    }
+
+    /// An upstream that keeps connections alive and serves any number of requests on each;
+    /// it counts the connections it accepted.
+    async fn keep_alive_upstream() -> (String, std::sync::Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let connections = std::sync::Arc::new(AtomicU64::new(0));
+        let count = std::sync::Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut got: Vec<u8> = Vec::new();
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        // one request: headers, then a Content-Length body
+                        let (end, len) = loop {
+                            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                                let head =
+                                    String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                                let len: usize = head
+                                    .lines()
+                                    .find_map(|l| l.strip_prefix("content-length:"))
+                                    .map_or(0, |v| v.trim().parse().unwrap());
+                                if got.len() >= end + 4 + len {
+                                    break (end, len);
+                                }
+                            }
+                            let n = stream.read(&mut buf).await.unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            got.extend_from_slice(&buf[..n]);
+                        };
+                        let request: Value =
+                            serde_json::from_slice(&got[end + 4..end + 4 + len]).unwrap();
+                        got.drain(..end + 4 + len);
+                        let body = json!({"jsonrpc": "2.0", "id": request["id"], "result": {
+                            "content": [{"type": "text", "text": request["params"]["arguments"]["text"]}]
+                        }})
+                        .to_string();
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, connections)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_reuse_kept_alive_connections_and_each_gets_its_own_answer() {
+        let (url, connections) = keep_alive_upstream().await;
+        let lean =
+            std::sync::Arc::new(LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap());
+        if !matches!(lean.way, Way::Raw(_)) {
+            return; // a proxy is configured: reqwest pools its own way
+        }
+        for i in 0..20 {
+            let text = format!("one after another {i}");
+            let result = lean.call("echo", &args(&text)).await.unwrap();
+            assert_eq!(result["content"][0]["text"], json!(text));
+        }
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            1,
+            "one connection, kept alive"
+        );
+        let calls = (0..16).map(|client| {
+            let lean = std::sync::Arc::clone(&lean);
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let text = format!("client {client} call {i}");
+                    let result = lean.call("echo", &args(&text)).await.unwrap();
+                    assert_eq!(result["content"][0]["text"], json!(text));
+                }
+            })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            call.await.unwrap();
+        }
+        let opened = connections.load(Ordering::SeqCst);
+        assert!(
+            opened <= 17,
+            "{opened} connections for 16 concurrent clients"
+        );
     }
 
     fn args(text: &str) -> Map<String, Value> {
