@@ -35,6 +35,8 @@ pub(super) enum Native {
     Not(Box<Self>),
     /// `x in [literal, ...]`.
     In(Box<Self>, Vec<Scalar>),
+    /// `size(args.A...)` or `args.A....size()`: characters of a string, items of a list or map.
+    Size(Vec<String>),
 }
 
 /// A comparison operator.
@@ -109,6 +111,14 @@ impl Native {
                 Some(Self::Has(path, select.field.clone()))
             }
             Expr::Select(_) => arg_path(expr).map(Native::Arg),
+            Expr::Call(call) if call.func_name == "size" => {
+                let of = match (&call.target, call.args.as_slice()) {
+                    (None, [of]) => of,
+                    (Some(of), []) => of,
+                    _ => return None,
+                };
+                arg_path(of).map(Native::Size)
+            }
             Expr::Call(call) if call.target.is_none() => match call.args.as_slice() {
                 [only] if call.func_name == operators::LOGICAL_NOT => {
                     Some(Self::Not(Box::new(Self::compile(only)?)))
@@ -217,6 +227,15 @@ impl Native {
                     Op::Ge => compare(l, r)? != Ordering::Less,
                 };
                 Some(Val::Bool(holds))
+            }
+            Self::Size(path) => {
+                let n = match lookup(args, path)? {
+                    Value::String(s) => s.chars().count(),
+                    Value::Array(a) => a.len(),
+                    Value::Object(o) => o.len(),
+                    _ => return None,
+                };
+                i64::try_from(n).ok().map(Val::Int)
             }
             Self::In(needle, items) => {
                 let needle = needle.eval(args)?;
@@ -372,7 +391,7 @@ mod tests {
     ];
 
     fn value(rng: &mut Rng) -> Value {
-        match rng.below(16) {
+        match rng.below(17) {
             0 => json!(0),
             1 => json!(500),
             2 => json!(501),
@@ -387,6 +406,7 @@ mod tests {
             11 => json!(true),
             12 => json!(null),
             13 => json!([1, "EUR"]),
+            15 => json!("ä€𝄞"),
             14 => json!({"x": 1}),
             _ => json!(-0.0),
         }
@@ -412,10 +432,11 @@ mod tests {
     }
 
     fn atom(rng: &mut Rng) -> String {
-        if rng.below(2) == 0 {
-            (*rng.pick(FIELDS)).to_owned()
-        } else {
-            (*rng.pick(LITERALS)).to_owned()
+        match rng.below(6) {
+            0..=1 => (*rng.pick(FIELDS)).to_owned(),
+            2 => format!("size({})", rng.pick(FIELDS)),
+            3 => format!("{}.size()", rng.pick(FIELDS)),
+            _ => (*rng.pick(LITERALS)).to_owned(),
         }
     }
 
@@ -487,12 +508,13 @@ mod tests {
             "!has(args.force) || args.force == false",
             "args.customer.tier != 'vip' && args.amount >= -1.5",
             "args.amount",
+            "size(args.text) <= 1000 && args.items.size() > 0",
         ] {
             assert!(Condition::compile(source).unwrap().is_native(), "{source}");
         }
         for source in [
             "args.to.endsWith('@example.com')",
-            "size(args.items) < 10",
+            "size('abc') < 10",
             "args.amount * 2 < 100",
             "args.items.all(i, i > 0)",
             "args.currency in args.allowed",
