@@ -1,6 +1,6 @@
 //! The record: verify passes on an honest log and locates each kind of tampering; a crash loses nothing acknowledged.
 
-use crate::support::{Remit, STANDARD, sqlite_exec};
+use crate::support::{Remit, STANDARD, seqs_of, sqlite_exec};
 use serde_json::{Value, json};
 
 fn busy_log(r: &Remit) {
@@ -139,14 +139,7 @@ fn a_log_of_many_pages_is_read_to_its_end_and_past_a_gap() {
     );
     let (code, out) = audit_in_pages_of_3(&r, &["export", "--format", "jsonl"]);
     assert_eq!(code, 0, "{out}");
-    let seqs: Vec<u64> = out
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["seq"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let seqs = seqs_of(&out);
     let want: Vec<u64> = (0..size as u64)
         .filter(|s| *s != 4 && !(6..=8).contains(s))
         .collect();

@@ -1,7 +1,7 @@
 //! Two `remit serve` processes on one PostgreSQL store share budgets, the kill switch and one audit log.
 
-use crate::support::{OTHER_TOKEN, Remit, TOKEN, fresh_postgres};
-use serde_json::{Value, json};
+use crate::support::{OTHER_TOKEN, Remit, TOKEN, fresh_postgres, seqs_of};
+use serde_json::json;
 
 fn register_on(url: &str, key: &std::path::Path, port: u16) -> String {
     crate::support::register(crate::support::STANDARD, port).replace(
@@ -58,14 +58,7 @@ fn two_replicas_on_postgres_share_budgets_freezes_and_one_log() {
     let (code, out, err) = b.audit(&["verify"]);
     assert_eq!(code, 0, "{out}{err}");
     let (_, export, _) = a.audit(&["export", "--format", "jsonl"]);
-    let seqs: Vec<u64> = export
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["seq"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let seqs = seqs_of(&export);
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
     let _ = TOKEN;
 }

@@ -328,6 +328,18 @@ impl Drop for Remit {
     }
 }
 
+/// The sequence numbers of the events in `remit audit export --format jsonl` output, in order.
+pub(crate) fn seqs_of(export: &str) -> Vec<u64> {
+    export
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
 /// The JSON-RPC message of a response body, whether plain JSON or one SSE event.
 pub(crate) fn parse_jsonrpc(text: &str) -> Value {
     if let Ok(v) = serde_json::from_str::<Value>(text) {
