@@ -473,14 +473,16 @@ fn remit_with_echo(name: &str, keys: &str, tool: &str) -> Remit {
 /// As [`remit_with_echo`], with the action at `tier`.
 fn remit_with_echo_as(name: &str, keys: &str, tool: &str, tier: &str) -> Remit {
     let addr = echo_upstream();
-    Remit::start_with(|port| {
+    let r = Remit::start_with(|port| {
         crate::support::register(STANDARD, port).replace(
             "[upstreams.billing]",
             &format!(
                 "[upstreams.{name}]\nurl = \"http://{addr}/mcp\"\n{keys}\n[actions.\"{name}.{tool}\"]\nagents = [\"support-bot\"]\ntier = \"{tier}\"\n\n[upstreams.billing]"
             ),
         )
-    })
+    });
+    r.wait_for_upstream(name);
+    r
 }
 
 /// The echo fixture over HTTP on a free port, on a thread of its own; its address.

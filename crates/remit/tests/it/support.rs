@@ -153,6 +153,30 @@ impl Remit {
     }
 
     /// The health document.
+    /// Waits until the upstream `name` is connected and lists its tools (`spawn` waits only
+    /// for the first one; another may still be connecting, or retrying a first attempt).
+    pub(crate) fn wait_for_upstream(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let health = self.health();
+            let ready = health["upstreams"].as_array().is_some_and(|all| {
+                all.iter().any(|u| {
+                    u["upstream"] == name
+                        && u["up"] == json!(true)
+                        && u["tools"].as_u64().unwrap_or(0) > 0
+                })
+            });
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "upstream `{name}` did not come up: {health}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub(crate) fn health(&self) -> Value {
         self.client
             .get(self.url("/health"))
