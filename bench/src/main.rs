@@ -20,6 +20,7 @@
 )]
 
 mod client;
+mod disk;
 mod procs;
 
 use anyhow::{Context, bail};
@@ -47,6 +48,18 @@ enum Cmd {
     Load(LoadArgs),
     /// Start the echo upstream and remit, print their addresses and pids, and keep them up a while.
     Serve(ServeArgs),
+    /// Measure the disk's floor: one WAL-sized write + fsync, back to back and after idle gaps.
+    Disk(DiskArgs),
+}
+
+#[derive(Debug, Args)]
+struct DiskArgs {
+    /// The directory to write in: the store's disk (default: `bench/out`).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Seconds per gap.
+    #[arg(long, default_value_t = 3.0)]
+    secs: f64,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +136,9 @@ struct LoadArgs {
     /// Longest the run may take.
     #[arg(long, default_value_t = 600)]
     limit_secs: u64,
+    /// Write each call's latency in µs to this file, one per line, in each client's call order.
+    #[arg(long)]
+    latencies: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -139,6 +155,7 @@ fn main() -> anyhow::Result<()> {
                     Cmd::All(args) => all(args).await,
                     Cmd::Load(args) => load(args).await,
                     Cmd::Serve(args) => serve(args).await,
+                    Cmd::Disk(args) => disk(args),
                 }
             } => done,
             signal = stopped() => {
@@ -156,6 +173,21 @@ async fn stopped() -> anyhow::Result<()> {
         r = tokio::signal::ctrl_c() => r?,
         _ = term.recv() => {}
     }
+    Ok(())
+}
+
+fn disk(args: DiskArgs) -> anyhow::Result<()> {
+    let dir = args
+        .dir
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("out"));
+    std::fs::create_dir_all(&dir)?;
+    let gaps = [0, 100, 300, 1_000].map(Duration::from_micros);
+    let floors = disk::measure(&dir, &gaps, args.secs)?;
+    println!(
+        "## The disk's floor: one call's WAL commit (2 × 4,120 bytes appended, then fsync) in `{}`\n\n{}",
+        dir.display(),
+        disk::table(&floors)
+    );
     Ok(())
 }
 
@@ -209,6 +241,14 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     )
     .await?;
     let cpu = cpu_before.until(Ticks::now(std::process::id(), std::process::id())?);
+    if let Some(path) = &args.latencies {
+        let lines: String = round
+            .latencies
+            .iter()
+            .map(|ns| format!("{:.1}\n", *ns as f64 / 1e3))
+            .collect();
+        std::fs::write(path, lines)?;
+    }
     let mut lat = round.latencies.clone();
     lat.sort_unstable();
     println!(

@@ -469,7 +469,10 @@ impl Gateway {
         let write_ahead = action.tier != Tier::Read;
         if write_ahead {
             let events = trail.take_pending();
-            self.store.append(events).await.map_err(Refusal::from)?;
+            self.store
+                .append_ahead(events)
+                .await
+                .map_err(Refusal::from)?;
         }
         // 6 execute, exactly once; not at all if the caller has gone: nobody would get the answer
         let cleared = Cleared {

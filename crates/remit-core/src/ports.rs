@@ -112,6 +112,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Returns only once the events are committed (fsync'd on SQLite). Each event's
     /// `leaf_hash` is `audit::tree::leaf_hash(&event.canonical())`.
     async fn append(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError>;
+    /// Appends, as [`Store::append`], the events a call must have on disk before it runs.
+    ///
+    /// While it waits, the caller's task stays free to notice that its client has gone (a
+    /// store may commit a plain `append` on the caller's own thread instead).
+    async fn append_ahead(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError> {
+        self.append(events).await
+    }
     /// Events with `seq` in `from..from+limit`, in order.
     async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError>;
     /// The `(seq, leaf_hash)` of events with `seq` in `from..from+limit`, in order, without their bodies.

@@ -9,7 +9,15 @@ macro_rules! store_over_pools {
         #[async_trait::async_trait]
         impl Store for $store {
             async fn append(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError> {
-                self.writer.append(events).await
+                self.writer
+                    .append(events, crate::writer::Commit::MayRunHere)
+                    .await
+            }
+
+            async fn append_ahead(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError> {
+                self.writer
+                    .append(events, crate::writer::Commit::Awaited)
+                    .await
             }
 
             async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError> {

@@ -81,8 +81,32 @@ impl Job {
 /// The handle callers queue jobs on; clones share one writer (a task or a thread).
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
-    jobs: mpsc::Sender<Job>,
+    route: Route,
     closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Where a job goes: a writer task's queue, or a committer a caller may run itself.
+#[derive(Clone, Debug)]
+enum Route {
+    Task(mpsc::Sender<Job>),
+    Direct(std::sync::Arc<dyn Submit>),
+}
+
+/// A writer that takes jobs without waiting: it commits them now or queues them for later.
+pub(crate) trait Submit: Send + Sync + std::fmt::Debug + 'static {
+    /// Commits `job` on the caller's thread, or queues it for the commit in progress to take.
+    fn submit(&self, job: Job);
+    /// Queues `job` for the writer's own thread; the caller awaits its reply.
+    fn queue(&self, job: Job);
+}
+
+/// Where an append may be committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// On the caller's thread when the writer is idle (its task cannot notice a hang-up meanwhile).
+    MayRunHere,
+    /// By the writer, while the caller's task awaits the answer.
+    Awaited,
 }
 
 impl Writer {
@@ -91,25 +115,17 @@ impl Writer {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(run(queue, ledger));
         Self {
-            jobs,
+            route: Route::Task(jobs),
             closed: std::sync::Arc::default(),
         }
     }
 
-    /// Starts `run` on a thread of its own, draining the queue; it ends when the last handle drops.
-    pub(crate) fn start_thread(
-        name: &str,
-        run: impl FnOnce(mpsc::Receiver<Job>) + Send + 'static,
-    ) -> Result<Self, StoreError> {
-        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || run(queue))
-            .map_err(|e| StoreError::unavailable(format!("cannot start the audit writer: {e}")))?;
-        Ok(Self {
-            jobs,
+    /// A writer whose jobs go to `submit`, which answers each job's reply itself.
+    pub(crate) fn direct(submit: std::sync::Arc<dyn Submit>) -> Self {
+        Self {
+            route: Route::Direct(submit),
             closed: std::sync::Arc::default(),
-        })
+        }
     }
 
     /// Refuses every later append and charge, in every clone.
@@ -118,7 +134,11 @@ impl Writer {
     }
 
     /// Appends events durably; returns their seqs once committed.
-    pub(crate) async fn append(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError> {
+    pub(crate) async fn append(
+        &self,
+        events: Vec<Event>,
+        commit: Commit,
+    ) -> Result<Vec<u64>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -127,7 +147,7 @@ impl Writer {
             .map(EventRow::new)
             .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Append { rows, reply }).await?;
+        self.send(Job::Append { rows, reply }, commit).await?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -142,24 +162,37 @@ impl Writer {
         }
         budget::check_charges(charges)?;
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Charge {
-            charges: charges.to_vec(),
-            now_ms,
-            reply,
-        })
+        self.send(
+            Job::Charge {
+                charges: charges.to_vec(),
+                now_ms,
+                reply,
+            },
+            Commit::Awaited,
+        )
         .await?;
         answer.await.map_err(|_| stopped())?
     }
 
-    async fn send(&self, job: Job) -> Result<(), StoreError> {
+    async fn send(&self, job: Job, commit: Commit) -> Result<(), StoreError> {
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::unavailable("the store is closed"));
         }
-        self.jobs.send(job).await.map_err(|_| stopped())
+        match &self.route {
+            Route::Task(jobs) => jobs.send(job).await.map_err(|_| stopped()),
+            Route::Direct(submit) => {
+                match commit {
+                    Commit::MayRunHere => submit.submit(job),
+                    Commit::Awaited => submit.queue(job),
+                }
+                Ok(())
+            }
+        }
     }
 }
 
-fn stopped() -> StoreError {
+/// The error of a job whose writer has gone.
+pub(crate) fn stopped() -> StoreError {
     StoreError::unavailable("the audit writer has stopped")
 }
 

@@ -1,0 +1,98 @@
+//! The disk's floor: how long one durable write takes, back to back and after short idle gaps.
+//!
+//! remit makes every call's audit events durable before it answers, so no call can be
+//! faster than one durable write on the store's disk. This measures that write on its
+//! own, shaped like a SQLite WAL commit of one call (two 4,120-byte frames appended,
+//! then `fsync`, as SQLite does with `synchronous=FULL`), first back to back and then
+//! with the idle gap that one client's calls leave between commits. Some virtual disks
+//! answer a flush that follows an idle moment many times slower than one in a stream.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// One WAL frame: a 24-byte header and a 4,096-byte page.
+const FRAME: usize = 24 + 4_096;
+
+/// Where the file wraps, as a WAL does after a checkpoint (SQLite's default is 1,000 pages).
+const WRAP: u64 = 4 * 1024 * 1024;
+
+/// Durable-write latencies for one idle gap.
+#[derive(Debug)]
+pub(crate) struct Floor {
+    /// The idle gap asked for between writes.
+    pub(crate) gap: Duration,
+    /// Writes measured.
+    pub(crate) writes: usize,
+    /// Median, 90th and 99th percentile of write + fsync, in µs.
+    pub(crate) p50_us: f64,
+    pub(crate) p90_us: f64,
+    pub(crate) p99_us: f64,
+}
+
+/// Measures write + fsync in `dir` for `secs` seconds per gap.
+pub(crate) fn measure(dir: &Path, gaps: &[Duration], secs: f64) -> anyhow::Result<Vec<Floor>> {
+    let path = dir.join("remit-bench-disk.bin");
+    let frames = vec![0x5a_u8; 2 * FRAME];
+    let mut out = Vec::new();
+    for &gap in gaps {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
+        let mut offset = 32;
+        let mut took = Vec::new();
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        while Instant::now() < until {
+            let t = Instant::now();
+            file.write_all_at(&frames, offset)?;
+            file.sync_all()?;
+            took.push(t.elapsed().as_secs_f64() * 1e6);
+            offset += frames.len() as u64;
+            if offset > WRAP {
+                offset = 32;
+            }
+            if !gap.is_zero() {
+                std::thread::sleep(gap);
+            }
+        }
+        took.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let i = ((took.len() as f64 * q) as usize).min(took.len().saturating_sub(1));
+            took.get(i).copied().unwrap_or(f64::NAN)
+        };
+        out.push(Floor {
+            gap,
+            writes: took.len(),
+            p50_us: at(0.50),
+            p90_us: at(0.90),
+            p99_us: at(0.99),
+        });
+    }
+    std::fs::remove_file(&path)?;
+    Ok(out)
+}
+
+/// The measurements as a markdown table.
+pub(crate) fn table(floors: &[Floor]) -> String {
+    let mut s = String::from(
+        "| idle gap before each write | writes | p50 | p90 | p99 |\n|---|---|---|---|---|\n",
+    );
+    for f in floors {
+        s += &format!(
+            "| {} | {} | {:.0} µs | {:.0} µs | {:.0} µs |\n",
+            if f.gap.is_zero() {
+                "none (back to back)".to_owned()
+            } else {
+                format!("{} µs", f.gap.as_micros())
+            },
+            f.writes,
+            f.p50_us,
+            f.p90_us,
+            f.p99_us
+        );
+    }
+    s
+}
