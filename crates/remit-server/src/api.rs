@@ -1,5 +1,6 @@
 //! The HTTP service: `/mcp` behind its guard, `POST /v1/calls`, `/v1/openapi.json`, `/health`.
 
+use crate::auth_limit::{AuthFailures, Peer};
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,6 +14,7 @@ use remit_core::wire::check_strict_json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use utoipa::{OpenApi, ToSchema};
 
 #[derive(Clone)]
@@ -21,6 +23,7 @@ struct AppState {
     upstreams: Arc<remit_mcp::McpUpstreams>,
     max_body: usize,
     short_way: Arc<remit_mcp::ShortWay>,
+    auth_failures: Arc<AuthFailures>,
 }
 
 /// The OpenAPI document of `/v1`.
@@ -76,6 +79,7 @@ pub fn app(runtime: &crate::Runtime) -> App {
         upstreams: Arc::clone(&runtime.upstreams),
         max_body,
         short_way: Arc::new(remit_mcp::ShortWay::new(&hosts)),
+        auth_failures: Arc::default(),
     };
     let mcp = remit_mcp::http_service(Arc::clone(&gateway), hosts);
     let router = Router::new()
@@ -156,16 +160,44 @@ fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
     resp
 }
 
+/// What an address over its limit of failed authentications is told.
+fn too_many_failures(wait: Duration) -> String {
+    format!(
+        "too many requests without a valid agent credential from this address; \
+         retry in {} s with `Authorization: Bearer <token>`",
+        wait.as_secs().max(1)
+    )
+}
+
+/// `resp` with a `Retry-After` of `wait`, in whole seconds (at least one).
+fn retry_after(wait: Duration, mut resp: Response) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
+    resp
+}
+
 /// Before rmcp sees a request on `/mcp`: size limit, strict JSON (no duplicate keys), agent token;
 /// a plain stateless `tools/call` is answered here, the rest by rmcp.
 async fn guard_mcp(app: &AppInner, req: Request) -> Response {
     let state = &app.state;
     if state.gateway.authenticate(&bearer(req.headers())).is_err() {
-        return jsonrpc_error(
-            StatusCode::UNAUTHORIZED,
-            -32001,
-            "no valid agent credential; send `Authorization: Bearer <token>`",
-        );
+        let peer = req.extensions().get::<Peer>().map(|p| p.0);
+        return match state.auth_failures.failed(peer, Instant::now()) {
+            None => jsonrpc_error(
+                StatusCode::UNAUTHORIZED,
+                -32001,
+                "no valid agent credential; send `Authorization: Bearer <token>`",
+            ),
+            Some(wait) => retry_after(
+                wait,
+                jsonrpc_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    -32001,
+                    &too_many_failures(wait),
+                ),
+            ),
+        };
     }
     if req.method() != axum::http::Method::POST {
         return forward(app, req).await;
@@ -294,15 +326,30 @@ fn refusal_status(r: &Refusal) -> StatusCode {
         (status = 403, description = "outside the agent's remit, a condition is false, or frozen", body = ApiError),
         (status = 413, description = "body too large", body = ApiError),
         (status = 422, description = "arguments fail validation", body = ApiError),
-        (status = 429, description = "a budget is exhausted", body = ApiError),
+        (status = 429, description = "a budget is exhausted, or this address sent too many requests without a valid agent token (`Retry-After` says when to retry)", body = ApiError),
         (status = 502, description = "cleared, but the upstream or the audit failed; may or may not have run", body = ApiError),
         (status = 503, description = "remit could not decide safely; nothing ran", body = ApiError),
     )
 )]
-async fn post_call(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn post_call(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let credential = bearer(&headers);
     // as on `/mcp`: no body is read for a caller who is nobody's agent
     if state.gateway.authenticate(&credential).is_err() {
+        let peer = peer.map(|axum::Extension(p)| p.0);
+        if let Some(wait) = state.auth_failures.failed(peer, Instant::now()) {
+            let refused = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                "unauthenticated",
+                too_many_failures(wait),
+            );
+            return retry_after(wait, refused);
+        }
         let refusal = Refusal::Unauthenticated;
         return error(
             refusal_status(&refusal),

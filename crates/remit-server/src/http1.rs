@@ -6,6 +6,7 @@
 //! connection.
 
 use crate::api::App;
+use crate::auth_limit::Peer;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -23,7 +24,7 @@ pub async fn serve(listener: TcpListener, app: App, until: impl Future<Output = 
     let (stop, stopped) = watch::channel(false);
     tokio::pin!(until);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut until => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -41,7 +42,9 @@ pub async fn serve(listener: TcpListener, app: App, until: impl Future<Output = 
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let mut app = app.clone();
-                app.call(request.map(Body::new))
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(Peer(peer));
+                app.call(request)
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

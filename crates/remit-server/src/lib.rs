@@ -7,6 +7,7 @@
 //!   `/v1/openapi.json`, `/health`.
 
 mod api;
+mod auth_limit;
 mod http1;
 mod runtime;
 

@@ -211,6 +211,60 @@ fn no_token_or_a_wrong_token_is_unauthenticated() {
     assert_eq!(stages, [&json!("started")], "{events:?}");
 }
 
+/// An address that keeps failing authentication is answered 429 with `Retry-After` after a
+/// burst of 20 failures, on `/v1/calls` and `/mcp` alike; an agent with a valid token from
+/// the same address is not held back, and the address gets a failure back each second.
+#[test]
+fn an_address_that_keeps_failing_authentication_is_slowed_down_and_valid_agents_are_not() {
+    let r = Remit::start(STANDARD);
+    for i in 0..20 {
+        let status = if i % 2 == 0 {
+            r.call_as("guess", "billing.get_customer", &json!({ "id": "cus_001" }))
+                .0
+        } else {
+            r.mcp("guess", "tools/list", json!({})).0
+        };
+        assert_eq!(status, 401, "failure {i} of the burst");
+    }
+    let refused = reqwest::blocking::Client::new()
+        .post(r.url("/v1/calls"))
+        .bearer_auth("guess")
+        .json(&json!({ "tool": "billing.get_customer", "arguments": { "id": "cus_001" } }))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().unwrap();
+    assert_eq!(body["code"], "unauthenticated", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many requests without a valid agent credential"),
+        "{body}"
+    );
+    let (status, body) = r.mcp("guess", "tools/list", json!({}));
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], -32001, "{body}");
+    // the agent with a valid token, from the same address, is served as ever
+    let (status, body) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = r.mcp(TOKEN, "tools/list", json!({}));
+    assert_eq!(status, 200, "{body}");
+    // one failure comes back per second
+    std::thread::sleep(Duration::from_millis(1_100));
+    let (status, _) = r.mcp("guess", "tools/list", json!({}));
+    assert_eq!(status, 401);
+    // nothing of it is an agent's action: the audit holds the start and the valid call
+    let events = r.events();
+    assert!(
+        events
+            .iter()
+            .all(|l| l["event"]["stage"] == "started" || l["event"]["agent"] == "support-bot"),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn freeze_takes_effect_within_a_second_and_is_recorded() {
     let r = Remit::start(STANDARD);
