@@ -76,6 +76,9 @@ struct ServeArgs {
     /// TOML lines added to the `echo.echo` action, e.g. `budget = [{ count = 1000000000, per = "1h" }]`.
     #[arg(long)]
     action: Option<String>,
+    /// remit's store URL, e.g. `postgres://postgres@127.0.0.1:5432/remit_bench_verify`.
+    #[arg(long, default_value = procs::SQLITE_STORE)]
+    store: String,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +214,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &work.join("remit"),
         echo_addr,
         &env,
+        &args.store,
         "read",
         args.action.as_deref().unwrap_or_default(),
     )
@@ -386,8 +390,16 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
         remit: None,
         note: String::new(),
     }];
-    let (proc, addr) =
-        procs::start_remit(&remit_bin, &work.join("remit"), echo_addr, &[], "read", "").await?;
+    let (proc, addr) = procs::start_remit(
+        &remit_bin,
+        &work.join("remit"),
+        echo_addr,
+        &[],
+        procs::SQLITE_STORE,
+        "read",
+        "",
+    )
+    .await?;
     legs.push(Leg {
         target: Target::new("remit", addr, "echo.echo", Some(procs::TOKEN))?,
         remit: Some(proc),
@@ -408,6 +420,7 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
             &work.join("remit-quiet"),
             echo_addr,
             &env,
+            procs::SQLITE_STORE,
             &args.variant_tier,
             "",
         )

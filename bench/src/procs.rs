@@ -86,10 +86,14 @@ pub(crate) fn start_echo(bin: &Path, log: &Path) -> anyhow::Result<(Proc, Socket
     Ok((proc, addr))
 }
 
+/// The store of the bench's remit unless told otherwise: a SQLite file next to its register.
+pub(crate) const SQLITE_STORE: &str = "sqlite://remit.db";
+
 /// The register remit serves in the bench: its one action at `tier`, with `extra` appended (e.g. a budget).
 pub(crate) fn register(
     listen: SocketAddr,
     upstream: SocketAddr,
+    store: &str,
     tier: &str,
     extra: &str,
 ) -> String {
@@ -97,7 +101,7 @@ pub(crate) fn register(
         r#"# Written by remit-bench: one agent, one action with a CEL condition, on the echo upstream.
 [gateway]
 listen = "{listen}"
-store = "sqlite://remit.db"
+store = "{store}"
 audit_key = "remit-audit.key"
 audit_origin = "remit-bench"
 
@@ -122,13 +126,14 @@ pub(crate) async fn start_remit(
     dir: &Path,
     upstream: SocketAddr,
     env: &[(&str, &str)],
+    store: &str,
     tier: &str,
     extra: &str,
 ) -> anyhow::Result<(Proc, SocketAddr)> {
     std::fs::create_dir_all(dir)?;
     let listen = free_port()?;
     let file = dir.join("remit.toml");
-    std::fs::write(&file, register(listen, upstream, tier, extra))?;
+    std::fs::write(&file, register(listen, upstream, store, tier, extra))?;
     let log = std::fs::File::create(dir.join("remit.log"))?;
     let child = Command::new(bin)
         .arg("--register")
