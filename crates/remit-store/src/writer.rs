@@ -5,6 +5,10 @@
 //! queued (up to [`MAX_BATCH_EVENTS`]), hands the lot to the backend's [`Ledger`] as one
 //! transaction, and answers each caller once the commit returned. If the commit fails,
 //! every caller of the batch gets the error: nothing of the batch is visible.
+//!
+//! That is the writer task, PostgreSQL's. SQLite's writer ([`Submit`], in
+//! `sqlite_writer`) lets a caller that finds it idle commit on its own thread, and keeps
+//! a thread for what queues meanwhile; [`Commit`] says which appends may do that.
 
 use crate::budget;
 use crate::error::repeat;
@@ -191,8 +195,7 @@ impl Writer {
     }
 }
 
-/// The error of a job whose writer has gone.
-pub(crate) fn stopped() -> StoreError {
+fn stopped() -> StoreError {
     StoreError::unavailable("the audit writer has stopped")
 }
 
