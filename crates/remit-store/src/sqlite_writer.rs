@@ -421,6 +421,26 @@ mod tests {
             .expect("an idle writer answers before submit returns")
     }
 
+    /// Submits jobs of `sizes` events while a commit is in progress (they queue), then ends
+    /// that commit as `Leading` does, handing the queue to the thread; their answers.
+    fn submitted_during_a_commit(
+        committer: &Committer,
+        sizes: &[usize],
+    ) -> Vec<oneshot::Receiver<Result<Vec<u64>, StoreError>>> {
+        committer.0.state().busy = true;
+        let answers: Vec<_> = sizes
+            .iter()
+            .map(|&n| {
+                let (job, answer) = append(n);
+                committer.submit(job);
+                answer
+            })
+            .collect();
+        assert_eq!(committer.0.state().jobs.len(), sizes.len(), "they queued");
+        drop(Leading(&committer.0));
+        answers
+    }
+
     /// Waits (at most a second) for the thread to finish the queue it was handed.
     async fn until_idle(committer: &Committer) {
         for _ in 0..100 {
@@ -446,19 +466,7 @@ mod tests {
     async fn jobs_queued_during_a_commit_are_committed_by_the_thread_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let committer = committer(&dir, Duration::from_secs(5)).await;
-        // a commit in progress (as a caller's would be): new jobs queue
-        committer.0.state().busy = true;
-        let answers: Vec<_> = [2, 1, 3]
-            .into_iter()
-            .map(|n| {
-                let (job, answer) = append(n);
-                committer.submit(job);
-                answer
-            })
-            .collect();
-        assert_eq!(committer.0.state().jobs.len(), 3);
-        // the commit ends (as `Leading` ends it) and hands the queue over
-        drop(Leading(&committer.0));
+        let answers = submitted_during_a_commit(&committer, &[2, 1, 3]);
         let mut seqs = Vec::new();
         for answer in answers {
             seqs.push(answer.await.unwrap().unwrap());
@@ -496,13 +504,7 @@ mod tests {
                  WHEN NEW.call = 'call_3_2' BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
             )
             .unwrap();
-        committer.0.state().busy = true;
-        let (first, first_answer) = append(2);
-        let (poisoned, poisoned_answer) = append(3);
-        committer.submit(first);
-        committer.submit(poisoned);
-        drop(Leading(&committer.0));
-        for answer in [first_answer, poisoned_answer] {
+        for answer in submitted_during_a_commit(&committer, &[2, 3]) {
             let refused = answer.await.unwrap().unwrap_err();
             assert!(refused.to_string().contains("poisoned"), "{refused}");
         }
@@ -517,9 +519,7 @@ mod tests {
         let (job, answer) = append(2);
         committer.queue(job);
         assert_eq!(answer.await.unwrap().unwrap(), vec![0, 1]);
-        let (job, mut answer) = append(1);
         until_idle(&committer).await;
-        committer.submit(job);
-        assert_eq!(answer.try_recv().unwrap().unwrap(), vec![2]);
+        assert_eq!(commit_here(&committer, 1).unwrap(), vec![2]);
     }
 }
