@@ -7,6 +7,7 @@
 
 use crate::api::App;
 use crate::auth_limit::Peer;
+use crate::repoll::Repoll;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -39,7 +40,9 @@ pub async fn serve(listener: TcpListener, app: App, until: impl Future<Output = 
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let mut stopped = stopped.clone();
-        tokio::spawn(async move {
+        // the connection's own wakes (a request body read, an upstream answer read on the
+        // same task) must not send it through the run queue to the other worker
+        tokio::spawn(Repoll::new(async move {
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let mut app = app.clone();
                 let mut request = request.map(Body::new);
@@ -62,7 +65,7 @@ pub async fn serve(listener: TcpListener, app: App, until: impl Future<Output = 
             }
             conn.as_mut().graceful_shutdown();
             let _: Result<(), hyper::Error> = conn.await;
-        });
+        }));
     }
     drop(listener);
     drop(stopped);

@@ -9,6 +9,7 @@
 mod api;
 mod auth_limit;
 mod http1;
+mod repoll;
 mod runtime;
 
 pub use api::{ApiDoc, ApiError, App, CallRequest, CallResponse, Health, app};
