@@ -22,6 +22,7 @@
 mod client;
 mod disk;
 mod procs;
+mod relay;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -50,6 +51,15 @@ enum Cmd {
     Serve(ServeArgs),
     /// Measure the disk's floor: one WAL-sized write + fsync, back to back and after idle gaps.
     Disk(DiskArgs),
+    /// Relay TCP connections to an address, copying bytes (the floor of any proxy; `all --relay`).
+    Relay(RelayArgs),
+}
+
+#[derive(Debug, Args)]
+struct RelayArgs {
+    /// Where to relay to (`HOST:PORT`).
+    #[arg(long)]
+    to: SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +114,9 @@ struct AllArgs {
     /// Also run a second remit with `REMIT_LOG=warn`, to show what the default `info` logging costs.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     quiet_variant: bool,
+    /// Also measure a raw TCP relay in front of the echo upstream (no HTTP, no audit): the floor of any proxy here.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    relay: bool,
     /// The environment of the second remit, `KEY=VALUE` (repeat; default `REMIT_LOG=warn`).
     #[arg(long = "variant-env", default_value = "REMIT_LOG=warn")]
     variant_env: Vec<String>,
@@ -146,6 +159,9 @@ struct LoadArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Cmd::Relay(args) = &cli.command {
+        return relay::run(args.to);
+    }
     // The client is one thread: lean, and it leaves the second core to the servers.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -159,6 +175,7 @@ fn main() -> anyhow::Result<()> {
                     Cmd::Load(args) => load(args).await,
                     Cmd::Serve(args) => serve(args).await,
                     Cmd::Disk(args) => disk(args),
+                    Cmd::Relay(_) => unreachable!("served above, on a runtime of its own"),
                 }
             } => done,
             signal = stopped() => {
@@ -441,6 +458,17 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
             target: Target::new("remit-quiet", addr, "echo.echo", Some(procs::TOKEN))?,
             remit: Some(proc),
             note,
+        });
+    }
+    if args.relay {
+        let (proc, addr) =
+            procs::start_relay(&sibling("remit-bench")?, echo_addr, &work.join("relay.log"))?;
+        legs.push(Leg {
+            target: Target::new("tcp-relay", addr, "echo", None)?,
+            remit: Some(proc),
+            note: "a raw TCP relay (`remit-bench relay`): copies bytes, no HTTP, no policy, no audit; \
+                   the floor of any gateway's cost on this machine, not a target"
+                .to_owned(),
         });
     }
     for leg in &legs {

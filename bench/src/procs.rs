@@ -58,32 +58,62 @@ pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Starts `remit-billing --echo --http 127.0.0.1:0` and reads the address it listens on.
 pub(crate) fn start_echo(bin: &Path, log: &Path) -> anyhow::Result<(Proc, SocketAddr)> {
+    let (proc, first) = start_announcing(
+        bin,
+        &["--echo", "--http", "127.0.0.1:0"],
+        "echo upstream",
+        log,
+    )?;
+    let addr = first
+        .strip_prefix("listening on http://")
+        .and_then(|rest| rest.strip_suffix("/mcp"))
+        .with_context(|| format!("unexpected first line from the echo server: {first}"))?
+        .parse()?;
+    Ok((proc, addr))
+}
+
+/// Starts `remit-bench relay --to UPSTREAM` and reads the address it listens on.
+pub(crate) fn start_relay(
+    bin: &Path,
+    upstream: SocketAddr,
+    log: &Path,
+) -> anyhow::Result<(Proc, SocketAddr)> {
+    let to = upstream.to_string();
+    let (proc, first) = start_announcing(bin, &["relay", "--to", &to], "TCP relay", log)?;
+    let addr = first
+        .strip_prefix("listening on ")
+        .with_context(|| format!("unexpected first line from the relay: {first}"))?
+        .parse()?;
+    Ok((proc, addr))
+}
+
+/// Starts `bin ARGS`, returns its first line on stderr and copies the rest to `log`.
+fn start_announcing(
+    bin: &Path,
+    args: &[&str],
+    name: &'static str,
+    log: &Path,
+) -> anyhow::Result<(Proc, String)> {
     let mut child = Command::new(bin)
-        .args(["--echo", "--http", "127.0.0.1:0"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let stderr = child.stderr.take().context("no stderr")?;
-    let proc = Proc {
-        child,
-        name: "echo upstream",
-    };
+    let proc = Proc { child, name };
     let mut lines = BufReader::new(stderr).lines();
-    let first = lines.next().context("the echo server printed nothing")??;
-    let addr = first
-        .strip_prefix("listening on http://")
-        .and_then(|rest| rest.strip_suffix("/mcp"))
-        .with_context(|| format!("unexpected first line from the echo server: {first}"))?
-        .parse()?;
+    let first = lines
+        .next()
+        .with_context(|| format!("the {name} printed nothing"))??;
     let mut file = std::fs::File::create(log)?;
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             let _ = writeln!(file, "{line}");
         }
     });
-    Ok((proc, addr))
+    Ok((proc, first))
 }
 
 /// The store of the bench's remit unless told otherwise: a SQLite file next to its register.
