@@ -3,9 +3,11 @@
 //! remit makes every call's audit events durable before it answers, so no call can be
 //! faster than one durable write on the store's disk. This measures that write on its
 //! own, shaped like a SQLite WAL commit of one call (two 4,120-byte frames appended,
-//! then `fsync`, as SQLite does with `synchronous=FULL`), first back to back and then
+//! then synced, as SQLite does with `synchronous=FULL`), first back to back and then
 //! with the idle gap that one client's calls leave between commits. Some virtual disks
 //! answer a flush that follows an idle moment many times slower than one in a stream.
+//! Both syncs are measured: `fsync` also commits the file's metadata (its mtime changes
+//! with every write), `fdatasync` only what reading the data back needs.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -18,9 +20,20 @@ const FRAME: usize = 24 + 4_096;
 /// Where the file wraps, as a WAL does after a checkpoint (SQLite's default is 1,000 pages).
 const WRAP: u64 = 4 * 1024 * 1024;
 
+/// How a write is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sync {
+    /// `fsync`: data and all metadata.
+    All,
+    /// `fdatasync`: data and the metadata needed to read it (size), not times.
+    Data,
+}
+
 /// Durable-write latencies for one idle gap.
 #[derive(Debug)]
 pub(crate) struct Floor {
+    /// The sync call.
+    pub(crate) sync: Sync,
     /// The idle gap asked for between writes.
     pub(crate) gap: Duration,
     /// Writes measured.
@@ -31,12 +44,15 @@ pub(crate) struct Floor {
     pub(crate) p99_us: f64,
 }
 
-/// Measures write + fsync in `dir` for `secs` seconds per gap.
+/// Measures write + sync in `dir` for `secs` seconds per gap and sync call.
 pub(crate) fn measure(dir: &Path, gaps: &[Duration], secs: f64) -> anyhow::Result<Vec<Floor>> {
     let path = dir.join("remit-bench-disk.bin");
     let frames = vec![0x5a_u8; 2 * FRAME];
     let mut out = Vec::new();
-    for &gap in gaps {
+    for (sync, &gap) in [Sync::All, Sync::Data]
+        .into_iter()
+        .flat_map(|s| gaps.iter().map(move |g| (s, g)))
+    {
         let file = OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -48,7 +64,10 @@ pub(crate) fn measure(dir: &Path, gaps: &[Duration], secs: f64) -> anyhow::Resul
         while Instant::now() < until {
             let t = Instant::now();
             file.write_all_at(&frames, offset)?;
-            file.sync_all()?;
+            match sync {
+                Sync::All => file.sync_all()?,
+                Sync::Data => file.sync_data()?,
+            }
             took.push(t.elapsed().as_secs_f64() * 1e6);
             offset += frames.len() as u64;
             if offset > WRAP {
@@ -64,6 +83,7 @@ pub(crate) fn measure(dir: &Path, gaps: &[Duration], secs: f64) -> anyhow::Resul
             took.get(i).copied().unwrap_or(f64::NAN)
         };
         out.push(Floor {
+            sync,
             gap,
             writes: took.len(),
             p50_us: at(0.50),
@@ -78,11 +98,15 @@ pub(crate) fn measure(dir: &Path, gaps: &[Duration], secs: f64) -> anyhow::Resul
 /// The measurements as a markdown table.
 pub(crate) fn table(floors: &[Floor]) -> String {
     let mut s = String::from(
-        "| idle gap before each write | writes | p50 | p90 | p99 |\n|---|---|---|---|---|\n",
+        "| sync | idle gap before each write | writes | p50 | p90 | p99 |\n|---|---|---|---|---|---|\n",
     );
     for f in floors {
         s += &format!(
-            "| {} | {} | {:.0} µs | {:.0} µs | {:.0} µs |\n",
+            "| {} | {} | {} | {:.0} µs | {:.0} µs | {:.0} µs |\n",
+            match f.sync {
+                Sync::All => "`fsync`",
+                Sync::Data => "`fdatasync`",
+            },
             if f.gap.is_zero() {
                 "none (back to back)".to_owned()
             } else {

@@ -204,7 +204,7 @@ fn disk(args: DiskArgs) -> anyhow::Result<()> {
     let gaps = [0, 100, 300, 1_000].map(Duration::from_micros);
     let floors = disk::measure(&dir, &gaps, args.secs)?;
     println!(
-        "## The disk's floor: one call's WAL commit (2 × 4,120 bytes appended, then fsync) in `{}`\n\n{}",
+        "## The disk's floor: one call's WAL commit (2 × 4,120 bytes written, wrapping at 4 MiB as a WAL does, then synced) in `{}`\n\n{}",
         dir.display(),
         disk::table(&floors)
     );
