@@ -67,7 +67,8 @@ impl Echo {
         };
         let sleep = Tool::new(
             "sleep",
-            "Wait `ms` milliseconds, then answer: an upstream that is slow (or hangs) on purpose.",
+            "Wait `ms` milliseconds, then answer: an upstream that is slow (or hangs) on purpose. \
+             Reports progress halfway and at the end when the call asks for it.",
             Arc::new(sleep_schema),
         )
         .with_annotations(ToolAnnotations::with_title("Sleep").read_only(true));
@@ -104,7 +105,7 @@ impl ServerHandler for Echo {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         if request.name == "sleep" {
             let ms = request
@@ -114,7 +115,19 @@ impl ServerHandler for Echo {
                 .and_then(serde_json::Value::as_u64)
                 .unwrap_or(0)
                 .min(60_000);
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            let token = context.meta.get_progress_token();
+            for (step, slept) in [(1u32, ms / 2), (2, ms)] {
+                let wait = if step == 1 { ms / 2 } else { ms - ms / 2 };
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                if let Some(token) = &token {
+                    let mut progress =
+                        rmcp::model::ProgressNotificationParam::new(token.clone(), f64::from(step));
+                    progress.total = Some(2.0);
+                    progress.message = Some(format!("slept {slept} of {ms} ms"));
+                    // the caller may have gone; the sleep still ends as asked
+                    let _ = context.peer.notify_progress(progress).await;
+                }
+            }
             return Ok(
                 CallToolResult::success(vec![ContentBlock::text(format!("slept {ms} ms"))]).into(),
             );

@@ -74,6 +74,8 @@ pub struct Call {
     pub entry: Entry,
     /// Whether whoever made the call is still waiting for its answer.
     pub caller: Caller,
+    /// Where the upstream's progress reports go, if the caller asked for them.
+    pub progress: Option<Arc<dyn crate::ports::Progress>>,
 }
 
 /// Whether whoever made a call is still waiting for its answer; clones share one flag.
@@ -480,6 +482,7 @@ impl Gateway {
             upstream: action.upstream.clone(),
             tool: action.tool.clone(),
             args,
+            progress: call.progress.clone(),
         };
         let outcome = if call.caller.is_gone() {
             None

@@ -166,6 +166,12 @@ impl ToolSpec {
     }
 }
 
+/// Where an upstream's progress reports for one call go: the agent that asked for them.
+pub trait Progress: Send + Sync + fmt::Debug {
+    /// Passes one report on (`progress` so far, of `total` if known).
+    fn report(&self, progress: f64, total: Option<f64>, message: Option<String>);
+}
+
 /// A call that passed every check; only the pipeline can make one, and it is spent on use.
 #[derive(Debug)]
 pub struct Cleared {
@@ -173,6 +179,7 @@ pub struct Cleared {
     pub(crate) upstream: UpstreamName,
     pub(crate) tool: String,
     pub(crate) args: Map<String, Value>,
+    pub(crate) progress: Option<std::sync::Arc<dyn Progress>>,
 }
 
 impl Cleared {
@@ -196,6 +203,11 @@ impl Cleared {
         &self.args
     }
 
+    /// Where the upstream's progress reports go, if the agent asked for them.
+    pub fn progress(&self) -> Option<&std::sync::Arc<dyn Progress>> {
+        self.progress.as_ref()
+    }
+
     /// Mints a clearance outside the pipeline; for benchmarks and tests of an upstream alone.
     pub fn dangerous_unchecked(
         call: CallId,
@@ -208,6 +220,7 @@ impl Cleared {
             upstream,
             tool,
             args,
+            progress: None,
         }
     }
 }

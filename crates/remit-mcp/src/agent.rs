@@ -193,7 +193,7 @@ impl ServerHandler for AgentServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let reason = reason_in(&ctx.meta);
-        let call = Call {
+        let mut call = Call {
             credential: self.credential(&ctx),
             tool: request.name.to_string(),
             args: request.arguments.map(Value::Object).unwrap_or(Value::Null),
@@ -201,8 +201,22 @@ impl ServerHandler for AgentServer {
             run: run_of(&ctx),
             entry: Entry::Mcp,
             caller: Caller::waiting(),
+            progress: None,
         };
-        let outcome = crate::call_to_the_end(&self.gateway, call).await;
+        let outcome = match ctx.meta.get_progress_token() {
+            None => crate::call_to_the_end(&self.gateway, call).await,
+            Some(token) => {
+                let (relay, reports) = crate::progress::Relay::new();
+                call.progress = Some(Arc::new(relay));
+                crate::progress::forward_while(
+                    reports,
+                    &ctx.peer,
+                    token,
+                    crate::call_to_the_end(&self.gateway, call),
+                )
+                .await
+            }
+        };
         if let Outcome::Rejected {
             code,
             message,

@@ -12,6 +12,7 @@
 mod agent;
 mod finish;
 mod lean;
+mod progress;
 mod stateless;
 mod upstream;
 

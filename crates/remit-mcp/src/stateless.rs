@@ -215,6 +215,8 @@ impl StatelessCall {
                             | "io.modelcontextprotocol/clientInfo"
                     )
             })
+            // progress reports make rmcp answer as an SSE stream: its path does that
+            || request.params.meta.contains_key("progressToken")
             || param_headers(name)
         {
             return None;
@@ -239,6 +241,7 @@ impl StatelessCall {
                 run,
                 entry: Entry::Mcp,
                 caller: Caller::waiting(),
+                progress: None,
             },
         })
     }
@@ -526,6 +529,12 @@ mod tests {
         let mut no_meta = body.clone();
         no_meta["params"].as_object_mut().unwrap().remove("_meta");
         assert!(parse(&h, &no_meta).is_none(), "no _meta");
+        let mut with_progress = body.clone();
+        with_progress["params"]["_meta"]["progressToken"] = json!(7);
+        assert!(
+            parse(&h, &with_progress).is_none(),
+            "progress asked for: rmcp streams it"
+        );
         let way = ShortWay::new(&["127.0.0.1".to_owned()]);
         let bytes = serde_json::to_vec(&body).unwrap();
         assert!(

@@ -54,6 +54,8 @@ struct Link {
     config: Upstream,
     state: RwLock<LinkState>,
     reconnect: Notify,
+    /// Calls on this upstream whose agents asked for progress.
+    progress: Arc<crate::progress::Waiting>,
 }
 
 #[derive(Default)]
@@ -78,6 +80,14 @@ struct UpstreamClient {
 impl ClientHandler for UpstreamClient {
     fn get_info(&self) -> ClientConfig {
         self.info.clone()
+    }
+
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.link.progress.deliver(params);
     }
 
     async fn on_tool_list_changed(&self, context: NotificationContext<RoleClient>) {
@@ -105,6 +115,7 @@ impl McpUpstreams {
                 config,
                 state: RwLock::new(LinkState::default()),
                 reconnect: Notify::new(),
+                progress: Arc::default(),
             });
             links.insert(link.config.name.clone(), Arc::clone(&link));
             tokio::spawn(supervise(link, changes.clone()));
@@ -351,7 +362,9 @@ impl Upstreams for McpUpstreams {
                     .and_then(|s| s.last_error.clone())
                     .unwrap_or_else(|| "not connected".to_owned()),
             })?;
-        if let Some(lean) = lean {
+        // the lean client reads one answer; a call that wants progress reports goes
+        // through rmcp's client, which reads the upstream's stream as it comes
+        if let Some(lean) = lean.filter(|_| cleared.progress().is_none()) {
             let answer = lean.call(cleared.tool(), cleared.args()).await;
             if let Err(e) = &answer
                 && let Ok(mut s) = link.state.write()
@@ -363,7 +376,27 @@ impl Upstreams for McpUpstreams {
         let params = CallToolRequestParams::new(cleared.tool().to_owned())
             .with_arguments(cleared.args().clone());
         let timeout = link.config.timeout;
-        let answer = tokio::time::timeout(timeout, peer.call_tool(params)).await;
+        let answer = match cleared.progress() {
+            None => tokio::time::timeout(timeout, peer.call_tool(params)).await,
+            // rmcp cancels it upstream at the timeout, and says so
+            Some(to) => match crate::progress::call_tool(
+                &peer,
+                &link.progress,
+                Arc::clone(to),
+                params,
+                timeout,
+            )
+            .await
+            {
+                Err(rmcp::service::ServiceError::Timeout { .. }) => {
+                    return Err(UpstreamError::Timeout {
+                        upstream: name,
+                        seconds: timeout.as_secs(),
+                    });
+                }
+                other => Ok(other),
+            },
+        };
         match answer {
             Err(_) => Err(UpstreamError::Timeout {
                 upstream: name,

@@ -395,6 +395,7 @@ async fn post_call(
         run: req.run.map(RunId::new),
         entry: Entry::Http,
         caller: Caller::waiting(),
+        progress: None,
     };
     // a client that hangs up does not cut the call off before its outcome is recorded
     match remit_mcp::call_to_the_end(&state.gateway, call).await {

@@ -582,6 +582,102 @@ fn an_upstreams_json_rpc_error_reaches_the_agent_with_its_code_and_data() {
     }
 }
 
+/// Every JSON-RPC message of a response body: one JSON object, or the events of an SSE stream.
+fn messages_of(text: &str) -> Vec<Value> {
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
+        return vec![v];
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .collect()
+}
+
+/// An agent that sends a `progressToken` gets the upstream's progress reports under its own
+/// token, in order, before the result; one that does not gets the plain answer. Over an
+/// HTTP upstream (the lean client's, unless progress is asked for) and in both eras' shapes.
+#[test]
+fn an_upstreams_progress_reaches_the_agent_that_asked_for_it_under_its_own_token() {
+    let r = remit_with_echo_as("slow", "", "sleep", "read");
+    for token in [json!("agent-token-1"), json!(42)] {
+        let body = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+            "name": "slow.sleep", "arguments": { "ms": 40 },
+            "_meta": {
+                "progressToken": token,
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": { "name": "it", "version": "1" }
+            }
+        }});
+        let answer = r
+            .client
+            .post(r.url("/mcp"))
+            .bearer_auth(TOKEN)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "slow.sleep")
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 200);
+        let text = answer.text().unwrap();
+        let messages = messages_of(&text);
+        let progress: Vec<(Value, Value, Value, Value)> = messages
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .map(|m| {
+                let p = &m["params"];
+                (
+                    p["progressToken"].clone(),
+                    p["progress"].clone(),
+                    p["total"].clone(),
+                    p["message"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            progress,
+            vec![
+                (
+                    token.clone(),
+                    json!(1.0),
+                    json!(2.0),
+                    json!("slept 20 of 40 ms")
+                ),
+                (
+                    token.clone(),
+                    json!(2.0),
+                    json!(2.0),
+                    json!("slept 40 of 40 ms")
+                ),
+            ],
+            "{text}"
+        );
+        let last = messages.last().unwrap();
+        assert_eq!(last["id"], 5, "the result comes last: {text}");
+        assert_eq!(
+            last["result"]["content"][0]["text"], "slept 40 ms",
+            "{text}"
+        );
+    }
+    // no token, no reports: the plain JSON answer
+    let answer = r
+        .stateless_call(
+            None,
+            &json!(6),
+            "slow.sleep",
+            &json!({ "ms": 10 }),
+            "application/json, text/event-stream",
+        )
+        .send()
+        .unwrap();
+    let text = answer.text().unwrap();
+    let messages = messages_of(&text);
+    assert_eq!(messages.len(), 1, "{text}");
+    assert_eq!(messages[0]["result"]["content"][0]["text"], "slept 10 ms");
+}
+
 /// A `write` (or `irreversible`) call is on disk, `decided`, before the upstream sees it; a
 /// `read` changes nothing, so its events are committed with its answer, in one transaction.
 #[test]

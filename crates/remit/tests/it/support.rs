@@ -64,7 +64,7 @@ pub(crate) struct Remit {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) port: u16,
     child: Option<Child>,
-    client: reqwest::blocking::Client,
+    pub(crate) client: reqwest::blocking::Client,
 }
 
 impl Remit {
