@@ -78,8 +78,18 @@ impl Echo {
             Arc::new(JsonObject::from_iter([("type".to_owned(), serde_json::json!("object"))])),
         )
         .with_annotations(ToolAnnotations::with_title("Reject").read_only(true));
+        let ask = Tool::new(
+            "ask",
+            "Ask the caller for its roots before answering (a 2026-07-28 `InputRequiredResult`), \
+             then answer with what it was told: an upstream that needs input mid-call.",
+            Arc::new(JsonObject::from_iter([(
+                "type".to_owned(),
+                serde_json::json!("object"),
+            )])),
+        )
+        .with_annotations(ToolAnnotations::with_title("Ask").read_only(true));
         Self {
-            tools: Arc::from([echo, sleep, reject]),
+            tools: Arc::from([echo, sleep, reject, ask]),
         }
     }
 }
@@ -132,6 +142,9 @@ impl ServerHandler for Echo {
                 CallToolResult::success(vec![ContentBlock::text(format!("slept {ms} ms"))]).into(),
             );
         }
+        if request.name == "ask" {
+            return Ok(ask(&request));
+        }
         if request.name == "reject" {
             return Err(ErrorData::new(
                 rmcp::model::ErrorCode(-32021),
@@ -158,5 +171,37 @@ impl ServerHandler for Echo {
             )]),
         };
         Ok(result.into())
+    }
+}
+
+/// The state `ask` hands out with its input request, and expects back unchanged.
+const ASK_STATE: &str = "echo-ask-round-1";
+
+/// `ask`: the first round asks for the caller's roots; the second, with the answer and the
+/// state unchanged, says what it was told. A changed state is a tool error.
+fn ask(request: &CallToolRequestParams) -> CallToolResponse {
+    let told = request
+        .input_responses
+        .as_ref()
+        .and_then(|r| r.get("roots"));
+    match (told, request.request_state.as_deref()) {
+        (Some(told), Some(ASK_STATE)) => {
+            CallToolResult::success(vec![ContentBlock::text(format!("told: {told}"))]).into()
+        }
+        (Some(_), _) => CallToolResult::error(vec![ContentBlock::text(
+            "the request state came back changed",
+        )])
+        .into(),
+        (None, _) => {
+            serde_json::from_value::<rmcp::model::InputRequiredResult>(serde_json::json!({
+                "resultType": "input_required",
+                "inputRequests": { "roots": { "method": "roots/list" } },
+                "requestState": ASK_STATE,
+            }))
+            .map_or_else(
+                |e| CallToolResult::error(vec![ContentBlock::text(e.to_string())]).into(),
+                Into::into,
+            )
+        }
     }
 }

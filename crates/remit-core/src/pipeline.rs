@@ -76,6 +76,9 @@ pub struct Call {
     pub caller: Caller,
     /// Where the upstream's progress reports go, if the caller asked for them.
     pub progress: Option<Arc<dyn crate::ports::Progress>>,
+    /// A call that resumes after the upstream asked for input (2026-07-28,
+    /// `InputRequiredResult`): its `inputResponses` and `requestState`, passed on as they came.
+    pub resume: Option<Map<String, Value>>,
 }
 
 /// Whether whoever made a call is still waiting for its answer; clones share one flag.
@@ -483,6 +486,7 @@ impl Gateway {
             tool: action.tool.clone(),
             args,
             progress: call.progress.clone(),
+            resume: call.resume.clone(),
         };
         let outcome = if call.caller.is_gone() {
             None
@@ -627,6 +631,20 @@ impl<'g> Trail<'g> {
         }
         if let Some(r) = &self.reason {
             d.insert("reason".into(), Value::String(r.clone()));
+        }
+        if let Some(resume) = &call.resume {
+            // the agent's answers as sent; the upstream's opaque state by its digest
+            let mut r = Map::new();
+            if let Some(answers) = resume.get("inputResponses") {
+                r.insert("inputResponses".into(), answers.clone());
+            }
+            if let Some(Value::String(state)) = resume.get("requestState") {
+                r.insert(
+                    "requestStateSha256".into(),
+                    Value::String(hex::encode(Sha256::digest(state.as_bytes()))),
+                );
+            }
+            d.insert("resume".into(), Value::Object(r));
         }
         Value::Object(d)
     }

@@ -180,6 +180,7 @@ pub struct Cleared {
     pub(crate) tool: String,
     pub(crate) args: Map<String, Value>,
     pub(crate) progress: Option<std::sync::Arc<dyn Progress>>,
+    pub(crate) resume: Option<Map<String, Value>>,
 }
 
 impl Cleared {
@@ -208,6 +209,11 @@ impl Cleared {
         self.progress.as_ref()
     }
 
+    /// For a call that resumes: `inputResponses` and `requestState`, to send as they came.
+    pub fn resume(&self) -> Option<&Map<String, Value>> {
+        self.resume.as_ref()
+    }
+
     /// Mints a clearance outside the pipeline; for benchmarks and tests of an upstream alone.
     pub fn dangerous_unchecked(
         call: CallId,
@@ -221,6 +227,7 @@ impl Cleared {
             tool,
             args,
             progress: None,
+            resume: None,
         }
     }
 }

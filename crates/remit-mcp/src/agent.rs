@@ -193,6 +193,7 @@ impl ServerHandler for AgentServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let reason = reason_in(&ctx.meta);
+        let resume = resume_of(&request);
         let mut call = Call {
             credential: self.credential(&ctx),
             tool: request.name.to_string(),
@@ -202,6 +203,7 @@ impl ServerHandler for AgentServer {
             entry: Entry::Mcp,
             caller: Caller::waiting(),
             progress: None,
+            resume,
         };
         let outcome = match ctx.meta.get_progress_token() {
             None => crate::call_to_the_end(&self.gateway, call).await,
@@ -232,8 +234,39 @@ impl ServerHandler for AgentServer {
                 data.clone(),
             ));
         }
-        Ok(CallToolResponse::Complete(outcome_to_mcp(&outcome)))
+        Ok(outcome_to_response(&outcome))
     }
+}
+
+/// A resuming call's `inputResponses` and `requestState`, as the agent sent them.
+fn resume_of(request: &CallToolRequestParams) -> Option<serde_json::Map<String, Value>> {
+    if request.input_responses.is_none() && request.request_state.is_none() {
+        return None;
+    }
+    let mut resume = serde_json::Map::new();
+    if let Some(responses) = &request.input_responses {
+        resume.insert(
+            "inputResponses".to_owned(),
+            Value::Object(responses.clone().into_iter().collect()),
+        );
+    }
+    if let Some(state) = &request.request_state {
+        resume.insert("requestState".to_owned(), Value::String(state.clone()));
+    }
+    Some(resume)
+}
+
+/// What the agent gets for a call: the outcome as a `CallToolResult`, or the upstream's
+/// `InputRequiredResult` (2026-07-28) when the tool needs input before it can finish.
+pub(crate) fn outcome_to_response(outcome: &Outcome) -> CallToolResponse {
+    if let Outcome::Done { result, .. } = outcome
+        && result.get("resultType").and_then(Value::as_str) == Some("input_required")
+        && let Ok(asked) =
+            serde_json::from_value::<rmcp::model::InputRequiredResult>(result.clone())
+    {
+        return CallToolResponse::InputRequired(asked);
+    }
+    CallToolResponse::Complete(outcome_to_mcp(outcome))
 }
 
 /// The Streamable HTTP service agents reach at `/mcp`, both protocol eras.

@@ -167,7 +167,7 @@ pub(crate) async fn call_tool(
     to: Arc<dyn Progress>,
     params: rmcp::model::CallToolRequestParams,
     timeout: std::time::Duration,
-) -> Result<rmcp::model::CallToolResult, rmcp::service::ServiceError> {
+) -> Result<rmcp::model::CallToolResponse, rmcp::service::ServiceError> {
     use rmcp::model::{CallToolRequest, ClientRequest, ServerResult};
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
     let handle = peer
@@ -185,7 +185,8 @@ pub(crate) async fn call_tool(
         tokio::task::yield_now().await;
     }
     match response? {
-        ServerResult::CallToolResult(result) => Ok(result),
+        ServerResult::CallToolResult(result) => Ok(result.into()),
+        ServerResult::InputRequiredResult(asked) => Ok(asked.into()),
         _ => Err(rmcp::service::ServiceError::UnexpectedResponse),
     }
 }

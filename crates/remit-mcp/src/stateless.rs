@@ -242,6 +242,7 @@ impl StatelessCall {
                 entry: Entry::Mcp,
                 caller: Caller::waiting(),
                 progress: None,
+                resume: None,
             },
         })
     }
@@ -277,7 +278,10 @@ impl StatelessCall {
                 Ok(result) => reply(http::StatusCode::OK, &id, "result", result),
                 Err(result) => {
                     let outcome = Outcome::Done { call, result };
-                    let r = serde_json::to_value(outcome_to_mcp(&outcome)).unwrap_or(Value::Null);
+                    let r = serde_json::to_value(rmcp::model::ServerResult::from(
+                        crate::agent::outcome_to_response(&outcome),
+                    ))
+                    .unwrap_or(Value::Null);
                     reply(http::StatusCode::OK, &id, "result", r)
                 }
             },

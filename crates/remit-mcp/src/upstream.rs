@@ -5,7 +5,8 @@ use remit_core::ids::UpstreamName;
 use remit_core::ports::{Cleared, ToolSpec, UpstreamError, UpstreamHealth, Upstreams};
 use remit_core::register::{Protocol, Transport, Upstream};
 use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+    CallToolRequestParams, CallToolResponse, ClientCapabilities, ClientConfig, Implementation,
+    ProtocolVersion,
 };
 use rmcp::service::{
     ClientLifecycleMode, ClientServiceExt, NotificationContext, Peer, RunningService,
@@ -364,7 +365,10 @@ impl Upstreams for McpUpstreams {
             })?;
         // the lean client reads one answer; a call that wants progress reports goes
         // through rmcp's client, which reads the upstream's stream as it comes
-        if let Some(lean) = lean.filter(|_| cleared.progress().is_none()) {
+        // (and so does one that resumes after the upstream asked for input)
+        if let Some(lean) =
+            lean.filter(|_| cleared.progress().is_none() && cleared.resume().is_none())
+        {
             let answer = lean.call(cleared.tool(), cleared.args()).await;
             if let Err(e) = &answer
                 && let Ok(mut s) = link.state.write()
@@ -373,11 +377,21 @@ impl Upstreams for McpUpstreams {
             }
             return answer;
         }
-        let params = CallToolRequestParams::new(cleared.tool().to_owned())
+        let mut params = CallToolRequestParams::new(cleared.tool().to_owned())
             .with_arguments(cleared.args().clone());
+        if let Some(resume) = cleared.resume() {
+            params.input_responses = resume
+                .get("inputResponses")
+                .and_then(Value::as_object)
+                .map(|m| m.clone().into_iter().collect());
+            params.request_state = resume
+                .get("requestState")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
         let timeout = link.config.timeout;
         let answer = match cleared.progress() {
-            None => tokio::time::timeout(timeout, peer.call_tool(params)).await,
+            None => tokio::time::timeout(timeout, peer.call_tool_once(params)).await,
             // rmcp cancels it upstream at the timeout, and says so
             Some(to) => match crate::progress::call_tool(
                 &peer,
@@ -402,10 +416,26 @@ impl Upstreams for McpUpstreams {
                 upstream: name,
                 seconds: timeout.as_secs(),
             }),
-            Ok(Ok(result)) => serde_json::to_value(&result).map_err(|e| UpstreamError::Protocol {
-                upstream: name,
-                message: e.to_string(),
-            }),
+            Ok(Ok(response)) => {
+                let result = match response {
+                    CallToolResponse::Complete(result) => serde_json::to_value(&result),
+                    // the tool needs the agent's input first: the agent gets the request
+                    // and the upstream's sealed state, and resumes with its answers
+                    CallToolResponse::InputRequired(asked) => serde_json::to_value(&asked),
+                    _ => {
+                        return Err(UpstreamError::Protocol {
+                            upstream: name,
+                            message:
+                                "the upstream answered with a task, which remit does not support"
+                                    .to_owned(),
+                        });
+                    }
+                };
+                result.map_err(|e| UpstreamError::Protocol {
+                    upstream: name,
+                    message: e.to_string(),
+                })
+            }
             Ok(Err(e)) => {
                 use rmcp::service::ServiceError;
                 let err = match e {

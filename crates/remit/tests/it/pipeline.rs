@@ -593,36 +593,43 @@ fn messages_of(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A 2026-07-28 `tools/call` to `/mcp` with `params` (the revision's `_meta` added to
+/// theirs); the JSON-RPC messages of the answer, whether one JSON body or an SSE stream.
+fn stateless_messages(r: &Remit, id: u64, mut params: Value) -> Vec<Value> {
+    let meta = params["_meta"].as_object().cloned().unwrap_or_default();
+    params["_meta"] = crate::support::stateless_meta();
+    for (k, v) in meta {
+        params["_meta"][k] = v;
+    }
+    let name = params["name"].as_str().unwrap().to_owned();
+    let answer = r
+        .client
+        .post(r.url("/mcp"))
+        .bearer_auth(TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", name)
+        .json(&json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params }))
+        .send()
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    messages_of(&answer.text().unwrap())
+}
+
 /// An agent that sends a `progressToken` gets the upstream's progress reports under its own
 /// token, in order, before the result; one that does not gets the plain answer. Over an
-/// HTTP upstream (the lean client's, unless progress is asked for) and in both eras' shapes.
+/// HTTP upstream (the lean client's, unless progress is asked for).
 #[test]
 fn an_upstreams_progress_reaches_the_agent_that_asked_for_it_under_its_own_token() {
     let r = remit_with_echo_as("slow", "", "sleep", "read");
     for token in [json!("agent-token-1"), json!(42)] {
-        let body = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
-            "name": "slow.sleep", "arguments": { "ms": 40 },
-            "_meta": {
-                "progressToken": token,
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-                "io.modelcontextprotocol/clientInfo": { "name": "it", "version": "1" }
-            }
-        }});
-        let answer = r
-            .client
-            .post(r.url("/mcp"))
-            .bearer_auth(TOKEN)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", "slow.sleep")
-            .json(&body)
-            .send()
-            .unwrap();
-        assert_eq!(answer.status().as_u16(), 200);
-        let text = answer.text().unwrap();
-        let messages = messages_of(&text);
+        let messages = stateless_messages(
+            &r,
+            5,
+            json!({ "name": "slow.sleep", "arguments": { "ms": 40 }, "_meta": { "progressToken": token } }),
+        );
+        let text = Value::Array(messages.clone());
         let progress: Vec<(Value, Value, Value, Value)> = messages
             .iter()
             .filter(|m| m["method"] == "notifications/progress")
@@ -676,6 +683,73 @@ fn an_upstreams_progress_reaches_the_agent_that_asked_for_it_under_its_own_token
     let messages = messages_of(&text);
     assert_eq!(messages.len(), 1, "{text}");
     assert_eq!(messages[0]["result"]["content"][0]["text"], "slept 10 ms");
+}
+
+/// An upstream that needs input mid-call (2026-07-28 `InputRequiredResult`): the agent gets
+/// its input requests and sealed state, resumes with its answers, and the upstream finishes.
+/// Each round goes through the pipeline; the audit records the answers and the state's digest.
+#[test]
+fn an_upstream_asking_for_input_gets_the_agents_answers_when_it_resumes() {
+    let r = remit_with_echo_as("asker", "", "ask", "read");
+    let asked = stateless_messages(&r, 1, json!({ "name": "asker.ask", "arguments": {} }));
+    let asked = &asked.last().unwrap()["result"];
+    assert_eq!(asked["resultType"], "input_required", "{asked}");
+    assert_eq!(
+        asked["inputRequests"]["roots"]["method"], "roots/list",
+        "{asked}"
+    );
+    let state = asked["requestState"].as_str().unwrap().to_owned();
+    let roots = json!({ "roots": [{ "uri": "file:///srv/app", "name": "app" }] });
+    let done = stateless_messages(
+        &r,
+        2,
+        json!({ "name": "asker.ask", "arguments": {},
+                "inputResponses": { "roots": roots }, "requestState": state }),
+    );
+    let done = &done.last().unwrap()["result"];
+    assert_eq!(done["resultType"], "complete", "{done}");
+    assert_eq!(
+        done["content"][0]["text"],
+        format!("told: {roots}"),
+        "{done}"
+    );
+    // the state is the upstream's: remit passes it on as it came, so a changed one fails there
+    let changed = stateless_messages(
+        &r,
+        3,
+        json!({ "name": "asker.ask", "arguments": {},
+                "inputResponses": { "roots": roots }, "requestState": "forged" }),
+    );
+    let changed = &changed.last().unwrap()["result"];
+    assert_eq!(changed["isError"], true, "{changed}");
+    // the record: the request for input, then the answers and the state's digest
+    let events = r.events();
+    let of_ask = |stage: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|l| l["event"]["action"] == "asker.ask" && l["event"]["stage"] == stage)
+            .map(|l| l["event"]["detail"].clone())
+            .collect()
+    };
+    let executed = of_ask("executed");
+    assert_eq!(executed.len(), 3, "{executed:?}");
+    assert!(
+        executed[0].to_string().contains("roots/list"),
+        "the input request is recorded: {}",
+        executed[0]
+    );
+    let proposed = of_ask("proposed");
+    assert!(proposed[0].get("resume").is_none(), "{}", proposed[0]);
+    assert_eq!(proposed[1]["resume"]["inputResponses"]["roots"], roots);
+    use sha2::Digest as _;
+    assert_eq!(
+        proposed[1]["resume"]["requestStateSha256"],
+        hex::encode(sha2::Sha256::digest(state.as_bytes()))
+    );
+    assert!(
+        proposed[1].to_string().find(&state).is_none(),
+        "the state itself is not recorded"
+    );
 }
 
 /// A `write` (or `irreversible`) call is on disk, `decided`, before the upstream sees it; a

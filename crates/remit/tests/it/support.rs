@@ -381,7 +381,7 @@ pub(crate) fn parse_jsonrpc(text: &str) -> Value {
 }
 
 /// The `_meta` a 2026-07-28 request carries: protocol version, client capabilities and info.
-fn stateless_meta() -> Value {
+pub(crate) fn stateless_meta() -> Value {
     json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {},
