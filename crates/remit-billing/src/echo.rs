@@ -143,7 +143,17 @@ impl ServerHandler for Echo {
             );
         }
         if request.name == "ask" {
-            return Ok(ask(&request));
+            // an input request must respect what the client declared it can answer
+            let roots = context
+                .meta
+                .get("io.modelcontextprotocol/clientCapabilities")
+                .and_then(|declared| declared.get("roots"))
+                .is_some()
+                || context
+                    .peer
+                    .peer_info()
+                    .is_some_and(|info| info.capabilities.roots.is_some());
+            return Ok(ask(&request, roots));
         }
         if request.name == "reject" {
             return Err(ErrorData::new(
@@ -177,14 +187,19 @@ impl ServerHandler for Echo {
 /// The state `ask` hands out with its input request, and expects back unchanged.
 const ASK_STATE: &str = "echo-ask-round-1";
 
-/// `ask`: the first round asks for the caller's roots; the second, with the answer and the
-/// state unchanged, says what it was told. A changed state is a tool error.
-fn ask(request: &CallToolRequestParams) -> CallToolResponse {
+/// `ask`: the first round asks for the caller's roots, if it declared it can list them; the
+/// second, with the answer and the state unchanged, says what it was told. A changed state
+/// is a tool error.
+fn ask(request: &CallToolRequestParams, roots_declared: bool) -> CallToolResponse {
     let told = request
         .input_responses
         .as_ref()
         .and_then(|r| r.get("roots"));
     match (told, request.request_state.as_deref()) {
+        (None, _) if !roots_declared => CallToolResult::error(vec![ContentBlock::text(
+            "the client did not declare `roots`: there is nothing to ask it",
+        )])
+        .into(),
         (Some(told), Some(ASK_STATE)) => {
             CallToolResult::success(vec![ContentBlock::text(format!("told: {told}"))]).into()
         }

@@ -79,6 +79,9 @@ pub struct Call {
     /// A call that resumes after the upstream asked for input (2026-07-28,
     /// `InputRequiredResult`): its `inputResponses` and `requestState`, passed on as they came.
     pub resume: Option<Map<String, Value>>,
+    /// The client capabilities the agent declared, passed on to a 2026-07-28 upstream (whose
+    /// input requests must respect them).
+    pub capabilities: Option<Map<String, Value>>,
 }
 
 /// Whether whoever made a call is still waiting for its answer; clones share one flag.
@@ -487,6 +490,7 @@ impl Gateway {
             args,
             progress: call.progress.clone(),
             resume: call.resume.clone(),
+            capabilities: call.capabilities.clone(),
         };
         let outcome = if call.caller.is_gone() {
             None

@@ -181,6 +181,7 @@ pub struct Cleared {
     pub(crate) args: Map<String, Value>,
     pub(crate) progress: Option<std::sync::Arc<dyn Progress>>,
     pub(crate) resume: Option<Map<String, Value>>,
+    pub(crate) capabilities: Option<Map<String, Value>>,
 }
 
 impl Cleared {
@@ -214,6 +215,11 @@ impl Cleared {
         self.resume.as_ref()
     }
 
+    /// The client capabilities the agent declared, if it declared any.
+    pub fn capabilities(&self) -> Option<&Map<String, Value>> {
+        self.capabilities.as_ref()
+    }
+
     /// Mints a clearance outside the pipeline; for benchmarks and tests of an upstream alone.
     pub fn dangerous_unchecked(
         call: CallId,
@@ -228,6 +234,7 @@ impl Cleared {
             args,
             progress: None,
             resume: None,
+            capabilities: None,
         }
     }
 }

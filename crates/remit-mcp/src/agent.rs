@@ -194,6 +194,7 @@ impl ServerHandler for AgentServer {
     ) -> Result<CallToolResponse, McpError> {
         let reason = reason_in(&ctx.meta);
         let resume = resume_of(&request);
+        let capabilities = capabilities_of(&ctx);
         let mut call = Call {
             credential: self.credential(&ctx),
             tool: request.name.to_string(),
@@ -204,6 +205,7 @@ impl ServerHandler for AgentServer {
             caller: Caller::waiting(),
             progress: None,
             resume,
+            capabilities,
         };
         let outcome = match ctx.meta.get_progress_token() {
             None => crate::call_to_the_end(&self.gateway, call).await,
@@ -235,6 +237,19 @@ impl ServerHandler for AgentServer {
             ));
         }
         Ok(outcome_to_response(&outcome))
+    }
+}
+
+/// The client capabilities the agent declared: in the request's `_meta` (2026-07-28), or
+/// when its session began (2025-11-25).
+fn capabilities_of(ctx: &RequestContext<RoleServer>) -> Option<serde_json::Map<String, Value>> {
+    let declared = match ctx.meta.get("io.modelcontextprotocol/clientCapabilities") {
+        Some(declared) => declared.clone(),
+        None => serde_json::to_value(&ctx.peer.peer_info()?.capabilities).ok()?,
+    };
+    match declared {
+        Value::Object(declared) => Some(declared),
+        _ => None,
     }
 }
 

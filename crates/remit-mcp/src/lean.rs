@@ -81,8 +81,10 @@ impl LeanHttp {
         &self,
         tool: &str,
         args: &Map<String, Value>,
+        capabilities: Option<&Map<String, Value>>,
     ) -> Result<Value, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let none = Map::new();
         let body = serde_json::to_vec(&CallBody {
             jsonrpc: "2.0",
             id,
@@ -92,7 +94,8 @@ impl LeanHttp {
                 arguments: args,
                 meta: CallMeta {
                     protocol_version: "2026-07-28",
-                    client_capabilities: Map::new(),
+                    // the agent's: the upstream's input requests go to it
+                    client_capabilities: capabilities.unwrap_or(&none),
                     client_info: ClientInfo {
                         name: "remit",
                         version: env!("CARGO_PKG_VERSION"),
@@ -220,15 +223,15 @@ struct CallParams<'a> {
     name: &'a str,
     arguments: &'a Map<String, Value>,
     #[serde(rename = "_meta")]
-    meta: CallMeta,
+    meta: CallMeta<'a>,
 }
 
 #[derive(Serialize)]
-struct CallMeta {
+struct CallMeta<'a> {
     #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
     protocol_version: &'static str,
     #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
-    client_capabilities: Map<String, Value>,
+    client_capabilities: &'a Map<String, Value>,
     #[serde(rename = "io.modelcontextprotocol/clientInfo")]
     client_info: ClientInfo,
 }
@@ -668,7 +671,7 @@ mod tests {
         }
         for i in 0..20 {
             let text = format!("one after another {i}");
-            let result = lean.call("echo", &args(&text)).await.unwrap();
+            let result = lean.call("echo", &args(&text), None).await.unwrap();
             assert_eq!(result["content"][0]["text"], json!(text));
         }
         assert_eq!(
@@ -681,7 +684,7 @@ mod tests {
             tokio::spawn(async move {
                 for i in 0..25 {
                     let text = format!("client {client} call {i}");
-                    let result = lean.call("echo", &args(&text)).await.unwrap();
+                    let result = lean.call("echo", &args(&text), None).await.unwrap();
                     assert_eq!(result["content"][0]["text"], json!(text));
                 }
             })
@@ -720,7 +723,7 @@ mod tests {
         }
         for i in 0..5 {
             let text = format!("call {i}");
-            let result = lean.call("echo", &args(&text)).await.unwrap();
+            let result = lean.call("echo", &args(&text), None).await.unwrap();
             assert_eq!(result["content"][0]["text"], json!(text));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -738,7 +741,7 @@ mod tests {
         })
         .await;
         let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
-        match lean.call("echo", &args("x")).await {
+        match lean.call("echo", &args("x"), None).await {
             Err(UpstreamError::Rejected {
                 code,
                 message,
@@ -764,7 +767,7 @@ mod tests {
             return; // a proxy is configured: reqwest has no such limit
         };
         raw.max_answer = 100;
-        match lean.call("echo", &args(&"x".repeat(200))).await {
+        match lean.call("echo", &args(&"x".repeat(200)), None).await {
             Err(UpstreamError::Protocol { message, .. }) => {
                 assert!(message.contains("the call ran"), "{message}");
             }
@@ -772,7 +775,7 @@ mod tests {
         }
         assert_eq!(served.load(Ordering::SeqCst), 1);
         // small answers still come through
-        let result = lean.call("echo", &args("ok")).await.unwrap();
+        let result = lean.call("echo", &args("ok"), None).await.unwrap();
         assert_eq!(result["content"][0]["text"], json!("ok"));
     }
 
@@ -790,7 +793,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            down.call("echo", &args("x")).await,
+            down.call("echo", &args("x"), None).await,
             Err(UpstreamError::Unavailable { .. })
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -804,7 +807,7 @@ mod tests {
         });
         let hung = LeanHttp::new("echo", &url, &[], Duration::from_millis(300)).unwrap();
         assert!(matches!(
-            hung.call("echo", &args("x")).await,
+            hung.call("echo", &args("x"), None).await,
             Err(UpstreamError::Timeout { .. })
         ));
     }

@@ -160,30 +160,32 @@ impl Drop for Registered {
     }
 }
 
-/// One `tools/call` on `peer` whose progress reports go to `to`; `timeout` cancels it upstream.
+/// One `tools/call` on `peer`, with `meta` added to rmcp's own (it wins), and its progress
+/// reports to `progress`'s sink if given; `timeout` cancels it upstream.
 pub(crate) async fn call_tool(
     peer: &Peer<rmcp::RoleClient>,
-    waiting: &Arc<Waiting>,
-    to: Arc<dyn Progress>,
+    progress: Option<(&Arc<Waiting>, Arc<dyn Progress>)>,
     params: rmcp::model::CallToolRequestParams,
+    meta: Option<rmcp::model::RequestMetaObject>,
     timeout: std::time::Duration,
 ) -> Result<rmcp::model::CallToolResponse, rmcp::service::ServiceError> {
     use rmcp::model::{CallToolRequest, ClientRequest, ServerResult};
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-    let handle = peer
-        .send_request_with_option(
-            request,
-            rmcp::service::PeerRequestOptions::with_timeout(timeout),
-        )
-        .await?;
-    let _registered = waiting.register(handle.progress_token.clone(), to);
+    let mut options = rmcp::service::PeerRequestOptions::with_timeout(timeout);
+    options.meta = meta;
+    let handle = peer.send_request_with_option(request, options).await?;
+    let registered =
+        progress.map(|(waiting, to)| waiting.register(handle.progress_token.clone(), to));
     let response = handle.await_response().await;
-    // rmcp hands each notification to the client handler on a task of its own, and the
-    // response straight to the caller: the last reports may still be queued behind it.
-    // Two turns of the scheduler let them run before the registration ends.
-    for _ in 0..2 {
-        tokio::task::yield_now().await;
+    if registered.is_some() {
+        // rmcp hands each notification to the client handler on a task of its own, and
+        // the response straight to the caller: the last reports may still be queued
+        // behind it. Two turns of the scheduler let them run before the registration ends.
+        for _ in 0..2 {
+            tokio::task::yield_now().await;
+        }
     }
+    drop(registered);
     match response? {
         ServerResult::CallToolResult(result) => Ok(result.into()),
         ServerResult::InputRequiredResult(asked) => Ok(asked.into()),

@@ -190,7 +190,7 @@ impl StatelessCall {
             return None;
         }
         let name = one(headers, "mcp-name")?;
-        let request: Request<'_> = serde_json::from_slice(body).ok()?;
+        let mut request: Request<'_> = serde_json::from_slice(body).ok()?;
         if request.jsonrpc != "2.0"
             || request.method != "tools/call"
             || request.params.name != name
@@ -223,6 +223,14 @@ impl StatelessCall {
         }
         let reason = reason_in(&request.params.meta);
         let run = run_in(&request.params.meta);
+        let capabilities = match request
+            .params
+            .meta
+            .remove("io.modelcontextprotocol/clientCapabilities")
+        {
+            Some(Value::Object(declared)) => Some(declared),
+            _ => None,
+        };
         let credential = bearer_credential(one(headers, http::header::AUTHORIZATION));
         if credential == Credential::None {
             return None;
@@ -243,6 +251,7 @@ impl StatelessCall {
                 caller: Caller::waiting(),
                 progress: None,
                 resume: None,
+                capabilities,
             },
         })
     }

@@ -349,11 +349,14 @@ impl Upstreams for McpUpstreams {
             .links
             .get(cleared.upstream())
             .ok_or_else(|| UpstreamError::Unknown(name.clone()))?;
-        let (peer, lean) = link
+        let (peer, lean, modern) = link
             .state
             .read()
             .ok()
-            .and_then(|s| s.peer.clone().map(|p| (p, s.lean.clone())))
+            .and_then(|s| {
+                let modern = s.protocol.as_deref() == Some("2026-07-28");
+                s.peer.clone().map(|p| (p, s.lean.clone(), modern))
+            })
             .ok_or_else(|| UpstreamError::Unavailable {
                 upstream: name.clone(),
                 message: link
@@ -369,7 +372,9 @@ impl Upstreams for McpUpstreams {
         if let Some(lean) =
             lean.filter(|_| cleared.progress().is_none() && cleared.resume().is_none())
         {
-            let answer = lean.call(cleared.tool(), cleared.args()).await;
+            let answer = lean
+                .call(cleared.tool(), cleared.args(), cleared.capabilities())
+                .await;
             if let Err(e) = &answer
                 && let Ok(mut s) = link.state.write()
             {
@@ -390,14 +395,24 @@ impl Upstreams for McpUpstreams {
                 .map(str::to_owned);
         }
         let timeout = link.config.timeout;
-        let answer = match cleared.progress() {
-            None => tokio::time::timeout(timeout, peer.call_tool_once(params)).await,
+        // a 2026-07-28 upstream hears the agent's capabilities, not remit's own: its input
+        // requests go to the agent
+        let declared = cleared.capabilities().filter(|_| modern).map(|declared| {
+            let mut meta = rmcp::model::RequestMetaObject::default();
+            meta.0.0.insert(
+                "io.modelcontextprotocol/clientCapabilities".to_owned(),
+                Value::Object(declared.clone()),
+            );
+            meta
+        });
+        let answer = match (cleared.progress(), declared) {
+            (None, None) => tokio::time::timeout(timeout, peer.call_tool_once(params)).await,
             // rmcp cancels it upstream at the timeout, and says so
-            Some(to) => match crate::progress::call_tool(
+            (progress, declared) => match crate::progress::call_tool(
                 &peer,
-                &link.progress,
-                Arc::clone(to),
+                progress.map(|to| (&link.progress, Arc::clone(to))),
                 params,
+                declared,
                 timeout,
             )
             .await

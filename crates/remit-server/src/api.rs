@@ -397,6 +397,7 @@ async fn post_call(
         caller: Caller::waiting(),
         progress: None,
         resume: None,
+        capabilities: None,
     };
     // a client that hangs up does not cut the call off before its outcome is recorded
     match remit_mcp::call_to_the_end(&state.gateway, call).await {

@@ -691,7 +691,20 @@ fn an_upstreams_progress_reaches_the_agent_that_asked_for_it_under_its_own_token
 #[test]
 fn an_upstream_asking_for_input_gets_the_agents_answers_when_it_resumes() {
     let r = remit_with_echo_as("asker", "", "ask", "read");
-    let asked = stateless_messages(&r, 1, json!({ "name": "asker.ask", "arguments": {} }));
+    // the upstream hears the agent's capabilities, not remit's: without `roots` it cannot ask
+    let undeclared = stateless_messages(&r, 9, json!({ "name": "asker.ask", "arguments": {} }));
+    let undeclared = &undeclared.last().unwrap()["result"];
+    assert_eq!(undeclared["isError"], true, "{undeclared}");
+    assert!(
+        undeclared.to_string().contains("did not declare `roots`"),
+        "{undeclared}"
+    );
+    let roots_declared = json!({ "io.modelcontextprotocol/clientCapabilities": { "roots": {} } });
+    let asked = stateless_messages(
+        &r,
+        1,
+        json!({ "name": "asker.ask", "arguments": {}, "_meta": roots_declared }),
+    );
     let asked = &asked.last().unwrap()["result"];
     assert_eq!(asked["resultType"], "input_required", "{asked}");
     assert_eq!(
@@ -703,7 +716,7 @@ fn an_upstream_asking_for_input_gets_the_agents_answers_when_it_resumes() {
     let done = stateless_messages(
         &r,
         2,
-        json!({ "name": "asker.ask", "arguments": {},
+        json!({ "name": "asker.ask", "arguments": {}, "_meta": roots_declared,
                 "inputResponses": { "roots": roots }, "requestState": state }),
     );
     let done = &done.last().unwrap()["result"];
@@ -732,24 +745,39 @@ fn an_upstream_asking_for_input_gets_the_agents_answers_when_it_resumes() {
             .collect()
     };
     let executed = of_ask("executed");
-    assert_eq!(executed.len(), 3, "{executed:?}");
+    assert_eq!(executed.len(), 4, "{executed:?}");
     assert!(
-        executed[0].to_string().contains("roots/list"),
+        executed[1].to_string().contains("roots/list"),
         "the input request is recorded: {}",
-        executed[0]
+        executed[1]
     );
     let proposed = of_ask("proposed");
-    assert!(proposed[0].get("resume").is_none(), "{}", proposed[0]);
-    assert_eq!(proposed[1]["resume"]["inputResponses"]["roots"], roots);
+    assert!(proposed[1].get("resume").is_none(), "{}", proposed[1]);
+    assert_eq!(proposed[2]["resume"]["inputResponses"]["roots"], roots);
     use sha2::Digest as _;
     assert_eq!(
-        proposed[1]["resume"]["requestStateSha256"],
+        proposed[2]["resume"]["requestStateSha256"],
         hex::encode(sha2::Sha256::digest(state.as_bytes()))
     );
     assert!(
-        proposed[1].to_string().find(&state).is_none(),
+        proposed[2].to_string().find(&state).is_none(),
         "the state itself is not recorded"
     );
+    // through rmcp's client too (a call that wants progress goes that way), the upstream
+    // hears the agent's capabilities
+    for (declared, expected) in [
+        (json!({ "roots": {} }), "input_required"),
+        (json!({}), "complete"),
+    ] {
+        let via_rmcp = stateless_messages(
+            &r,
+            4,
+            json!({ "name": "asker.ask", "arguments": {}, "_meta": {
+                "io.modelcontextprotocol/clientCapabilities": declared, "progressToken": "p" } }),
+        );
+        let via_rmcp = &via_rmcp.last().unwrap()["result"];
+        assert_eq!(via_rmcp["resultType"], expected, "{via_rmcp}");
+    }
 }
 
 /// A `write` (or `irreversible`) call is on disk, `decided`, before the upstream sees it; a
