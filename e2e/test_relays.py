@@ -1,0 +1,84 @@
+"""What remit passes between an agent and its upstream besides the call and its result, with
+the Python `mcp` SDK as the agent, over both transports and in both eras, in front of remit's
+echo server (`remit-billing --echo`) as a stdio upstream:
+
+- progress reports (`notifications/progress`), for a call that sends a `progressToken`;
+- an `InputRequiredResult` (2026-07-28): the upstream asks the agent for its roots, the SDK
+  answers through its `list_roots_callback` and resumes, and the upstream finishes; an agent
+  in a 2025-11-25 session gets an error that names the era it needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp import types
+
+import helpers
+from helpers import MODES, TRANSPORTS, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+def echo_register() -> str:
+    echo = helpers.remit_bin().parent / "remit-billing"
+    return (
+        helpers.agent("ops-bot")
+        + helpers.stdio_upstream("echo", [echo, "--echo"])
+        + helpers.action("echo.sleep", ["ops-bot"])
+        + helpers.action("echo.ask", ["ops-bot"])
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_progress_reaches_the_agent_in_order_before_the_result(gateway, transport: str, mode: str) -> None:
+    gw = gateway(echo_register(), serve=transport == "http")
+    reports: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reports.append((progress, total, message))
+
+    async with gw.connect(transport, "ops-bot", mode=mode) as client:
+        slept = await client.call_tool("echo.sleep", {"ms": 60}, progress_callback=on_progress)
+        assert not slept.is_error and text_of(slept) == "slept 60 ms"
+        assert reports == [(1, 2, "slept 30 of 60 ms"), (2, 2, "slept 60 of 60 ms")]
+        # without a callback the SDK sends no token, and nothing else changes
+        assert text_of(await client.call_tool("echo.sleep", {"ms": 10})) == "slept 10 ms"
+    assert len(reports) == 2
+
+
+async def give_roots(context: Any) -> types.ListRootsResult:
+    return types.ListRootsResult(roots=[types.Root(uri="file:///srv/app", name="app")])
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_upstream_that_needs_input_gets_it_from_the_agent_and_finishes(gateway, transport: str) -> None:
+    gw = gateway(echo_register(), serve=transport == "http")
+    # the SDK declares `roots` because it has the callback; remit tells the upstream so
+    async with gw.connect(transport, "ops-bot", mode="2026-07-28", list_roots_callback=give_roots) as client:
+        told = await client.call_tool("echo.ask", {})
+        assert not told.is_error, text_of(told)
+        assert text_of(told).startswith("told: ") and "file:///srv/app" in text_of(told)
+    # an agent that cannot list roots is not asked
+    async with gw.connect(transport, "ops-bot", mode="2026-07-28") as client:
+        unasked = await client.call_tool("echo.ask", {})
+        assert unasked.is_error and "did not declare `roots`" in text_of(unasked)
+
+    # a 2025-11-25 session cannot take an InputRequiredResult: the agent is told which era can
+    async with gw.connect(transport, "ops-bot", mode="legacy", list_roots_callback=give_roots) as client:
+        with pytest.raises(Exception) as refused:
+            await client.call_tool("echo.ask", {})
+        error = helpers.mcp_error(refused.value)
+        assert error is not None and "2026-07-28" in str(error), refused.value
+
+    asks = [e for e in gw.audit_events() if e.get("action") == "echo.ask"]
+    proposed = [e["detail"] for e in asks if e["stage"] == "proposed"]
+    # two rounds for the first agent (asked, then resumed with its answer), one for each other
+    assert [("resume" in d) for d in proposed] == [False, True, False, False]
+    assert proposed[1]["resume"]["inputResponses"]["roots"]["roots"][0]["uri"] == "file:///srv/app"
+    assert len(proposed[1]["resume"]["requestStateSha256"]) == 64
+    if transport == "http":  # `remit stdio` signed its last checkpoint when it exited
+        gw.wait_checkpoint()
+    helpers.assert_audit_intact(gw.audit_verify())
