@@ -193,34 +193,59 @@ impl ServerHandler for AgentServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let reason = reason_in(&ctx.meta);
-        let resume = resume_of(&request);
         let capabilities = capabilities_of(&ctx);
-        let mut call = Call {
-            credential: self.credential(&ctx),
-            tool: request.name.to_string(),
-            args: request.arguments.map(Value::Object).unwrap_or(Value::Null),
-            reason,
-            run: run_of(&ctx),
+        let credential = self.credential(&ctx);
+        let run = run_of(&ctx);
+        let tool = request.name.to_string();
+        let args = request
+            .arguments
+            .clone()
+            .map(Value::Object)
+            .unwrap_or(Value::Null);
+        let round = |resume| Call {
+            credential: credential.clone(),
+            tool: tool.clone(),
+            args: args.clone(),
+            reason: reason.clone(),
+            run: run.clone(),
             entry: Entry::Mcp,
             caller: Caller::waiting(),
             progress: None,
             resume,
-            capabilities,
+            capabilities: capabilities.clone(),
         };
-        let outcome = match ctx.meta.get_progress_token() {
-            None => crate::call_to_the_end(&self.gateway, call).await,
-            Some(token) => {
-                let (relay, reports) = crate::progress::Relay::new();
-                call.progress = Some(Arc::new(relay));
-                crate::progress::forward_while(
-                    reports,
-                    &ctx.peer,
-                    token,
-                    crate::call_to_the_end(&self.gateway, call),
-                )
-                .await
+        let mut outcome = self.run_round(round(resume_of(&request)), &ctx).await;
+        // a 2025-11-25 session cannot take an InputRequiredResult: remit asks the agent
+        // itself, over the session, and resumes the call with its answers
+        if !modern(&ctx) {
+            let mut rounds = 0;
+            while let Some(asked) = input_required(&outcome) {
+                rounds += 1;
+                let answers = if rounds > MAX_INPUT_ROUNDS {
+                    Err(format!(
+                        "the upstream asked for input more than {MAX_INPUT_ROUNDS} times; remit stopped the call"
+                    ))
+                } else {
+                    ask_the_agent(&ctx.peer, &asked).await
+                };
+                let answers = match answers {
+                    Ok(answers) => answers,
+                    Err(message) => {
+                        return Ok(CallToolResponse::Complete(error_result(
+                            &message,
+                            "input_failed",
+                            outcome.call().as_str(),
+                        )));
+                    }
+                };
+                let mut resume = serde_json::Map::new();
+                resume.insert("inputResponses".to_owned(), Value::Object(answers));
+                if let Some(state) = asked.request_state {
+                    resume.insert("requestState".to_owned(), Value::String(state));
+                }
+                outcome = self.run_round(round(Some(resume)), &ctx).await;
             }
-        };
+        }
         if let Outcome::Rejected {
             code,
             message,
@@ -238,6 +263,73 @@ impl ServerHandler for AgentServer {
         }
         Ok(outcome_to_response(&outcome))
     }
+}
+
+/// Most input rounds remit runs for an agent in a 2025-11-25 session before it stops a call.
+const MAX_INPUT_ROUNDS: u32 = 8;
+
+impl AgentServer {
+    /// One round of a call through the pipeline, relaying progress if the agent asked for it.
+    async fn run_round(&self, mut call: Call, ctx: &RequestContext<RoleServer>) -> Outcome {
+        match ctx.meta.get_progress_token() {
+            None => crate::call_to_the_end(&self.gateway, call).await,
+            Some(token) => {
+                let (relay, reports) = crate::progress::Relay::new();
+                call.progress = Some(Arc::new(relay));
+                crate::progress::forward_while(
+                    reports,
+                    &ctx.peer,
+                    token,
+                    crate::call_to_the_end(&self.gateway, call),
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Whether the request is of the 2026-07-28 era (its `_meta` names the revision).
+fn modern(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.meta
+        .get("io.modelcontextprotocol/protocolVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v >= "2026-07-28")
+}
+
+/// The upstream's `InputRequiredResult`, if that is how the call ended.
+fn input_required(outcome: &Outcome) -> Option<rmcp::model::InputRequiredResult> {
+    match outcome_to_response(outcome) {
+        CallToolResponse::InputRequired(asked) => Some(asked),
+        _ => None,
+    }
+}
+
+/// Puts each of the upstream's input requests to the agent over its session; the answers by key.
+async fn ask_the_agent(
+    peer: &rmcp::service::Peer<RoleServer>,
+    asked: &rmcp::model::InputRequiredResult,
+) -> Result<serde_json::Map<String, Value>, String> {
+    use rmcp::model::{InputRequest, ServerRequest};
+    let mut answers = serde_json::Map::new();
+    for (key, request) in asked.input_requests.iter().flatten() {
+        let request = match request.clone() {
+            InputRequest::CreateMessage(r) => ServerRequest::CreateMessageRequest(r),
+            InputRequest::Elicitation(r) => ServerRequest::ElicitRequest(r),
+            InputRequest::ListRoots(r) => ServerRequest::ListRootsRequest(r),
+            _ => {
+                return Err(format!(
+                    "the tool asked for input (`{key}`) of a kind remit cannot ask for"
+                ));
+            }
+        };
+        let answer = peer.send_request(request).await.map_err(|e| {
+            format!("the tool needs input (`{key}`) that your client could not give: {e}")
+        })?;
+        let answer = serde_json::to_value(&answer)
+            .map_err(|e| format!("your client's answer to `{key}` could not be read: {e}"))?;
+        answers.insert(key.clone(), answer);
+    }
+    Ok(answers)
 }
 
 /// The client capabilities the agent declared: in the request's `_meta` (2026-07-28), or
