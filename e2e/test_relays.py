@@ -82,3 +82,43 @@ async def test_an_upstream_that_needs_input_gets_it_from_the_agent_and_finishes(
     if transport == "http":  # `remit stdio` signed its last checkpoint when it exited
         gw.wait_checkpoint()
     helpers.assert_audit_intact(gw.audit_verify())
+
+
+def fixture_register() -> str:
+    """The conformance fixture, whose input-required tools ask whatever the client declared."""
+    return (
+        helpers.agent("ops-bot")
+        + helpers.conformance_upstream("conf", namespace=True)
+        + helpers.action("conf.test_input_required_result_sampling", ["ops-bot"])
+        + helpers.action("conf.test_input_required_result_elicitation", ["ops-bot"])
+    )
+
+
+async def sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+    asked = params.messages[0].content.text
+    assert asked == "What is the capital of France?", asked
+    return types.CreateMessageResult(
+        role="assistant", content=types.TextContent(type="text", text="Paris"), model="stub-model"
+    )
+
+
+async def elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+    return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_2025_session_is_asked_for_samples_and_forms_by_remit(gateway, transport: str) -> None:
+    gw = gateway(fixture_register(), serve=transport == "http")
+    async with gw.connect(
+        transport, "ops-bot", mode="legacy", sampling_callback=sample, elicitation_callback=elicit
+    ) as client:
+        sampled = await client.call_tool("conf.test_input_required_result_sampling", {})
+        assert not sampled.is_error and text_of(sampled) == "Model said: Paris", text_of(sampled)
+        hello = await client.call_tool("conf.test_input_required_result_elicitation", {})
+        assert not hello.is_error and text_of(hello) == "Hello, Ada!", text_of(hello)
+    # a client that cannot answer: the call ends with a tool error that names what was asked
+    async with gw.connect(transport, "ops-bot", mode="legacy") as client:
+        unanswered = await client.call_tool("conf.test_input_required_result_elicitation", {})
+        assert unanswered.is_error, text_of(unanswered)
+        assert "needs input (`user_name`)" in text_of(unanswered), text_of(unanswered)
+        assert unanswered.meta["remit"]["code"] == "input_failed", unanswered.meta
