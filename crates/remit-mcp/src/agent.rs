@@ -33,6 +33,24 @@ impl AgentServer {
         Self { gateway, source }
     }
 
+    /// One round of a call through the pipeline, relaying progress if the agent asked for it.
+    async fn run_round(&self, mut call: Call, ctx: &RequestContext<RoleServer>) -> Outcome {
+        match ctx.meta.get_progress_token() {
+            None => crate::call_to_the_end(&self.gateway, call).await,
+            Some(token) => {
+                let (relay, reports) = crate::progress::Relay::new();
+                call.progress = Some(Arc::new(relay));
+                crate::progress::forward_while(
+                    reports,
+                    &ctx.peer,
+                    token,
+                    crate::call_to_the_end(&self.gateway, call),
+                )
+                .await
+            }
+        }
+    }
+
     fn credential(&self, ctx: &RequestContext<RoleServer>) -> Credential {
         match &self.source {
             CredentialSource::Local(id) => Credential::Local(id.clone()),
@@ -267,26 +285,6 @@ impl ServerHandler for AgentServer {
 
 /// Most input rounds remit runs for an agent in a 2025-11-25 session before it stops a call.
 const MAX_INPUT_ROUNDS: u32 = 8;
-
-impl AgentServer {
-    /// One round of a call through the pipeline, relaying progress if the agent asked for it.
-    async fn run_round(&self, mut call: Call, ctx: &RequestContext<RoleServer>) -> Outcome {
-        match ctx.meta.get_progress_token() {
-            None => crate::call_to_the_end(&self.gateway, call).await,
-            Some(token) => {
-                let (relay, reports) = crate::progress::Relay::new();
-                call.progress = Some(Arc::new(relay));
-                crate::progress::forward_while(
-                    reports,
-                    &ctx.peer,
-                    token,
-                    crate::call_to_the_end(&self.gateway, call),
-                )
-                .await
-            }
-        }
-    }
-}
 
 /// Whether the request is of the 2026-07-28 era (its `_meta` names the revision).
 fn modern(ctx: &RequestContext<RoleServer>) -> bool {
