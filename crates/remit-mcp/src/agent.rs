@@ -291,7 +291,7 @@ fn modern(ctx: &RequestContext<RoleServer>) -> bool {
     ctx.meta
         .get("io.modelcontextprotocol/protocolVersion")
         .and_then(Value::as_str)
-        .is_some_and(|v| v >= "2026-07-28")
+        .is_some_and(|v| v >= crate::STATELESS_REVISION)
 }
 
 /// The upstream's `InputRequiredResult`, if that is how the call ended.

@@ -41,7 +41,7 @@ impl LeanHttp {
         }
         map.insert(
             "mcp-protocol-version",
-            reqwest::header::HeaderValue::from_static("2026-07-28"),
+            reqwest::header::HeaderValue::from_static(crate::STATELESS_REVISION),
         );
         map.insert(
             reqwest::header::ACCEPT,
@@ -93,7 +93,7 @@ impl LeanHttp {
                 name: tool,
                 arguments: args,
                 meta: CallMeta {
-                    protocol_version: "2026-07-28",
+                    protocol_version: crate::STATELESS_REVISION,
                     // the agent's: the upstream's input requests go to it
                     client_capabilities: capabilities.unwrap_or(&none),
                     client_info: ClientInfo {

@@ -23,3 +23,6 @@ pub use agent::{
 pub use finish::call_to_the_end;
 pub use stateless::{ShortWay, StatelessCall};
 pub use upstream::McpUpstreams;
+
+/// The stateless protocol revision (no sessions, `server/discover`, per-request `_meta`).
+pub(crate) const STATELESS_REVISION: &str = "2026-07-28";

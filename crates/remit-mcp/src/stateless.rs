@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The one protocol revision this path serves.
-const REVISION: &str = "2026-07-28";
+const REVISION: &str = crate::STATELESS_REVISION;
 
 /// The hosts a request may name in `Host` to take the short way (the rest go to rmcp's check).
 #[derive(Clone, Debug, Default)]

@@ -250,7 +250,7 @@ fn lean_for(config: &Upstream, protocol: Option<&str>) -> Option<Arc<LeanHttp>> 
     let Transport::Http { url, headers } = &config.transport else {
         return None;
     };
-    if protocol != Some("2026-07-28") {
+    if protocol != Some(crate::STATELESS_REVISION) {
         return None;
     }
     let headers: Vec<(String, String)> = headers
@@ -354,7 +354,7 @@ impl Upstreams for McpUpstreams {
             .read()
             .ok()
             .and_then(|s| {
-                let modern = s.protocol.as_deref() == Some("2026-07-28");
+                let modern = s.protocol.as_deref() == Some(crate::STATELESS_REVISION);
                 s.peer.clone().map(|p| (p, s.lean.clone(), modern))
             })
             .ok_or_else(|| UpstreamError::Unavailable {
