@@ -22,22 +22,26 @@ pub(crate) struct Report {
     message: Option<String>,
 }
 
+/// Most reports queued for one agent; an upstream that reports faster than the agent reads
+/// loses the reports beyond it (progress is advice, memory is not).
+const MAX_QUEUED_REPORTS: usize = 256;
+
 /// The pipeline's end of one call's reports: queues them for [`forward_while`].
 #[derive(Debug)]
-pub(crate) struct Relay(mpsc::UnboundedSender<Report>);
+pub(crate) struct Relay(mpsc::Sender<Report>);
 
 impl Relay {
     /// A relay and the receiver its reports arrive on.
-    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Report>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub(crate) fn new() -> (Self, mpsc::Receiver<Report>) {
+        let (tx, rx) = mpsc::channel(MAX_QUEUED_REPORTS);
         (Self(tx), rx)
     }
 }
 
 impl Progress for Relay {
     fn report(&self, progress: f64, total: Option<f64>, message: Option<String>) {
-        // the agent may be gone: its reports have nowhere to go
-        let _ = self.0.send(Report {
+        // the agent may be gone, or behind by a full queue: then the report is dropped
+        let _ = self.0.try_send(Report {
             progress,
             total,
             message,
@@ -47,7 +51,7 @@ impl Progress for Relay {
 
 /// Runs `call` and sends the agent each report under `token` as it comes, the last ones before the call's answer.
 pub(crate) async fn forward_while<F: Future>(
-    mut reports: mpsc::UnboundedReceiver<Report>,
+    mut reports: mpsc::Receiver<Report>,
     peer: &Peer<RoleServer>,
     token: ProgressToken,
     call: F,
@@ -254,5 +258,19 @@ mod tests {
             vec![(1.0, Some("8:1".to_owned()))]
         );
         assert_eq!(waiting.lock().early.len(), MAX_EARLY - 1);
+    }
+
+    #[test]
+    fn an_agent_that_falls_behind_loses_reports_beyond_the_queue_not_memory() {
+        let (relay, mut reports) = Relay::new();
+        for n in 0..(MAX_QUEUED_REPORTS + 50) {
+            relay.report(n as f64, None, None);
+        }
+        let mut kept = 0;
+        while let Ok(r) = reports.try_recv() {
+            assert_eq!(r.progress, kept as f64, "in order");
+            kept += 1;
+        }
+        assert_eq!(kept, MAX_QUEUED_REPORTS);
     }
 }
