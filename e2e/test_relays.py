@@ -72,11 +72,16 @@ async def test_an_upstream_that_needs_input_gets_it_from_the_agent_and_finishes(
         told = await client.call_tool("echo.ask", {})
         assert not told.is_error, text_of(told)
         assert text_of(told).startswith("told: ") and "file:///srv/app" in text_of(told)
+        # an upstream that is never satisfied is stopped after 8 rounds, with a reason
+        endless = await client.call_tool("echo.ask", {"never_satisfied": True})
+        assert endless.is_error and "more than 8 times" in text_of(endless), text_of(endless)
+        assert endless.meta["remit"]["code"] == "input_failed", endless.meta
 
     asks = [e for e in gw.audit_events() if e.get("action") == "echo.ask"]
     proposed = [e["detail"] for e in asks if e["stage"] == "proposed"]
-    # two rounds for each agent that could answer (asked, then resumed), one for the other
-    assert [("resume" in d) for d in proposed] == [False, True, False, False, True]
+    # two rounds for each agent that could answer (asked, then resumed), one for the other,
+    # and 1 + 8 for the upstream that was never satisfied
+    assert [("resume" in d) for d in proposed] == [False, True, False, False, True, False] + [True] * 8
     assert proposed[1]["resume"]["inputResponses"]["roots"]["roots"][0]["uri"] == "file:///srv/app"
     assert len(proposed[1]["resume"]["requestStateSha256"]) == 64
     if transport == "http":  # `remit stdio` signed its last checkpoint when it exited

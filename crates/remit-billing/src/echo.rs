@@ -188,13 +188,21 @@ impl ServerHandler for Echo {
 const ASK_STATE: &str = "echo-ask-round-1";
 
 /// `ask`: the first round asks for the caller's roots, if it declared it can list them; the
-/// second, with the answer and the state unchanged, says what it was told. A changed state
-/// is a tool error.
+/// second, with the answer and the state unchanged, says what it was told (unless the call
+/// says `never_satisfied`: then it asks again every round). A changed state is a tool error.
 fn ask(request: &CallToolRequestParams, roots_declared: bool) -> CallToolResponse {
+    // `never_satisfied`: ask again whatever the answer (an upstream that would loop forever)
+    let never_satisfied = request
+        .arguments
+        .as_ref()
+        .and_then(|a| a.get("never_satisfied"))
+        .and_then(serde_json::Value::as_bool)
+        == Some(true);
     let told = request
         .input_responses
         .as_ref()
-        .and_then(|r| r.get("roots"));
+        .and_then(|r| r.get("roots"))
+        .filter(|_| !never_satisfied);
     match (told, request.request_state.as_deref()) {
         (None, _) if !roots_declared => CallToolResult::error(vec![ContentBlock::text(
             "the client did not declare `roots`: there is nothing to ask it",
