@@ -294,10 +294,15 @@ fn modern(ctx: &RequestContext<RoleServer>) -> bool {
         .is_some_and(|v| v >= crate::STATELESS_REVISION)
 }
 
-/// The upstream's `InputRequiredResult`, if that is how the call ended.
+/// The upstream's `InputRequiredResult`, if that is how the call ended (anything else is
+/// not parsed: the result says `resultType: "input_required"` first).
 fn input_required(outcome: &Outcome) -> Option<rmcp::model::InputRequiredResult> {
-    match outcome_to_response(outcome) {
-        CallToolResponse::InputRequired(asked) => Some(asked),
+    match outcome {
+        Outcome::Done { result, .. }
+            if result.get("resultType").and_then(Value::as_str) == Some("input_required") =>
+        {
+            serde_json::from_value(result.clone()).ok()
+        }
         _ => None,
     }
 }
@@ -364,14 +369,10 @@ fn resume_of(request: &CallToolRequestParams) -> Option<serde_json::Map<String, 
 /// What the agent gets for a call: the outcome as a `CallToolResult`, or the upstream's
 /// `InputRequiredResult` (2026-07-28) when the tool needs input before it can finish.
 pub(crate) fn outcome_to_response(outcome: &Outcome) -> CallToolResponse {
-    if let Outcome::Done { result, .. } = outcome
-        && result.get("resultType").and_then(Value::as_str) == Some("input_required")
-        && let Ok(asked) =
-            serde_json::from_value::<rmcp::model::InputRequiredResult>(result.clone())
-    {
-        return CallToolResponse::InputRequired(asked);
+    match input_required(outcome) {
+        Some(asked) => CallToolResponse::InputRequired(asked),
+        None => CallToolResponse::Complete(outcome_to_mcp(outcome)),
     }
-    CallToolResponse::Complete(outcome_to_mcp(outcome))
 }
 
 /// The Streamable HTTP service agents reach at `/mcp`, both protocol eras.
