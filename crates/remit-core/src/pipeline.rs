@@ -76,9 +76,9 @@ pub struct Call {
     pub caller: Caller,
     /// Where the upstream's progress reports go, if the caller asked for them.
     pub progress: Option<Arc<dyn crate::ports::Progress>>,
-    /// A call that resumes after the upstream asked for input (2026-07-28,
-    /// `InputRequiredResult`): its `inputResponses` and `requestState`, passed on as they came.
-    pub resume: Option<Map<String, Value>>,
+    /// A call that resumes after the upstream asked for input: the agent's answers and the
+    /// upstream's state, passed on as they came.
+    pub resume: Option<crate::ports::Resume>,
     /// The client capabilities the agent declared, passed on to a 2026-07-28 upstream (whose
     /// input requests must respect them).
     pub capabilities: Option<Map<String, Value>>,
@@ -639,10 +639,10 @@ impl<'g> Trail<'g> {
         if let Some(resume) = &call.resume {
             // the agent's answers as sent; the upstream's opaque state by its digest
             let mut r = Map::new();
-            if let Some(answers) = resume.get("inputResponses") {
-                r.insert("inputResponses".into(), answers.clone());
+            if let Some(answers) = &resume.input_responses {
+                r.insert("inputResponses".into(), Value::Object(answers.clone()));
             }
-            if let Some(Value::String(state)) = resume.get("requestState") {
+            if let Some(state) = &resume.request_state {
                 r.insert(
                     "requestStateSha256".into(),
                     Value::String(hex::encode(Sha256::digest(state.as_bytes()))),

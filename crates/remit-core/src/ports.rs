@@ -172,6 +172,15 @@ pub trait Progress: Send + Sync + fmt::Debug {
     fn report(&self, progress: f64, total: Option<f64>, message: Option<String>);
 }
 
+/// A call that resumes after its upstream asked for input (2026-07-28 `InputRequiredResult`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resume {
+    /// The agent's answers, by the keys of the upstream's input requests.
+    pub input_responses: Option<Map<String, Value>>,
+    /// The upstream's opaque state, as it handed it out.
+    pub request_state: Option<String>,
+}
+
 /// A call that passed every check; only the pipeline can make one, and it is spent on use.
 #[derive(Debug)]
 pub struct Cleared {
@@ -180,7 +189,7 @@ pub struct Cleared {
     pub(crate) tool: String,
     pub(crate) args: Map<String, Value>,
     pub(crate) progress: Option<std::sync::Arc<dyn Progress>>,
-    pub(crate) resume: Option<Map<String, Value>>,
+    pub(crate) resume: Option<Resume>,
     pub(crate) capabilities: Option<Map<String, Value>>,
 }
 
@@ -210,8 +219,8 @@ impl Cleared {
         self.progress.as_ref()
     }
 
-    /// For a call that resumes: `inputResponses` and `requestState`, to send as they came.
-    pub fn resume(&self) -> Option<&Map<String, Value>> {
+    /// For a call that resumes: the agent's answers and the state, to send as they came.
+    pub fn resume(&self) -> Option<&Resume> {
         self.resume.as_ref()
     }
 

@@ -2,6 +2,7 @@
 
 use remit_core::ids::{AgentId, RunId};
 use remit_core::pipeline::{Call, Caller, Credential, Entry, Gateway, Outcome};
+use remit_core::ports::Resume;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -207,7 +208,7 @@ impl ServerHandler for AgentServer {
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let reason = reason_in(&ctx.meta);
@@ -215,9 +216,10 @@ impl ServerHandler for AgentServer {
         let credential = self.credential(&ctx);
         let run = run_of(&ctx);
         let tool = request.name.to_string();
+        let resume = resume_of(&request);
         let args = request
             .arguments
-            .clone()
+            .take()
             .map(Value::Object)
             .unwrap_or(Value::Null);
         let round = |resume| Call {
@@ -232,7 +234,7 @@ impl ServerHandler for AgentServer {
             resume,
             capabilities: capabilities.clone(),
         };
-        let mut outcome = self.run_round(round(resume_of(&request)), &ctx).await;
+        let mut outcome = self.run_round(round(resume), &ctx).await;
         // a 2025-11-25 session cannot take an InputRequiredResult: remit asks the agent
         // itself, over the session, and resumes the call with its answers
         if !modern(&ctx) {
@@ -256,11 +258,10 @@ impl ServerHandler for AgentServer {
                         )));
                     }
                 };
-                let mut resume = serde_json::Map::new();
-                resume.insert("inputResponses".to_owned(), Value::Object(answers));
-                if let Some(state) = asked.request_state {
-                    resume.insert("requestState".to_owned(), Value::String(state));
-                }
+                let resume = Resume {
+                    input_responses: Some(answers),
+                    request_state: asked.request_state,
+                };
                 outcome = self.run_round(round(Some(resume)), &ctx).await;
             }
         }
@@ -348,22 +349,18 @@ fn capabilities_of(ctx: &RequestContext<RoleServer>) -> Option<serde_json::Map<S
     }
 }
 
-/// A resuming call's `inputResponses` and `requestState`, as the agent sent them.
-fn resume_of(request: &CallToolRequestParams) -> Option<serde_json::Map<String, Value>> {
+/// A resuming call's answers and state, as the agent sent them.
+fn resume_of(request: &CallToolRequestParams) -> Option<Resume> {
     if request.input_responses.is_none() && request.request_state.is_none() {
         return None;
     }
-    let mut resume = serde_json::Map::new();
-    if let Some(responses) = &request.input_responses {
-        resume.insert(
-            "inputResponses".to_owned(),
-            Value::Object(responses.clone().into_iter().collect()),
-        );
-    }
-    if let Some(state) = &request.request_state {
-        resume.insert("requestState".to_owned(), Value::String(state.clone()));
-    }
-    Some(resume)
+    Some(Resume {
+        input_responses: request
+            .input_responses
+            .as_ref()
+            .map(|r| r.clone().into_iter().collect()),
+        request_state: request.request_state.clone(),
+    })
 }
 
 /// What the agent gets for a call: the outcome as a `CallToolResult`, or the upstream's

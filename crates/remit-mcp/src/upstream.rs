@@ -386,13 +386,10 @@ impl Upstreams for McpUpstreams {
             .with_arguments(cleared.args().clone());
         if let Some(resume) = cleared.resume() {
             params.input_responses = resume
-                .get("inputResponses")
-                .and_then(Value::as_object)
+                .input_responses
+                .as_ref()
                 .map(|m| m.clone().into_iter().collect());
-            params.request_state = resume
-                .get("requestState")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+            params.request_state.clone_from(&resume.request_state);
         }
         let timeout = link.config.timeout;
         // a 2026-07-28 upstream hears the agent's capabilities, not remit's own: its input
