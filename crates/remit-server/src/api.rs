@@ -93,6 +93,36 @@ pub fn app(runtime: &crate::Runtime) -> App {
     }
 }
 
+impl App {
+    /// Largest request body remit reads, in bytes.
+    pub(crate) fn max_body(&self) -> usize {
+        self.inner.state.max_body
+    }
+
+    /// The answer to a `POST /mcp` with these headers and body, if it is a plain stateless call from a known agent.
+    ///
+    /// `None` leaves the request to the full service, which gives every other answer
+    /// (refusing a bad credential included, and counting it against the address).
+    pub(crate) fn plain_call(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<impl Future<Output = (StatusCode, Vec<u8>)> + Send + 'static> {
+        let state = &self.inner.state;
+        if state.gateway.authenticate(&bearer(headers)).is_err() {
+            return None;
+        }
+        let call = remit_mcp::StatelessCall::parse(
+            &state.short_way,
+            &state.gateway,
+            &http::Method::POST,
+            headers,
+            body,
+        )?;
+        Some(call.answer(Arc::clone(&state.gateway)))
+    }
+}
+
 impl tower::Service<Request> for App {
     type Response = Response;
     type Error = std::convert::Infallible;
@@ -199,7 +229,7 @@ async fn guard_mcp(app: &AppInner, req: Request) -> Response {
             ),
         };
     }
-    if req.method() != axum::http::Method::POST {
+    if req.method() != http::Method::POST {
         return forward(app, req).await;
     }
     let (parts, body) = req.into_parts();

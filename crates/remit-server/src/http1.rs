@@ -1,13 +1,15 @@
-//! remit's HTTP server: HTTP/1.1 connections served by hyper, each request handed to [`App`].
+//! remit's HTTP server: HTTP/1.1 connections, plain stateless calls answered by the short way, the rest by hyper and [`App`].
 //!
 //! Agents and people reach remit over HTTP/1.1 (the MCP SDKs, the Inspector, browsers
-//! behind a TLS proxy all do). Serving only that, on hyper's HTTP/1 connection directly,
-//! skips the protocol sniffing and upgrade wrapping a general server puts around every
-//! connection.
+//! behind a TLS proxy all do). A connection starts on the short way's own reader
+//! ([`crate::short_http`]); at its first request of another shape it goes to hyper's HTTP/1
+//! connection directly, which skips the protocol sniffing and upgrade wrapping a general
+//! server puts around every connection.
 
 use crate::api::App;
 use crate::auth_limit::Peer;
 use crate::repoll::Repoll;
+use crate::short_http::{self, After, HEADER_READ_TIMEOUT};
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -16,9 +18,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::Service;
-
-/// How long a connection may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `app` on `listener` until `until` ends, then lets open requests finish.
 pub async fn serve(listener: TcpListener, app: App, until: impl Future<Output = ()> + Send) {
@@ -43,6 +42,12 @@ pub async fn serve(listener: TcpListener, app: App, until: impl Future<Output = 
         // the connection's own wakes (a request body read, an upstream answer read on the
         // same task) must not send it through the run queue to the other worker
         tokio::spawn(Repoll::new(async move {
+            // plain stateless calls are read and answered without hyper, until the first
+            // request that is not one
+            let stream = match short_http::serve(stream, &app, &mut stopped).await {
+                After::Closed => return,
+                After::Hyper(stream) => stream,
+            };
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let mut app = app.clone();
                 let mut request = request.map(Body::new);

@@ -11,6 +11,7 @@ mod auth_limit;
 mod http1;
 mod repoll;
 mod runtime;
+mod short_http;
 
 pub use api::{ApiDoc, ApiError, App, CallRequest, CallResponse, Health, app};
 pub use http1::serve;

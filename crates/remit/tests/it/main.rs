@@ -6,6 +6,8 @@ mod support;
 #[cfg(test)]
 mod audit;
 #[cfg(test)]
+mod connection;
+#[cfg(test)]
 mod examples;
 #[cfg(test)]
 mod hostile;

@@ -921,42 +921,69 @@ fn a_call_whose_caller_left_before_it_was_sent_is_not_sent() {
         });
     });
     locked.recv().unwrap();
-    let gave_up = reqwest::blocking::Client::builder()
+    let impatient = reqwest::blocking::Client::builder()
         .timeout(Duration::from_millis(500))
         .build()
-        .unwrap()
-        .post(r.url("/v1/calls"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "tool": "billing.issue_refund", "arguments": { "charge_id": "ch_001", "amount": 5, "reason": "x" } }))
-        .send();
-    assert!(
-        gave_up.is_err(),
-        "the call answered while the store was locked"
-    );
+        .unwrap();
+    let args = json!({ "charge_id": "ch_001", "amount": 5, "reason": "x" });
+    let ways = [
+        (
+            "/v1/calls",
+            impatient
+                .post(r.url("/v1/calls"))
+                .bearer_auth(TOKEN)
+                .json(&json!({ "tool": "billing.issue_refund", "arguments": args }))
+                .send(),
+        ),
+        (
+            "/mcp, the short way",
+            r.stateless_call(
+                Some(&impatient),
+                &json!(1),
+                "billing.issue_refund",
+                &args,
+                "application/json, text/event-stream",
+            )
+            .send(),
+        ),
+    ];
+    for (way, gave_up) in &ways {
+        assert!(
+            gave_up.is_err(),
+            "{way}: the call answered while the store was locked"
+        );
+    }
     release.send(()).unwrap();
     locker.join().unwrap();
-    // the call finishes on its own: refused by the pipeline, never sent
+    // the calls finish on their own: refused by the pipeline, never sent
     let deadline = Instant::now() + Duration::from_secs(15);
     let failed = loop {
         let events = r.events();
-        if let Some(f) = events.iter().find(|l| l["event"]["stage"] == "failed") {
-            break f.clone();
+        let failed: Vec<Value> = events
+            .iter()
+            .filter(|l| l["event"]["stage"] == "failed")
+            .cloned()
+            .collect();
+        if failed.len() == ways.len() {
+            break failed;
         }
         assert!(Instant::now() < deadline, "no outcome recorded: {events:?}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(
-        failed["event"]["action"], "billing.issue_refund",
-        "{failed}"
-    );
-    assert_eq!(failed["event"]["detail"]["sent"], false, "{failed}");
-    assert!(
-        failed["event"]["detail"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("stopped waiting before the call was sent"),
-        "{failed}"
-    );
+    for failed in &failed {
+        assert_eq!(
+            failed["event"]["action"], "billing.issue_refund",
+            "{failed}"
+        );
+        assert_eq!(failed["event"]["detail"]["sent"], false, "{failed}");
+        assert!(
+            failed["event"]["detail"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("stopped waiting before the call was sent"),
+            "{failed}"
+        );
+    }
     assert!(
         r.ledger().is_empty(),
         "the upstream saw it: {:?}",

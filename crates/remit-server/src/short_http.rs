@@ -1,0 +1,394 @@
+//! The short way's HTTP/1.1: plain stateless calls read and answered without hyper, the rest handed to it.
+//!
+//! Under load, hyper and the request and response types around it cost remit more CPU per
+//! call than anything else it does (BENCHMARKS.md, run 9). Most calls an agent makes are
+//! one shape: a `POST /mcp` with a `Content-Length` body that the short way
+//! ([`remit_mcp::StatelessCall`]) answers with one JSON body. [`serve`] reads such requests
+//! from a new connection itself and writes their answers in one `write`. The first request
+//! of any other shape (another method or path, a chunked body, `Expect`, `Connection:
+//! close`, a bad or missing credential, anything the short way leaves to rmcp, anything
+//! it cannot parse) is handed to hyper with the connection, bytes already read included,
+//! and hyper serves that connection from then on. So every answer that is not a plain
+//! call's is hyper's and rmcp's, as before.
+//!
+//! What hyper did for these requests and this keeps:
+//! - a request's head must arrive within [`HEADER_READ_TIMEOUT`] of the connection
+//!   waiting for it, idle keep-alive included; the connection is closed otherwise;
+//! - a client that hangs up while its call runs drops the call's future (so a call not
+//!   yet sent is not sent: [`remit_mcp::call_to_the_end`]);
+//! - pipelined requests are answered in order;
+//! - on shutdown, the request being answered finishes and the connection closes.
+
+use crate::api::App;
+use std::io::Write as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How long a connection may take to send a request's head.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest request head read here; a longer one is left to hyper.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Most headers in a request read here; more are left to hyper.
+const MAX_HEADERS: usize = 48;
+
+/// Most bytes of later (pipelined) requests read while a call runs.
+const MAX_AHEAD: usize = 64 * 1024;
+
+/// What becomes of a connection after the short way.
+pub(crate) enum After {
+    /// It is closed (the client left, its head timed out, or remit is stopping).
+    Closed,
+    /// Its next request is not for the short way: hyper serves it from here.
+    Hyper(Rewound),
+}
+
+/// Serves `stream`'s plain stateless calls until a request needs hyper or the connection ends.
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    app: &App,
+    stopped: &mut watch::Receiver<bool>,
+) -> After {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+        // the head
+        let head = loop {
+            match read_head(&buf, app.max_body()) {
+                Head::Complete(head) => break head,
+                Head::NotOurs => return After::Hyper(Rewound::new(buf, stream)),
+                Head::Partial if buf.len() >= MAX_HEAD => {
+                    return After::Hyper(Rewound::new(buf, stream));
+                }
+                Head::Partial => {}
+            }
+            if buf.is_empty() && *stopped.borrow() {
+                return After::Closed;
+            }
+            buf.reserve(4096);
+            let read = tokio::select! {
+                read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
+                _ = stopped.changed(), if buf.is_empty() => return After::Closed,
+            };
+            match read {
+                Ok(Ok(0) | Err(_)) | Err(_) => return After::Closed,
+                Ok(Ok(_)) => {}
+            }
+        };
+        // the body
+        let end = head.len + head.content_length;
+        while buf.len() < end {
+            buf.reserve(end - buf.len());
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return After::Closed,
+                Ok(_) => {}
+            }
+        }
+        let Some(answer) = buf
+            .get(head.len..end)
+            .and_then(|body| app.plain_call(&head.headers, body))
+        else {
+            return After::Hyper(Rewound::new(buf, stream));
+        };
+        buf.drain(..end);
+        // the call, while watching for the client hanging up
+        tokio::pin!(answer);
+        let (status, body) = loop {
+            tokio::select! {
+                biased;
+                answered = &mut answer => break answered,
+                read = stream.read_buf(&mut buf), if buf.len() < MAX_AHEAD => match read {
+                    Ok(0) | Err(_) => return After::Closed,
+                    Ok(_) => {}
+                },
+            }
+        };
+        let response = response(status, &body);
+        if stream.write_all(&response).await.is_err() {
+            return After::Closed;
+        }
+        if *stopped.borrow() {
+            return After::Closed;
+        }
+    }
+}
+
+/// A request head the short way may take.
+struct PlainHead {
+    /// Bytes of the head, blank line included.
+    len: usize,
+    content_length: usize,
+    headers: http::HeaderMap,
+}
+
+/// What the bytes read so far hold.
+enum Head {
+    /// A complete `POST /mcp` head with a body length the short way may read.
+    Complete(PlainHead),
+    /// Not all of the head yet.
+    Partial,
+    /// A request for hyper (or bytes hyper will refuse).
+    NotOurs,
+}
+
+/// Reads a request head from `buf`, if there is a complete one that the short way may take.
+fn read_head(buf: &[u8], max_body: usize) -> Head {
+    if buf.is_empty() {
+        return Head::Partial;
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut slots);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Head::Partial,
+        Err(_) => return Head::NotOurs,
+    };
+    if request.method != Some("POST") || request.path != Some("/mcp") || request.version != Some(1)
+    {
+        return Head::NotOurs;
+    }
+    let mut headers = http::HeaderMap::with_capacity(request.headers.len());
+    let mut content_length = None;
+    for h in request.headers.iter() {
+        let Ok(name) = http::HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Head::NotOurs;
+        };
+        let Ok(value) = http::HeaderValue::from_bytes(h.value) else {
+            return Head::NotOurs;
+        };
+        if name == http::header::CONTENT_LENGTH {
+            // one, in plain digits; anything else is hyper's to judge
+            if content_length.is_some() || value.is_empty() {
+                return Head::NotOurs;
+            }
+            let Some(n) = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<usize>().ok())
+            else {
+                return Head::NotOurs;
+            };
+            content_length = Some(n);
+        } else if name == http::header::TRANSFER_ENCODING
+            || name == http::header::EXPECT
+            || name == http::header::UPGRADE
+            || (name == http::header::CONNECTION
+                && !value.as_bytes().eq_ignore_ascii_case(b"keep-alive"))
+        {
+            return Head::NotOurs;
+        }
+        headers.append(name, value);
+    }
+    match content_length {
+        Some(n) if n <= max_body => Head::Complete(PlainHead {
+            len,
+            content_length: n,
+            headers,
+        }),
+        _ => Head::NotOurs,
+    }
+}
+
+/// The bytes of an HTTP/1.1 response with a JSON body, as hyper writes it for the short way.
+fn response(status: http::StatusCode, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 160);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\ndate: ",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        let now = SystemTime::now();
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if date.0 != secs || date.1.is_empty() {
+            *date = (secs, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(date.1.as_bytes());
+    });
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+thread_local! {
+    /// The `Date` header's value for the current second, per thread.
+    static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+}
+
+/// A connection with the bytes already read from it put back in front, for hyper.
+#[derive(Debug)]
+pub(crate) struct Rewound {
+    read: Vec<u8>,
+    at: usize,
+    stream: TcpStream,
+}
+
+impl Rewound {
+    fn new(read: Vec<u8>, stream: TcpStream) -> Self {
+        Self {
+            read,
+            at: 0,
+            stream,
+        }
+    }
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(rest) = this.read.get(this.at..).filter(|r| !r.is_empty()) {
+            let n = rest.len().min(out.remaining());
+            out.put_slice(rest.get(..n).unwrap_or_default());
+            this.at += n;
+            if this.at == this.read.len() {
+                this.read = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Head {
+        read_head(text.as_bytes(), 1000)
+    }
+
+    const PLAIN: &str = "POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\n\r\n{}";
+
+    #[test]
+    fn a_plain_post_to_mcp_with_a_length_is_read_here() {
+        let Head::Complete(h) = head(PLAIN) else {
+            panic!("not read");
+        };
+        assert_eq!(h.len, PLAIN.len() - 2);
+        assert_eq!(h.content_length, 2);
+        assert_eq!(
+            h.headers.get("host").map(|v| v.as_bytes()),
+            Some(&b"localhost"[..])
+        );
+        assert!(matches!(
+            head("POST /mcp HTTP/1.1\r\nhost: l"),
+            Head::Partial
+        ));
+        assert!(matches!(
+            head("POST /mcp HTTP/1.1\r\nConnection: Keep-Alive\r\ncontent-length: 2\r\n\r\n"),
+            Head::Complete(_)
+        ));
+    }
+
+    #[test]
+    fn every_other_shape_of_request_is_left_to_hyper() {
+        for text in [
+            "GET /mcp HTTP/1.1\r\ncontent-length: 2\r\n\r\n",
+            "POST /mcp/ HTTP/1.1\r\ncontent-length: 2\r\n\r\n",
+            "POST /mcp?x=1 HTTP/1.1\r\ncontent-length: 2\r\n\r\n",
+            "POST /v1/calls HTTP/1.1\r\ncontent-length: 2\r\n\r\n",
+            "POST /mcp HTTP/1.0\r\ncontent-length: 2\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\ncontent-length: +2\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\ncontent-length: 1001\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\ncontent-length: 99999999999999999999999\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\nconnection: close\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\nx: \x01\r\n\r\n",
+            "BREW /mcp HTCPCP/1.0\r\n\r\n",
+            "\u{0}\u{0}\r\n\r\n",
+        ] {
+            assert!(matches!(head(text), Head::NotOurs), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_response_has_the_status_type_length_and_date_hyper_would_send() {
+        let r = response(http::StatusCode::NOT_FOUND, b"{\"a\":1}");
+        let text = String::from_utf8(r).unwrap_or_default();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+        assert_eq!(body, "{\"a\":1}");
+        let mut lines = head.split("\r\n");
+        assert_eq!(lines.next(), Some("HTTP/1.1 404 Not Found"));
+        assert_eq!(lines.next(), Some("content-type: application/json"));
+        assert_eq!(lines.next(), Some("content-length: 7"));
+        let date = lines
+            .next()
+            .and_then(|l| l.strip_prefix("date: "))
+            .unwrap_or_default();
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+        assert_eq!(lines.next(), None);
+    }
+
+    #[tokio::test]
+    async fn bytes_read_before_the_hand_off_come_first() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b" world").await.unwrap();
+            let mut echoed = Vec::new();
+            s.read_to_end(&mut echoed).await.unwrap();
+            echoed
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut rewound = Rewound::new(b"hello".to_vec(), stream);
+        let mut got = vec![0u8; 11];
+        rewound.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, b"hello world");
+        rewound.write_all(b"ok").await.unwrap();
+        rewound.shutdown().await.unwrap();
+        drop(rewound);
+        assert_eq!(client.await.unwrap(), b"ok");
+    }
+}
