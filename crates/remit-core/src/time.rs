@@ -7,12 +7,27 @@ pub fn rfc3339(ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let (hh, mm, ss) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{millis:03}Z");
+    }
+    // every call writes several of these: digits by hand, not through `format!`
+    let mut out = String::with_capacity(24);
+    let mut digits = |n: i64, width: u32, after: char| {
+        for place in (0..width).rev() {
+            let digit = (n / 10_i64.pow(place)) % 10;
+            out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
+        }
+        out.push(after);
+    };
+    digits(y, 4, '-');
+    digits(m, 2, '-');
+    digits(d, 2, 'T');
+    digits(hh, 2, ':');
+    digits(mm, 2, ':');
+    digits(ss, 2, '.');
+    digits(millis, 3, 'Z');
+    out
 }
 
 // Howard Hinnant's days-to-civil algorithm.
@@ -38,5 +53,8 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_631_068_123), "2026-11-25T18:24:28.123Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(253_402_300_800_000), "10000-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
     }
 }

@@ -6,7 +6,6 @@
 //! revision requires.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use remit_core::ports::UpstreamError;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -276,6 +275,7 @@ enum Sent {
     TooLarge(usize),
 }
 
+/// Whether an answer's headers say it is an SSE stream.
 fn is_sse(headers: &http::HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
@@ -283,92 +283,303 @@ fn is_sse(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-type Connection = hyper::client::conn::http1::Connection<
-    hyper_util::rt::TokioIo<tokio::net::TcpStream>,
-    Full<Bytes>,
->;
-
-/// One kept-alive HTTP/1.1 connection, driven by the task of the call that uses it.
+/// One kept-alive HTTP/1.1 connection to the upstream, read and written by the call that uses it.
 ///
-/// hyper's connection future does the reading and writing; instead of running it on a
-/// task of its own (a second task woken for every request and every answer), the call
-/// polls it alongside its own request until the answer is read. Between calls nobody
-/// polls it; it is polled once when taken from the pool, which notices an upstream that
-/// closed it meanwhile.
+/// No connection task and no request types: the call writes its request in one `write`
+/// and reads the answer on its own task (hyper's client, driven the same way, cost about
+/// a tenth of remit's CPU per call; BENCHMARKS.md, run 9).
+#[derive(Debug)]
 struct Conn {
-    sender: Sender,
-    drive: Drive,
+    stream: tokio::net::TcpStream,
+    /// Bytes read past the last answer (none, on a connection fit to pool).
+    buf: Vec<u8>,
 }
-
-impl std::fmt::Debug for Conn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn").finish_non_exhaustive()
-    }
-}
-
-/// hyper's connection future, and whether it has ended (it must not be polled after).
-struct Drive {
-    connection: std::pin::Pin<Box<Connection>>,
-    ended: bool,
-}
-
-/// The connection ended before the future being driven alongside it did.
-struct Ended;
 
 impl Conn {
-    /// Whether the connection can take a request: polls it once, without waiting.
-    fn is_usable(&mut self) -> bool {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        self.drive.poll(&mut cx);
-        !self.drive.ended && !self.sender.is_closed()
-    }
-}
-
-impl Drive {
-    /// Polls the connection unless it has ended; whether it has ended now.
-    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-        if !self.ended && self.connection.as_mut().poll(cx).is_ready() {
-            self.ended = true;
+    /// Whether the connection can take a request: the upstream has not closed it or sent anything unasked.
+    fn is_usable(&self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
         }
-        self.ended
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
-    /// Runs `work` to its end while driving the connection from this task.
-    async fn run<F: Future>(&mut self, work: F) -> Result<F::Output, Ended> {
-        let mut work = std::pin::pin!(work);
-        std::future::poll_fn(|cx| {
-            if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
-                return std::task::Poll::Ready(Ok(out));
+    /// Writes `bytes`; how many went out before an error, if one came.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), usize> {
+        use tokio::io::AsyncWriteExt;
+        let mut written = 0;
+        while let Some(rest) = bytes.get(written..).filter(|r| !r.is_empty()) {
+            match self.stream.write(rest).await {
+                Ok(0) | Err(_) => return Err(written),
+                Ok(n) => written += n,
             }
-            if self.ended {
-                return std::task::Poll::Ready(Err(Ended));
-            }
-            if self.poll(cx) {
-                // an answer (or hyper's error for the request) may have come with the end
-                if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
-                    return std::task::Poll::Ready(Ok(out));
+        }
+        Ok(())
+    }
+
+    /// Reads more bytes into the buffer; false at the end of the stream or on an error.
+    async fn fill(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        self.buf.reserve(16 * 1024);
+        matches!(self.stream.read_buf(&mut self.buf).await, Ok(n) if n > 0)
+    }
+
+    /// Reads one answer: its status, whether it is SSE, its body, and whether the connection may be kept.
+    async fn answer(&mut self, max: usize) -> Result<Answer, Sent> {
+        let head = loop {
+            match response_head(&self.buf)? {
+                Some(head) if head.status.is_informational() => {
+                    self.buf.drain(..head.len);
                 }
-                return std::task::Poll::Ready(Err(Ended));
+                Some(head) => break head,
+                None if self.buf.len() > MAX_ANSWER_HEAD => return Err(Sent::Lost),
+                None => {
+                    if !self.fill().await {
+                        return Err(Sent::Lost);
+                    }
+                }
             }
-            std::task::Poll::Pending
+        };
+        self.buf.drain(..head.len);
+        let body = match head.framing {
+            Framing::Empty => Vec::new(),
+            Framing::Length(n) if n > max => return Err(Sent::TooLarge(max)),
+            Framing::Length(n) => {
+                while self.buf.len() < n {
+                    if !self.fill().await {
+                        return Err(Sent::Lost);
+                    }
+                }
+                self.buf.drain(..n).collect()
+            }
+            Framing::Chunked => {
+                let mut chunks = Dechunk::default();
+                while !chunks.step(&self.buf, max)? {
+                    if !self.fill().await {
+                        return Err(Sent::Lost);
+                    }
+                }
+                self.buf.drain(..chunks.at);
+                chunks.out
+            }
+            Framing::ToEnd => {
+                while self.fill().await {
+                    if self.buf.len() > max {
+                        return Err(Sent::TooLarge(max));
+                    }
+                }
+                std::mem::take(&mut self.buf)
+            }
+        };
+        Ok(Answer {
+            status: head.status,
+            sse: head.sse,
+            body: Bytes::from(body),
+            keep: head.keep && head.framing != Framing::ToEnd,
         })
-        .await
     }
 }
 
-/// Kept-alive HTTP/1.1 connections to one `http://` upstream, on hyper directly.
+/// An answer read off a connection.
+struct Answer {
+    status: http::StatusCode,
+    sse: bool,
+    body: Bytes,
+    /// The connection may take another request.
+    keep: bool,
+}
+
+/// The largest answer head read.
+const MAX_ANSWER_HEAD: usize = 64 * 1024;
+
+/// How an answer's body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// It has none (`204`, `304`).
+    Empty,
+    /// After `Content-Length` bytes.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// When the upstream closes the connection.
+    ToEnd,
+}
+
+/// The head of an answer.
+#[derive(Debug)]
+struct ResponseHead {
+    /// Its bytes, blank line included.
+    len: usize,
+    status: http::StatusCode,
+    sse: bool,
+    framing: Framing,
+    /// HTTP/1.1 without `Connection: close`.
+    keep: bool,
+}
+
+/// The answer head at the start of `buf`, if all of it is there; `Lost` if it is not HTTP.
+fn response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Sent> {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut slots);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(Sent::Lost),
+    };
+    let status = response
+        .code
+        .and_then(|c| http::StatusCode::from_u16(c).ok())
+        .ok_or(Sent::Lost)?;
+    let mut keep = response.version == Some(1);
+    let (mut sse, mut length, mut chunked) = (false, None, false);
+    for h in response.headers.iter() {
+        let value = std::str::from_utf8(h.value).map_err(|_| Sent::Lost)?.trim();
+        if h.name.eq_ignore_ascii_case("content-type") {
+            sse = value.starts_with("text/event-stream");
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            let n: usize = value.parse().map_err(|_| Sent::Lost)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Sent::Lost);
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // the last coding decides; remit asks for no other
+            chunked = value
+                .rsplit(',')
+                .next()
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+            if !chunked {
+                return Err(Sent::Lost);
+            }
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            keep &= !value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"));
+        }
+    }
+    let framing = if status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED
+        || status.is_informational()
+    {
+        Framing::Empty
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::ToEnd
+    };
+    Ok(Some(ResponseHead {
+        len,
+        status,
+        sse,
+        framing,
+        keep,
+    }))
+}
+
+/// A chunked body decoded as its bytes arrive.
+#[derive(Debug, Default)]
+struct Dechunk {
+    /// The next byte of the buffer to read.
+    at: usize,
+    /// The body so far.
+    out: Vec<u8>,
+    /// Bytes of the current chunk still to come.
+    left: usize,
+    state: Chunk,
+}
+
+/// Where the decoder is in the chunked body.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// At a chunk-size line.
+    #[default]
+    Size,
+    /// In a chunk's data.
+    Data,
+    /// At the CRLF after a chunk's data.
+    DataEnd,
+    /// In the trailer, after the last chunk.
+    Trailer,
+}
+
+/// The longest chunk-size or trailer line read.
+const MAX_CHUNK_LINE: usize = 4096;
+
+impl Dechunk {
+    /// Reads on from `buf`; true once the whole body is in.
+    fn step(&mut self, buf: &[u8], max: usize) -> Result<bool, Sent> {
+        loop {
+            let rest = buf.get(self.at..).unwrap_or_default();
+            match self.state {
+                Chunk::Size | Chunk::Trailer => {
+                    let Some(end) = rest.windows(2).position(|w| w == b"\r\n") else {
+                        return if rest.len() > MAX_CHUNK_LINE {
+                            Err(Sent::Lost)
+                        } else {
+                            Ok(false)
+                        };
+                    };
+                    let line = rest.get(..end).unwrap_or_default();
+                    self.at += end + 2;
+                    if self.state == Chunk::Trailer {
+                        if line.is_empty() {
+                            return Ok(true);
+                        }
+                        continue;
+                    }
+                    let size = std::str::from_utf8(line)
+                        .ok()
+                        .and_then(|l| l.split(';').next())
+                        .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+                        .ok_or(Sent::Lost)?;
+                    if size == 0 {
+                        self.state = Chunk::Trailer;
+                    } else if self.out.len().saturating_add(size) > max {
+                        return Err(Sent::TooLarge(max));
+                    } else {
+                        self.left = size;
+                        self.state = Chunk::Data;
+                    }
+                }
+                Chunk::Data => {
+                    let n = self.left.min(rest.len());
+                    self.out
+                        .extend_from_slice(rest.get(..n).unwrap_or_default());
+                    self.at += n;
+                    self.left -= n;
+                    if self.left > 0 {
+                        return Ok(false);
+                    }
+                    self.state = Chunk::DataEnd;
+                }
+                Chunk::DataEnd => match rest.get(..2) {
+                    None => return Ok(false),
+                    Some(b"\r\n") => {
+                        self.at += 2;
+                        self.state = Chunk::Size;
+                    }
+                    Some(_) => return Err(Sent::Lost),
+                },
+            }
+        }
+    }
+}
+
+/// Kept-alive HTTP/1.1 connections to one `http://` upstream, written and read by remit itself.
 ///
 /// An idle connection is taken from the pool (or a new one opened), one request is sent,
-/// and the connection goes back once its answer is read. A request hyper hands back
-/// unsent (the upstream closed an idle connection) is sent again on a new connection;
-/// a request that may have been written is never sent twice.
+/// and the connection goes back once its answer is read. A pooled connection the upstream
+/// closed is noticed before the request is written, and the request goes out on a new
+/// one; a request that may have been written, even in part, is never sent twice.
 #[derive(Debug)]
 struct RawHttp {
     /// `host:port` to connect to.
     addr: String,
-    path: http::uri::PathAndQuery,
-    headers: http::HeaderMap,
+    /// The request line and every header but `mcp-name` and `content-length`.
+    head: Vec<u8>,
     idle: std::sync::Mutex<Vec<Conn>>,
     /// The largest answer read.
     max_answer: usize,
@@ -400,13 +611,17 @@ impl RawHttp {
             http::HeaderValue::from_static("application/json"),
         );
         headers.insert("mcp-method", http::HeaderValue::from_static("tools/call"));
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut head = format!("POST {path} HTTP/1.1\r\n").into_bytes();
+        for (name, value) in &headers {
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
         Some(Self {
             addr: format!("{host}:{port}"),
-            path: uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-            headers,
+            head,
             idle: std::sync::Mutex::new(Vec::new()),
             max_answer: MAX_ANSWER_BYTES,
         })
@@ -414,14 +629,14 @@ impl RawHttp {
 
     fn take_idle(&self) -> Option<Conn> {
         loop {
-            let mut conn = self.idle.lock().ok()?.pop()?;
+            let conn = self.idle.lock().ok()?.pop()?;
             if conn.is_usable() {
                 return Some(conn);
             }
         }
     }
 
-    fn put_idle(&self, mut conn: Conn) {
+    fn put_idle(&self, conn: Conn) {
         if !conn.is_usable() {
             return;
         }
@@ -437,76 +652,51 @@ impl RawHttp {
             .await
             .map_err(|e| Sent::Unreached(format!("cannot connect: {e}")))?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| Sent::Unreached(format!("cannot connect: {e}")))?;
         Ok(Conn {
-            sender,
-            drive: Drive {
-                connection: Box::pin(connection),
-                ended: false,
-            },
+            stream,
+            buf: Vec::new(),
         })
     }
 
-    fn request(&self, tool: &str, body: Bytes) -> Result<http::Request<Full<Bytes>>, Sent> {
-        let mut request = http::Request::new(Full::new(body));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = http::Uri::from(self.path.clone());
-        *request.headers_mut() = self.headers.clone();
-        let name = http::HeaderValue::from_str(tool).map_err(|_| {
-            Sent::Unreached(format!("tool name `{tool}` cannot be sent in a header"))
-        })?;
-        request.headers_mut().insert("mcp-name", name);
+    /// The bytes of the request for `tool` with `body`.
+    fn request(&self, tool: &str, body: &[u8]) -> Result<Vec<u8>, Sent> {
+        if http::HeaderValue::from_str(tool).is_err() {
+            return Err(Sent::Unreached(format!(
+                "tool name `{tool}` cannot be sent in a header"
+            )));
+        }
+        let mut request = Vec::with_capacity(self.head.len() + tool.len() + body.len() + 48);
+        request.extend_from_slice(&self.head);
+        request.extend_from_slice(b"mcp-name: ");
+        request.extend_from_slice(tool.as_bytes());
+        request.extend_from_slice(b"\r\ncontent-length: ");
+        request.extend_from_slice(body.len().to_string().as_bytes());
+        request.extend_from_slice(b"\r\n\r\n");
+        request.extend_from_slice(body);
         Ok(request)
     }
 
     /// One POST; the status, whether the answer is SSE, and its body.
     async fn post(&self, tool: &str, body: Bytes) -> Result<(http::StatusCode, bool, Bytes), Sent> {
-        let mut request = self.request(tool, body)?;
-        // a pooled connection may have been closed by the upstream meanwhile: then hyper
-        // hands the request back unsent, and it goes out once more on a new connection
-        let mut fresh = false;
-        let (mut conn, response) = loop {
-            let mut conn = match self.take_idle() {
-                Some(c) => c,
-                None => {
-                    fresh = true;
-                    self.connect().await?
-                }
+        let request = self.request(tool, &body)?;
+        let mut conn = loop {
+            let (mut conn, fresh) = match self.take_idle() {
+                Some(c) => (c, false),
+                None => (self.connect().await?, true),
             };
-            let ready = conn.drive.run(conn.sender.ready()).await;
-            if !matches!(ready, Ok(Ok(()))) {
-                if fresh {
-                    return Err(Sent::Unreached("the connection closed at once".to_owned()));
-                }
-                continue;
-            }
-            let sent = conn.sender.try_send_request(request);
-            match conn.drive.run(sent).await {
-                Ok(Ok(response)) => break (conn, response),
-                Ok(Err(mut e)) => match e.take_message() {
-                    Some(unsent) if !fresh => request = unsent,
-                    Some(_) => return Err(Sent::Unreached(format!("cannot send: {}", e.error()))),
-                    None => return Err(Sent::Lost),
-                },
-                Err(Ended) => return Err(Sent::Lost),
+            match conn.write(&request).await {
+                Ok(()) => break conn,
+                // nothing went out: the upstream has not seen the call
+                Err(0) if !fresh => {}
+                Err(0) => return Err(Sent::Unreached("the connection closed at once".to_owned())),
+                Err(_) => return Err(Sent::Lost),
             }
         };
-        let status = response.status();
-        let sse = is_sse(response.headers());
-        // an answer larger than the limit is not read: the connection is dropped, not pooled
-        let limited = http_body_util::Limited::new(response.into_body(), self.max_answer);
-        let body = match conn.drive.run(limited.collect()).await {
-            Ok(Ok(body)) => body.to_bytes(),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(Sent::TooLarge(self.max_answer));
-            }
-            Ok(Err(_)) | Err(Ended) => return Err(Sent::Lost),
-        };
-        self.put_idle(conn);
-        Ok((status, sse, body))
+        let answer = conn.answer(self.max_answer).await?;
+        if answer.keep {
+            self.put_idle(conn);
+        }
+        Ok((answer.status, answer.sse, answer.body))
     }
 }
 
@@ -610,55 +800,14 @@ mod tests {
     /// An upstream that keeps connections alive and serves any number of requests on each;
     /// it counts the connections it accepted.
     async fn keep_alive_upstream() -> (String, std::sync::Arc<AtomicU64>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-        let connections = std::sync::Arc::new(AtomicU64::new(0));
-        let count = std::sync::Arc::clone(&connections);
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut got: Vec<u8> = Vec::new();
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        // one request: headers, then a Content-Length body
-                        let (end, len) = loop {
-                            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                                let head =
-                                    String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-                                let len: usize = head
-                                    .lines()
-                                    .find_map(|l| l.strip_prefix("content-length:"))
-                                    .map_or(0, |v| v.trim().parse().unwrap());
-                                if got.len() >= end + 4 + len {
-                                    break (end, len);
-                                }
-                            }
-                            let n = stream.read(&mut buf).await.unwrap_or(0);
-                            if n == 0 {
-                                return;
-                            }
-                            got.extend_from_slice(&buf[..n]);
-                        };
-                        let request: Value =
-                            serde_json::from_slice(&got[end + 4..end + 4 + len]).unwrap();
-                        got.drain(..end + 4 + len);
-                        let body = json!({"jsonrpc": "2.0", "id": request["id"], "result": {
-                            "content": [{"type": "text", "text": request["params"]["arguments"]["text"]}]
-                        }})
-                        .to_string();
-                        let response = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if stream.write_all(response.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        (url, connections)
+        raw_upstream(|request| {
+            let body = echo_answer(request);
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        })
+        .await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -810,6 +959,227 @@ mod tests {
             hung.call("echo", &args("x"), None).await,
             Err(UpstreamError::Timeout { .. })
         ));
+    }
+
+    /// An upstream that keeps connections alive and answers each request with the raw
+    /// bytes `respond(request)`; it counts the connections it accepted.
+    async fn raw_upstream(respond: fn(&Value) -> String) -> (String, std::sync::Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let connections = std::sync::Arc::new(AtomicU64::new(0));
+        let count = std::sync::Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut got: Vec<u8> = Vec::new();
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            let n = stream.read(&mut buf).await.unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            got.extend_from_slice(&buf[..n]);
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        while got.len() < end + 4 + len {
+                            let n = stream.read(&mut buf).await.unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            got.extend_from_slice(&buf[..n]);
+                        }
+                        let request: Value =
+                            serde_json::from_slice(&got[end + 4..end + 4 + len]).unwrap();
+                        got.drain(..end + 4 + len);
+                        if stream
+                            .write_all(respond(&request).as_bytes())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, connections)
+    }
+
+    /// The JSON-RPC answer echoing a request's `text` argument.
+    fn echo_answer(request: &Value) -> String {
+        json!({"jsonrpc": "2.0", "id": request["id"], "result": {
+            "content": [{"type": "text", "text": request["params"]["arguments"]["text"]}]
+        }})
+        .to_string()
+    }
+
+    /// `text` as chunks of at most 7 bytes, with an extension and a trailer.
+    fn chunked(text: &str) -> String {
+        let mut out = String::new();
+        for piece in text.as_bytes().chunks(7) {
+            out.push_str(&format!("{:x};x=1\r\n", piece.len()));
+            out.push_str(std::str::from_utf8(piece).unwrap());
+            out.push_str("\r\n");
+        }
+        out.push_str("0\r\nx-trailer: 1\r\n\r\n");
+        out
+    }
+
+    #[tokio::test]
+    async fn chunked_sse_answers_after_an_interim_one_are_read_and_the_connection_kept() {
+        let (url, connections) = raw_upstream(|request| {
+            let event = format!("event: message\ndata: {}\n\n", echo_answer(request));
+            format!(
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                 transfer-encoding: chunked\r\n\r\n{}",
+                chunked(&event)
+            )
+        })
+        .await;
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        if !matches!(lean.way, Way::Raw(_)) {
+            return; // a proxy is configured
+        }
+        for i in 0..3 {
+            let text = format!("chunk me, call {i}, with some length to it");
+            let result = lean.call("echo", &args(&text), None).await.unwrap();
+            assert_eq!(result["content"][0]["text"], json!(text));
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_says_close_or_has_no_length_is_read_and_its_connection_not_pooled() {
+        let (url, connections) = raw_upstream(|request| {
+            let body = echo_answer(request);
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        })
+        .await;
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        if !matches!(lean.way, Way::Raw(_)) {
+            return;
+        }
+        for i in 0..3 {
+            let text = format!("call {i}");
+            let result = lean.call("echo", &args(&text), None).await.unwrap();
+            assert_eq!(result["content"][0]["text"], json!(text));
+        }
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            3,
+            "a connection per call"
+        );
+        // HTTP/1.0 with no length: the body ends when the upstream closes
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = stream.read(&mut buf).await.unwrap();
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            let id: u64 = text
+                .split("\"id\":")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let body = json!({"jsonrpc": "2.0", "id": id, "result": {"content": []}}).to_string();
+            let _ = stream
+                .write_all(
+                    format!("HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{body}")
+                        .as_bytes(),
+                )
+                .await;
+        });
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        let result = lean.call("echo", &args("x"), None).await.unwrap();
+        assert_eq!(result, json!({"content": []}));
+    }
+
+    #[test]
+    fn a_chunked_body_is_decoded_whatever_the_pieces_it_arrives_in() {
+        let wire = chunked("Wikipedia in chunks, with a trailer");
+        let body = format!("{wire}NEXT");
+        for split in 1..body.len() {
+            let mut d = Dechunk::default();
+            let mut done = false;
+            for end in (split..body.len()).step_by(split).chain([body.len()]) {
+                if d.step(&body.as_bytes()[..end], 1000).unwrap() {
+                    done = true;
+                    break;
+                }
+            }
+            assert!(done, "split {split}");
+            assert_eq!(
+                d.out, b"Wikipedia in chunks, with a trailer",
+                "split {split}"
+            );
+            assert_eq!(&body[d.at..], "NEXT", "split {split}");
+        }
+        let mut d = Dechunk::default();
+        assert!(matches!(
+            d.step(wire.as_bytes(), 10),
+            Err(Sent::TooLarge(10))
+        ));
+        for bad in ["zz\r\n", "3\r\nabcX\r\n", "-1\r\n"] {
+            let mut d = Dechunk::default();
+            assert!(
+                matches!(d.step(bad.as_bytes(), 1000), Err(Sent::Lost)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_answer_head_says_how_its_body_ends() {
+        let framing = |head: &str| {
+            response_head(head.as_bytes()).map(|h| h.map(|h| (h.framing, h.keep, h.sse)))
+        };
+        assert!(matches!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"),
+            Ok(Some((Framing::Length(5), true, false)))
+        ));
+        assert!(matches!(
+            framing(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n"
+            ),
+            Ok(Some((Framing::Chunked, true, true)))
+        ));
+        assert!(matches!(
+            framing("HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n"),
+            Ok(Some((Framing::ToEnd, false, false)))
+        ));
+        assert!(matches!(
+            framing("HTTP/1.1 204 No Content\r\n\r\n"),
+            Ok(Some((Framing::Empty, true, false)))
+        ));
+        assert!(matches!(
+            framing("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n"),
+            Ok(Some((Framing::Length(1), false, false)))
+        ));
+        assert!(matches!(framing("HTTP/1.1 200 OK\r\ncontent-le"), Ok(None)));
+        for bad in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: -5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            "SSH-2.0-OpenSSH\r\n\r\n",
+        ] {
+            assert!(matches!(framing(bad), Err(Sent::Lost)), "{bad:?}");
+        }
     }
 
     #[test]
