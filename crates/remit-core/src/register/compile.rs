@@ -14,6 +14,28 @@ use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
+/// Headers remit writes itself on a request to an HTTP upstream: how the request is framed
+/// and routed, and what MCP requires. One in an upstream's `headers` would be sent twice or
+/// contradict remit's own.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "proxy-connection",
+    "content-type",
+    "accept",
+    "mcp-method",
+    "mcp-name",
+    "mcp-protocol-version",
+    "mcp-session-id",
+];
+
 /// Reads an environment variable (injected so tests and `remit check` control it).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -490,6 +512,23 @@ fn compile_upstream(
             }
             let mut headers = Vec::new();
             for (k, v) in &u.headers {
+                if RESERVED_HEADERS
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(k.get_ref().trim()))
+                {
+                    cx.error(
+                        k.span(),
+                        format!(
+                            "header `{}` is set by remit on every request to an upstream",
+                            k.get_ref()
+                        ),
+                        Some(
+                            "remove it; `headers` are for credentials and other headers the upstream asks for"
+                                .to_owned(),
+                        ),
+                    );
+                    continue;
+                }
                 if let Some(s) = cx.secret(v, &format!("upstream `{}`", name.get_ref())) {
                     headers.push((k.get_ref().clone(), s));
                 }

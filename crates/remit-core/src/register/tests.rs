@@ -274,3 +274,44 @@ fn durations_parse() {
     assert_eq!(compile::parse_duration("h"), None);
     assert_eq!(compile::parse_duration("5 m"), None);
 }
+
+#[test]
+fn an_upstream_header_remit_sets_itself_is_an_error_at_its_key() {
+    let src = GOOD.replace(
+        "[upstreams.billing]\ncommand = [\"billing-mcp\", \"--db\", \"billing.db\"]\nenv = { BILLING_API_KEY = { env = \"BILLING_KEY\" } }",
+        "[upstreams.billing]\nurl = \"http://127.0.0.1:9/mcp\"\nheaders = { Authorization = { env = \"BILLING_KEY\" }, Content-Length = \"5\", MCP-Name = \"x\" }",
+    );
+    assert!(
+        src.contains("Content-Length"),
+        "the test register was not rewritten"
+    );
+    let (_, diags) = compile_str(&src);
+    let errors = errors(&diags);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let line = src.lines().position(|l| l.starts_with("headers")).unwrap() + 1;
+    let column = src
+        .lines()
+        .nth(line - 1)
+        .unwrap()
+        .find("Content-Length")
+        .unwrap()
+        + 1;
+    assert!(
+        errors[0].starts_with(&format!(
+            "remit.toml:{line}:{column}: error: header `Content-Length` is set by remit"
+        )),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("header `MCP-Name`"), "{errors:?}");
+    assert!(errors.iter().all(|e| e.contains("remove it")), "{errors:?}");
+    // a header the upstream asks for is fine
+    let fine = src.replace(
+        ", Content-Length = \"5\", MCP-Name = \"x\"",
+        ", X-Tenant = \"acme\"",
+    );
+    assert!(errors_of(&fine).is_empty(), "{:?}", errors_of(&fine));
+}
+
+fn errors_of(src: &str) -> Vec<String> {
+    errors(&compile_str(src).1)
+}
