@@ -390,8 +390,11 @@ struct Answer {
     keep: bool,
 }
 
-/// The largest answer head read.
-const MAX_ANSWER_HEAD: usize = 64 * 1024;
+/// The largest answer head read (hyper's client, used before, read up to about as much).
+const MAX_ANSWER_HEAD: usize = 400 * 1024;
+
+/// Most headers an answer may have (as hyper's client allowed).
+const MAX_ANSWER_HEADERS: usize = 100;
 
 /// How an answer's body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -420,7 +423,7 @@ struct ResponseHead {
 
 /// The answer head at the start of `buf`, if all of it is there; `Lost` if it is not HTTP.
 fn response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Sent> {
-    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut slots = [httparse::EMPTY_HEADER; MAX_ANSWER_HEADERS];
     let mut response = httparse::Response::new(&mut slots);
     let len = match response.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
@@ -1108,6 +1111,22 @@ mod tests {
         let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
         let result = lean.call("echo", &args("x"), None).await.unwrap();
         assert_eq!(result, json!({"content": []}));
+    }
+
+    #[tokio::test]
+    async fn an_answer_with_many_headers_is_read() {
+        let (url, _) = raw_upstream(|request| {
+            let body = echo_answer(request);
+            let extra: String = (0..90).map(|i| format!("x-h{i}: {}\r\n", "v".repeat(200))).collect();
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        })
+        .await;
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        let result = lean.call("echo", &args("many"), None).await.unwrap();
+        assert_eq!(result["content"][0]["text"], json!("many"));
     }
 
     #[test]
