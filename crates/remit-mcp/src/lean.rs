@@ -280,7 +280,12 @@ fn is_sse(headers: &http::HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
+        .is_some_and(is_sse_type)
+}
+
+/// Whether a `Content-Type` value is SSE's.
+fn is_sse_type(content_type: &str) -> bool {
+    content_type.starts_with("text/event-stream")
 }
 
 /// One kept-alive HTTP/1.1 connection to the upstream, read and written by the call that uses it.
@@ -439,7 +444,7 @@ fn response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Sent> {
     for h in response.headers.iter() {
         let value = std::str::from_utf8(h.value).map_err(|_| Sent::Lost)?.trim();
         if h.name.eq_ignore_ascii_case("content-type") {
-            sse = value.starts_with("text/event-stream");
+            sse = is_sse_type(value);
         } else if h.name.eq_ignore_ascii_case("content-length") {
             let n: usize = value.parse().map_err(|_| Sent::Lost)?;
             if length.is_some_and(|l| l != n) {

@@ -112,15 +112,20 @@ impl App {
         if state.gateway.authenticate(&bearer(headers)).is_err() {
             return None;
         }
-        let call = remit_mcp::StatelessCall::parse(
-            &state.short_way,
-            &state.gateway,
-            &http::Method::POST,
-            headers,
-            body,
-        )?;
-        Some(call.answer(Arc::clone(&state.gateway)))
+        short_way(state, &http::Method::POST, headers, body)
     }
+}
+
+/// The answer to a request the short way takes (a plain stateless `tools/call`), or `None`.
+fn short_way(
+    state: &AppState,
+    method: &http::Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<impl Future<Output = (StatusCode, Vec<u8>)> + Send + 'static> {
+    let call =
+        remit_mcp::StatelessCall::parse(&state.short_way, &state.gateway, method, headers, body)?;
+    Some(call.answer(Arc::clone(&state.gateway)))
 }
 
 impl tower::Service<Request> for App {
@@ -243,14 +248,8 @@ async fn guard_mcp(app: &AppInner, req: Request) -> Response {
         }
     };
     // the short way reads the body as strictly as check_strict_json does, in one pass
-    if let Some(call) = remit_mcp::StatelessCall::parse(
-        &state.short_way,
-        &state.gateway,
-        &parts.method,
-        &parts.headers,
-        &bytes,
-    ) {
-        let (status, body) = call.answer(Arc::clone(&state.gateway)).await;
+    if let Some(answer) = short_way(state, &parts.method, &parts.headers, &bytes) {
+        let (status, body) = answer.await;
         return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
     if let Err(e) = check_strict_json(&bytes) {

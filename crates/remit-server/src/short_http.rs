@@ -58,9 +58,18 @@ pub(crate) async fn serve(
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
         let deadline = Instant::now() + HEADER_READ_TIMEOUT;
-        // the head
+        // the head; parsed only once its blank line may have come, so a head sent a byte at
+        // a time costs a scan of each byte, not a parse of everything so far per byte
+        let mut scanned: usize = 0;
         let head = loop {
-            match read_head(&buf, app.max_body()) {
+            let may_end = ends_head(buf.get(scanned.saturating_sub(3)..).unwrap_or_default());
+            scanned = buf.len();
+            let read = if may_end {
+                read_head(&buf, app.max_body())
+            } else {
+                Head::Partial
+            };
+            match read {
                 Head::Complete(head) => break head,
                 Head::NotOurs => return After::Hyper(Rewound::new(buf, stream)),
                 Head::Partial if buf.len() >= MAX_HEAD => {
@@ -135,6 +144,11 @@ enum Head {
     Partial,
     /// A request for hyper (or bytes hyper will refuse).
     NotOurs,
+}
+
+/// Whether `bytes` hold the end of a head: a blank line, after CRLF or a bare LF as httparse allows.
+fn ends_head(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// Reads a request head from `buf`, if there is a complete one that the short way may take.
@@ -349,6 +363,21 @@ mod tests {
             "\u{0}\u{0}\r\n\r\n",
         ] {
             assert!(matches!(head(text), Head::NotOurs), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_end_of_a_head_is_seen_with_either_line_ending_and_across_reads() {
+        assert!(ends_head(b"POST /mcp HTTP/1.1\r\nhost: a\r\n\r\n"));
+        assert!(ends_head(b"POST /mcp HTTP/1.1\nhost: a\n\n"));
+        assert!(!ends_head(b"POST /mcp HTTP/1.1\r\nhost: a\r\n"));
+        assert!(!ends_head(b""));
+        // the scan of a later read starts three bytes back: a CRLFCRLF split anywhere is seen
+        let text = PLAIN.as_bytes();
+        let end = text.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        for split in end - 4..end {
+            assert!(!ends_head(&text[..split]), "{split}");
+            assert!(ends_head(&text[split.saturating_sub(3)..end]), "{split}");
         }
     }
 
