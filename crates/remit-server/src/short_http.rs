@@ -58,11 +58,13 @@ pub(crate) async fn serve(
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
         let deadline = Instant::now() + HEADER_READ_TIMEOUT;
-        // the head; parsed only once its blank line may have come, so a head sent a byte at
-        // a time costs a scan of each byte, not a parse of everything so far per byte
+        // the head: parsed at once with the first bytes (usually all of it), then only once
+        // its blank line may have come, so a head sent a byte at a time costs a scan of each
+        // byte, not a parse of everything so far per byte
         let mut scanned: usize = 0;
         let head = loop {
-            let may_end = ends_head(buf.get(scanned.saturating_sub(3)..).unwrap_or_default());
+            let may_end =
+                scanned == 0 || ends_head(buf.get(scanned.saturating_sub(3)..).unwrap_or_default());
             scanned = buf.len();
             let read = if may_end {
                 read_head(&buf, app.max_body())
