@@ -105,7 +105,7 @@ impl LeanHttp {
         .map_err(|e| self.protocol(format!("cannot encode the call: {e}")))?;
         let sent = match &self.way {
             Way::Raw(raw) => {
-                match tokio::time::timeout(self.timeout, raw.post(tool, Bytes::from(body))).await {
+                match tokio::time::timeout(self.timeout, raw.post(tool, &body)).await {
                     Ok(answer) => answer,
                     Err(_) => Err(Sent::TimedOut),
                 }
@@ -685,8 +685,8 @@ impl RawHttp {
     }
 
     /// One POST; the status, whether the answer is SSE, and its body.
-    async fn post(&self, tool: &str, body: Bytes) -> Result<(http::StatusCode, bool, Bytes), Sent> {
-        let request = self.request(tool, &body)?;
+    async fn post(&self, tool: &str, body: &[u8]) -> Result<(http::StatusCode, bool, Bytes), Sent> {
+        let request = self.request(tool, body)?;
         let mut conn = loop {
             let (mut conn, fresh) = match self.take_idle() {
                 Some(c) => (c, false),
