@@ -21,7 +21,7 @@ pub use agent::{
     serve_stdio,
 };
 pub use finish::call_to_the_end;
-pub use stateless::{ShortWay, StatelessCall};
+pub use stateless::{Headers, ShortWay, StatelessCall, bearer_in};
 pub use upstream::McpUpstreams;
 
 /// The stateless protocol revision (no sessions, `server/discover`, per-request `_meta`).

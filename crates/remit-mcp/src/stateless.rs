@@ -40,8 +40,8 @@ impl ShortWay {
         Self { hosts }
     }
 
-    fn host_allowed(&self, headers: &http::HeaderMap) -> bool {
-        let Some(host) = one(headers, http::header::HOST) else {
+    fn host_allowed<H: Headers + ?Sized>(&self, headers: &H) -> bool {
+        let Some(host) = one(headers, "host") else {
             return false;
         };
         let Ok(authority) = http::uri::Authority::try_from(host) else {
@@ -112,14 +112,66 @@ fn strict_meta<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Map<String, Val
     strict_object(d, "_meta")?.ok_or_else(|| D::Error::custom("_meta is null"))
 }
 
+/// A request's headers as the short way reads them: hyper's map, or httparse's slice of
+/// the bytes read off the wire (no map, no copies: `short_http` in remit-server).
+pub trait Headers {
+    /// Every value of the header `name` (given in lower case; names match in any case), in
+    /// order; `None` for a value that is not visible ASCII text.
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Option<&'a str>> + 'a;
+
+    /// Whether any header's name starts with `prefix` (given in lower case), in any case.
+    fn has_name_starting(&self, prefix: &str) -> bool;
+}
+
+impl Headers for http::HeaderMap {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Option<&'a str>> + 'a {
+        self.get_all(name).iter().map(|v| v.to_str().ok())
+    }
+
+    fn has_name_starting(&self, prefix: &str) -> bool {
+        self.keys().any(|k| k.as_str().starts_with(prefix))
+    }
+}
+
+impl Headers for [httparse::Header<'_>] {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Option<&'a str>> + 'a {
+        self.iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| visible_ascii(h.value))
+    }
+
+    fn has_name_starting(&self, prefix: &str) -> bool {
+        self.iter().any(|h| {
+            h.name
+                .as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
+        })
+    }
+}
+
+/// A header value as text, if it is what `HeaderValue::to_str` accepts: visible ASCII and tabs.
+fn visible_ascii(value: &[u8]) -> Option<&str> {
+    if value.iter().all(|&b| b == b'\t' || (32..127).contains(&b)) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
 /// The single value of a header, if it has exactly one and it is text.
-fn one(headers: &http::HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
-    let mut all = headers.get_all(name).iter();
+fn one<'a, H: Headers + ?Sized>(headers: &'a H, name: &'a str) -> Option<&'a str> {
+    let mut all = headers.values(name);
     let first = all.next()?;
     if all.next().is_some() {
         return None;
     }
-    first.to_str().ok()
+    first
+}
+
+/// The credential in a request's one `Authorization` header (none when it has two).
+pub fn bearer_in<H: Headers + ?Sized>(headers: &H) -> Credential {
+    bearer_credential(one(headers, "authorization"))
 }
 
 /// Whether the client's capabilities read as rmcp reads them (a malformed set is rmcp's to refuse).
@@ -129,11 +181,11 @@ fn capabilities_read(value: &Value) -> bool {
 }
 
 /// Whether `Accept` plainly names both `application/json` and `text/event-stream` (no weights).
-fn accepts_both(headers: &http::HeaderMap) -> bool {
+fn accepts_both<H: Headers + ?Sized>(headers: &H) -> bool {
     let mut json = false;
     let mut sse = false;
-    for value in headers.get_all(http::header::ACCEPT) {
-        let Ok(value) = value.to_str() else {
+    for value in headers.values("accept") {
+        let Some(value) = value else {
             return false;
         };
         for item in value.split(',') {
@@ -153,11 +205,11 @@ impl StatelessCall {
     ///
     /// A body it accepts passes [`remit_core::wire::check_strict_json`]; one it does not
     /// is for the caller to check before rmcp reads it.
-    pub fn parse(
+    pub fn parse<H: Headers + ?Sized>(
         way: &ShortWay,
         gateway: &Gateway,
         method: &http::Method,
-        headers: &http::HeaderMap,
+        headers: &H,
         body: &[u8],
     ) -> Option<Self> {
         Self::parse_with(way, method, headers, body, |name| {
@@ -166,25 +218,25 @@ impl StatelessCall {
     }
 
     /// [`Self::parse`], with `param_headers` saying whether a tool's schema asks for `Mcp-Param-*`.
-    fn parse_with(
+    fn parse_with<H: Headers + ?Sized>(
         way: &ShortWay,
         method: &http::Method,
-        headers: &http::HeaderMap,
+        headers: &H,
         body: &[u8],
         param_headers: impl FnOnce(&str) -> bool,
     ) -> Option<Self> {
         if method != http::Method::POST
-            || headers.contains_key("mcp-session-id")
-            || headers.contains_key(http::header::ORIGIN)
+            || headers.values("mcp-session-id").next().is_some()
+            || headers.values("origin").next().is_some()
             || one(headers, "mcp-protocol-version") != Some(REVISION)
             || one(headers, "mcp-method") != Some("tools/call")
-            || !one(headers, http::header::CONTENT_TYPE).is_some_and(|c| {
+            || !one(headers, "content-type").is_some_and(|c| {
                 c.split(';')
                     .next()
                     .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
             })
             || !accepts_both(headers)
-            || headers.keys().any(|k| k.as_str().starts_with("mcp-param-"))
+            || headers.has_name_starting("mcp-param-")
             || !way.host_allowed(headers)
         {
             return None;
@@ -231,7 +283,7 @@ impl StatelessCall {
             Some(Value::Object(declared)) => Some(declared),
             _ => None,
         };
-        let credential = bearer_credential(one(headers, http::header::AUTHORIZATION));
+        let credential = bearer_in(headers);
         if credential == Credential::None {
             return None;
         }
@@ -443,10 +495,42 @@ mod tests {
         (h, body)
     }
 
+    /// The short way's reading of a request, from hyper's header map; the same headers as
+    /// httparse reads them off the wire (names in title case) must read the same.
     fn parse(h: &http::HeaderMap, body: &Value) -> Option<StatelessCall> {
         let way = ShortWay::new(&["127.0.0.1".to_owned()]);
         let bytes = serde_json::to_vec(body).unwrap();
-        StatelessCall::parse_with(&way, &http::Method::POST, h, &bytes, |_| false)
+        let from_map = StatelessCall::parse_with(&way, &http::Method::POST, h, &bytes, |_| false);
+        let mut head = String::from("POST /mcp HTTP/1.1\r\n");
+        for (name, value) in h {
+            let title: Vec<String> = name
+                .as_str()
+                .split('-')
+                .map(|part| {
+                    let mut chars = part.chars();
+                    chars.next().map_or_else(String::new, |first| {
+                        first.to_ascii_uppercase().to_string() + chars.as_str()
+                    })
+                })
+                .collect();
+            head += &format!("{}: {}\r\n", title.join("-"), value.to_str().unwrap());
+        }
+        head += "\r\n";
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let mut wire = httparse::Request::new(&mut slots);
+        assert!(wire.parse(head.as_bytes()).unwrap().is_complete(), "{head}");
+        let from_wire =
+            StatelessCall::parse_with(&way, &http::Method::POST, wire.headers, &bytes, |_| false);
+        assert_eq!(
+            format!("{from_map:?}"),
+            format!("{from_wire:?}"),
+            "read from the wire:\n{head}"
+        );
+        assert_eq!(
+            from_map.as_ref().map(|c| &c.call.credential),
+            from_wire.as_ref().map(|c| &c.call.credential)
+        );
+        from_map
     }
 
     #[test]

@@ -105,11 +105,15 @@ impl App {
     /// (refusing a bad credential included, and counting it against the address).
     pub(crate) fn plain_call(
         &self,
-        headers: &HeaderMap,
+        headers: &[httparse::Header<'_>],
         body: &[u8],
     ) -> Option<impl Future<Output = (StatusCode, Vec<u8>)> + Send + 'static> {
         let state = &self.inner.state;
-        if state.gateway.authenticate(&bearer(headers)).is_err() {
+        if state
+            .gateway
+            .authenticate(&remit_mcp::bearer_in(headers))
+            .is_err()
+        {
             return None;
         }
         short_way(state, &http::Method::POST, headers, body)
@@ -117,10 +121,10 @@ impl App {
 }
 
 /// The answer to a request the short way takes (a plain stateless `tools/call`), or `None`.
-fn short_way(
+fn short_way<H: remit_mcp::Headers + ?Sized>(
     state: &AppState,
     method: &http::Method,
-    headers: &HeaderMap,
+    headers: &H,
     body: &[u8],
 ) -> Option<impl Future<Output = (StatusCode, Vec<u8>)> + Send + 'static> {
     let call =

@@ -101,10 +101,22 @@ pub(crate) async fn serve(
                 Ok(_) => {}
             }
         }
-        let Some(answer) = buf
-            .get(head.len..end)
-            .and_then(|body| app.plain_call(&head.headers, body))
-        else {
+        // the head again, for its headers as slices of the bytes read (a second parse of a
+        // few hundred bytes costs less than copying them into a header map)
+        let answer = {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut request = httparse::Request::new(&mut slots);
+            match (
+                buf.get(..head.len).map(|h| request.parse(h)),
+                buf.get(head.len..end),
+            ) {
+                (Some(Ok(httparse::Status::Complete(_))), Some(body)) => {
+                    app.plain_call(request.headers, body)
+                }
+                _ => None,
+            }
+        };
+        let Some(answer) = answer else {
             return After::Hyper(Rewound::new(buf, stream));
         };
         buf.drain(..end);
@@ -135,7 +147,6 @@ struct PlainHead {
     /// Bytes of the head, blank line included.
     len: usize,
     content_length: usize,
-    headers: http::HeaderMap,
 }
 
 /// What the bytes read so far hold.
@@ -169,18 +180,16 @@ fn read_head(buf: &[u8], max_body: usize) -> Head {
     {
         return Head::NotOurs;
     }
-    let mut headers = http::HeaderMap::with_capacity(request.headers.len());
     let mut content_length = None;
     for h in request.headers.iter() {
-        let Ok(name) = http::HeaderName::from_bytes(h.name.as_bytes()) else {
+        let name = h.name.as_bytes();
+        // what hyper would refuse or treat apart is its to answer
+        if h.value.iter().any(|&b| (b < 32 && b != b'\t') || b == 127) {
             return Head::NotOurs;
-        };
-        let Ok(value) = http::HeaderValue::from_bytes(h.value) else {
-            return Head::NotOurs;
-        };
-        if name == http::header::CONTENT_LENGTH {
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
             // one, in plain digits; anything else is hyper's to judge
-            if content_length.is_some() || value.is_empty() {
+            if content_length.is_some() || h.value.is_empty() {
                 return Head::NotOurs;
             }
             let Some(n) = std::str::from_utf8(h.value)
@@ -191,21 +200,19 @@ fn read_head(buf: &[u8], max_body: usize) -> Head {
                 return Head::NotOurs;
             };
             content_length = Some(n);
-        } else if name == http::header::TRANSFER_ENCODING
-            || name == http::header::EXPECT
-            || name == http::header::UPGRADE
-            || (name == http::header::CONNECTION
-                && !value.as_bytes().eq_ignore_ascii_case(b"keep-alive"))
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || (name.eq_ignore_ascii_case(b"connection")
+                && !h.value.eq_ignore_ascii_case(b"keep-alive"))
         {
             return Head::NotOurs;
         }
-        headers.append(name, value);
     }
     match content_length {
         Some(n) if n <= max_body => Head::Complete(PlainHead {
             len,
             content_length: n,
-            headers,
         }),
         _ => Head::NotOurs,
     }
@@ -328,10 +335,12 @@ mod tests {
         };
         assert_eq!(h.len, PLAIN.len() - 2);
         assert_eq!(h.content_length, 2);
-        assert_eq!(
-            h.headers.get("host").map(|v| v.as_bytes()),
-            Some(&b"localhost"[..])
-        );
+        // header names in any case
+        let Head::Complete(h) = head("POST /mcp HTTP/1.1\r\nHost: l\r\nContent-LENGTH: 12\r\n\r\n")
+        else {
+            panic!("not read");
+        };
+        assert_eq!(h.content_length, 12);
         assert!(matches!(
             head("POST /mcp HTTP/1.1\r\nhost: l"),
             Head::Partial
@@ -361,6 +370,9 @@ mod tests {
             "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\nconnection: close\r\n\r\n",
             "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n",
             "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\nx: \x01\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\nx: a\x7fb\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\nContent-Length: 2\r\nCONNECTION: Close\r\n\r\n",
             "BREW /mcp HTCPCP/1.0\r\n\r\n",
             "\u{0}\u{0}\r\n\r\n",
         ] {

@@ -14,6 +14,7 @@ mod location;
 #[macro_use]
 mod pools;
 mod postgres;
+mod recent;
 mod record;
 mod sql;
 mod sqlite;

@@ -7,6 +7,7 @@
 //! wait for a writer.
 
 use crate::error::store_error;
+use crate::recent::RecentLeaves;
 use crate::record::{self, to_i64};
 use crate::sql;
 use crate::sqlite_writer;
@@ -38,6 +39,8 @@ pub struct SqliteStore {
     writes: SqlitePool,
     reads: SqlitePool,
     writer: Writer,
+    /// Leaf hashes the writer committed, until the checkpointer has read them.
+    recent: Arc<RecentLeaves>,
 }
 
 impl SqliteStore {
@@ -80,12 +83,14 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(unavailable)?;
-        let writer = sqlite_writer::start(path, BUSY_TIMEOUT)?;
+        let recent = Arc::new(RecentLeaves::default());
+        let writer = sqlite_writer::start(path, BUSY_TIMEOUT, Arc::clone(&recent))?;
         Ok(Self {
             path: Arc::new(path.to_path_buf()),
             writes,
             reads,
             writer,
+            recent,
         })
     }
 
@@ -101,7 +106,8 @@ impl SqliteStore {
         self.reads.close().await;
     }
 
-    /// Seq and leaf hash of the events with seq in `start..end`, read on a blocking thread.
+    /// Seq and leaf hash of the events with seq in `start..end`: as this process committed
+    /// them when it still keeps them from `start` on, else read on a blocking thread.
     ///
     /// sqlx hands each row of a result from its worker thread to the caller on its own; for
     /// the checkpointer's tens of thousands of rows a second that cost more than the rest of
@@ -111,6 +117,14 @@ impl SqliteStore {
         start: i64,
         end: i64,
     ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+        if self.reads.is_closed() {
+            return Err(StoreError::unavailable("the store is closed"));
+        }
+        if let (Ok(s), Ok(e)) = (u64::try_from(start), u64::try_from(end))
+            && let Some(kept) = self.recent.from(s, e)
+        {
+            return Ok(kept);
+        }
         self.read_rows(
             "cannot read audit leaf hashes",
             sql::LEAF_HASHES,

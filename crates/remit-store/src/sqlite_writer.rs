@@ -20,6 +20,7 @@
 //! another process's write lock, then fails, and its callers are refused.
 
 use crate::budget;
+use crate::recent::RecentLeaves;
 use crate::record::EventRow;
 use crate::sql;
 use crate::writer::{Committed, Job, MAX_BATCH_EVENTS, Submit, Writer, answer};
@@ -29,21 +30,46 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// One event, after the last.
-const INSERT_EVENT: &str = "INSERT INTO audit_events \
-    (seq, time, stage, call, run, agent, action, body, leaf_hash) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+/// Most events one `INSERT` statement writes (a read's three, a batch's in eights).
+const ROWS_PER_INSERT: usize = 8;
 
-/// Opens the writing connection on a migrated database and starts its thread.
-pub(crate) fn start(path: &Path, busy_timeout: Duration) -> Result<Writer, StoreError> {
+/// The statement inserting `rows` events (1..=[`ROWS_PER_INSERT`]).
+fn insert_events(rows: usize) -> Option<&'static str> {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        (1..=ROWS_PER_INSERT)
+            .map(|n| {
+                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ");
+                format!(
+                    "INSERT INTO audit_events \
+                     (seq, time, stage, call, run, agent, action, body, leaf_hash) VALUES {values}"
+                )
+            })
+            .collect()
+    });
+    sql.get(rows.checked_sub(1)?).map(String::as_str)
+}
+
+/// Opens the writing connection on a migrated database and starts its thread; what it
+/// commits, it also keeps in `recent`.
+pub(crate) fn start(
+    path: &Path,
+    busy_timeout: Duration,
+    recent: Arc<RecentLeaves>,
+) -> Result<Writer, StoreError> {
     Ok(Writer::direct(Arc::new(Committer(start_shared(
         path,
         busy_timeout,
+        recent,
     )?))))
 }
 
 /// Opens the writing connection and starts the thread; the committer's state, for `start` and tests.
-fn start_shared(path: &Path, busy_timeout: Duration) -> Result<Arc<Shared>, StoreError> {
+fn start_shared(
+    path: &Path,
+    busy_timeout: Duration,
+    recent: Arc<RecentLeaves>,
+) -> Result<Arc<Shared>, StoreError> {
     let conn = Connection::open(path).map_err(|e| {
         StoreError::unavailable(format!(
             "cannot open the sqlite store `{}` for writing: {e}",
@@ -58,10 +84,13 @@ fn start_shared(path: &Path, busy_timeout: Duration) -> Result<Arc<Shared>, Stor
             )
         })
         .map_err(|e| error("cannot set up the sqlite writer", &e))?;
+    // BEGIN, COMMIT, the next seq, the budget statements and an insert per row count
+    conn.set_prepared_statement_cache_capacity(32);
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         wake: Condvar::new(),
         conn: Mutex::new(conn),
+        recent,
     });
     let thread = Arc::clone(&shared);
     std::thread::Builder::new()
@@ -79,6 +108,8 @@ struct Shared {
     wake: Condvar,
     /// The writing connection; held by whoever commits (one at a time: see `State::busy`).
     conn: Mutex<Connection>,
+    /// The leaves committed, for the checkpointer.
+    recent: Arc<RecentLeaves>,
 }
 
 /// Who commits, and what waits.
@@ -105,6 +136,11 @@ impl Shared {
     fn commit(&self, jobs: &mut Vec<Job>) {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let result = commit(&mut conn, jobs);
+        if let Ok(committed) = &result {
+            // kept while the connection is held, so batches arrive in commit order
+            self.recent
+                .committed(committed.first_seq, rows(jobs).map(|row| row.leaf_hash));
+        }
         drop(conn);
         answer(jobs, result);
     }
@@ -249,17 +285,11 @@ fn write(conn: &Connection, jobs: &[Job]) -> Result<Committed, StoreError> {
     let first_seq = u64::try_from(next).map_err(|_| {
         StoreError::new(StoreErrorKind::Corrupt, "the audit log has a negative seq")
     })?;
-    {
-        let mut insert = conn
-            .prepare_cached(INSERT_EVENT)
-            .map_err(|e| error(doing, &e))?;
-        let rows = jobs.iter().flat_map(|job| match job {
-            Job::Append { rows, .. } => rows.as_slice(),
-            Job::Charge { .. } => &[],
-        });
-        for (seq, row) in (next..).zip(rows) {
-            insert_event(&mut insert, seq, row).map_err(|e| error(doing, &e))?;
-        }
+    // several events per statement: a statement's run costs about as much as a row's insert
+    let rows: Vec<&EventRow> = rows(jobs).collect();
+    for (i, chunk) in rows.chunks(ROWS_PER_INSERT).enumerate() {
+        let first = next + (i * ROWS_PER_INSERT) as i64;
+        insert_events_at(conn, first, chunk).map_err(|e| error(doing, &e))?;
     }
     let mut charges = Vec::new();
     for job in jobs {
@@ -273,22 +303,34 @@ fn write(conn: &Connection, jobs: &[Job]) -> Result<Committed, StoreError> {
     Ok(Committed { first_seq, charges })
 }
 
-fn insert_event(
-    insert: &mut rusqlite::CachedStatement<'_>,
-    seq: i64,
-    row: &EventRow,
-) -> rusqlite::Result<()> {
-    insert.execute(params![
-        seq,
-        row.time,
-        row.stage,
-        row.call,
-        row.run,
-        row.agent,
-        row.action,
-        row.body,
-        &row.leaf_hash[..],
-    ])?;
+/// The batch's events, in the order they get their seqs.
+fn rows(jobs: &[Job]) -> impl Iterator<Item = &EventRow> {
+    jobs.iter().flat_map(|job| match job {
+        Job::Append { rows, .. } => rows.as_slice(),
+        Job::Charge { .. } => &[],
+    })
+}
+
+/// Inserts `rows` with the seqs from `first` on, in one statement.
+fn insert_events_at(conn: &Connection, first: i64, rows: &[&EventRow]) -> rusqlite::Result<()> {
+    let sql = insert_events(rows.len()).ok_or(rusqlite::Error::InvalidParameterCount(
+        rows.len(),
+        ROWS_PER_INSERT,
+    ))?;
+    let mut insert = conn.prepare_cached(sql)?;
+    for (i, (seq, row)) in (first..).zip(rows).enumerate() {
+        let at = i * 9;
+        insert.raw_bind_parameter(at + 1, seq)?;
+        insert.raw_bind_parameter(at + 2, &row.time)?;
+        insert.raw_bind_parameter(at + 3, row.stage)?;
+        insert.raw_bind_parameter(at + 4, &row.call)?;
+        insert.raw_bind_parameter(at + 5, &row.run)?;
+        insert.raw_bind_parameter(at + 6, &row.agent)?;
+        insert.raw_bind_parameter(at + 7, &row.action)?;
+        insert.raw_bind_parameter(at + 8, &row.body)?;
+        insert.raw_bind_parameter(at + 9, &row.leaf_hash[..])?;
+    }
+    insert.raw_execute()?;
     Ok(())
 }
 
@@ -408,7 +450,7 @@ mod tests {
         let path = dir.path().join("remit.db");
         let store = crate::sqlite::SqliteStore::open(&path).await.unwrap();
         store.close().await;
-        Committer(start_shared(&path, busy).unwrap())
+        Committer(start_shared(&path, busy, Arc::default()).unwrap())
     }
 
     /// Submits `n` events to an idle writer: answered before `submit` returned, with no

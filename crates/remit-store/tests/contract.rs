@@ -67,6 +67,39 @@ store_test!(
     }
 );
 
+store_test!(
+    leaf_hashes_of_an_interleaved_log_are_the_stored_ones_from_either_replica,
+    |store, db| async move {
+        // each handle keeps the leaves it committed; the other's events fall between them
+        let replica = db.open().await;
+        for round in 0..4 {
+            store.append((0..3).map(event).collect()).await.unwrap();
+            replica
+                .append((0..2 + round).map(event).collect())
+                .await
+                .unwrap();
+        }
+        let stored = store.events(0, 100).await.unwrap();
+        let want: Vec<(u64, [u8; 32])> = stored
+            .iter()
+            .map(|e| (e.seq, leaf_hash(e.body.as_bytes())))
+            .collect();
+        assert_eq!(want.len(), 26);
+        for handle in [&store, &replica] {
+            // read as the checkpointer reads: from where the last read ended, a few at a time
+            let mut got = Vec::new();
+            loop {
+                let page = handle.leaf_hashes(got.len() as u64, 4).await.unwrap();
+                if page.is_empty() {
+                    break;
+                }
+                got.extend(page);
+            }
+            assert_eq!(got, want);
+        }
+    }
+);
+
 store_test!(body_and_leaf_hash_round_trip_exactly, |store| async move {
     let event = Event {
         time: "2026-08-01T12:00:00.123Z".to_owned(),
