@@ -84,6 +84,13 @@ async def test_an_upstream_that_needs_input_gets_it_from_the_agent_and_finishes(
     assert [("resume" in d) for d in proposed] == [False, True, False, False, True, False] + [True] * 8
     assert proposed[1]["resume"]["inputResponses"]["roots"]["roots"][0]["uri"] == "file:///srv/app"
     assert len(proposed[1]["resume"]["requestStateSha256"]) == 64
+    # remit's stop is on the record too: a `failed` event on the last round's call, saying why
+    stopped = [e for e in asks if e["stage"] == "failed"]
+    assert len(stopped) == 1, stopped
+    assert stopped[0]["call"] == asks[-2]["call"] and asks[-2]["stage"] == "executed", asks[-3:]
+    assert stopped[0]["agent"] == "ops-bot" and stopped[0]["detail"]["code"] == "input_failed"
+    assert "more than 8 times" in stopped[0]["detail"]["error"], stopped[0]
+    assert stopped[0]["detail"]["sent"] is False
     if transport == "http":  # `remit stdio` signed its last checkpoint when it exited
         gw.wait_checkpoint()
     helpers.assert_audit_intact(gw.audit_verify())
@@ -127,3 +134,7 @@ async def test_a_2025_session_is_asked_for_samples_and_forms_by_remit(gateway, t
         assert unanswered.is_error, text_of(unanswered)
         assert "needs input (`user_name`)" in text_of(unanswered), text_of(unanswered)
         assert unanswered.meta["remit"]["code"] == "input_failed", unanswered.meta
+    stopped = [e for e in gw.audit_events() if e["stage"] == "failed"]
+    assert len(stopped) == 1, stopped
+    assert stopped[0]["action"] == "conf.test_input_required_result_elicitation", stopped[0]
+    assert "needs input (`user_name`)" in stopped[0]["detail"]["error"], stopped[0]

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 /// Who is calling.
@@ -96,12 +97,12 @@ impl Caller {
 
     /// Marks the caller as gone: a call not yet sent to its upstream will not be.
     pub fn leave(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.store(true, Ordering::SeqCst);
     }
 
     /// Whether the caller has gone.
     pub fn is_gone(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -558,6 +559,33 @@ impl Gateway {
             }));
         }
         reply
+    }
+
+    /// Records that remit stopped a call whose upstream wanted input the agent could not
+    /// give (a 2025-11-25 session, asked by remit): a `failed` event on the call's last
+    /// round, with why. Nothing more of the call runs.
+    pub async fn record_stopped(
+        &self,
+        call: &CallId,
+        run: Option<&RunId>,
+        credential: &Credential,
+        tool: &str,
+        why: &str,
+    ) -> Result<(), crate::ports::StoreError> {
+        // the round was allowed, so both resolve; were they not, the event still names the call
+        let agent = self.authenticate(credential).ok();
+        let action = agent.and_then(|a| self.look_up(a, tool).ok());
+        let event = Event {
+            time: crate::time::rfc3339(self.clock.now_ms()),
+            stage: Stage::Failed,
+            call: Some(call.to_string()),
+            run: run.map(ToString::to_string),
+            agent: agent.map(|a| a.id.to_string()),
+            action: action.map(|a| a.name.to_string()),
+            register: Some(self.register.version.to_string()),
+            detail: json!({ "error": why, "code": "input_failed", "sent": false }),
+        };
+        self.store.append(vec![event]).await.map(drop)
     }
 
     fn look_up<'r>(&'r self, agent: &Agent, tool: &str) -> Result<&'r Action, Refusal> {

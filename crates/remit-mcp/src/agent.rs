@@ -251,6 +251,21 @@ impl ServerHandler for AgentServer {
                 let answers = match answers {
                     Ok(answers) => answers,
                     Err(message) => {
+                        // the last round's `executed` holds the upstream's question; this
+                        // says the call ends there, and why
+                        if let Err(e) = self
+                            .gateway
+                            .record_stopped(
+                                outcome.call(),
+                                run.as_ref(),
+                                &credential,
+                                &tool,
+                                &message,
+                            )
+                            .await
+                        {
+                            tracing::error!(call = %outcome.call(), error = %e, "could not record a call stopped for want of input");
+                        }
                         return Ok(CallToolResponse::Complete(error_result(
                             &message,
                             "input_failed",
