@@ -334,6 +334,10 @@ impl Conn {
     async fn answer(&mut self, max: usize) -> Result<Answer, Sent> {
         let head = loop {
             match response_head(&self.buf)? {
+                // a POST is not upgraded: the upstream speaks something else from here on
+                Some(head) if head.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    return Err(Sent::Lost);
+                }
                 Some(head) if head.status.is_informational() => {
                     self.buf.drain(..head.len);
                 }
@@ -1132,6 +1136,28 @@ mod tests {
         let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
         let result = lean.call("echo", &args("many"), None).await.unwrap();
         assert_eq!(result["content"][0]["text"], json!("many"));
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_switches_protocols_fails_the_call_at_once() {
+        let (url, _) = raw_upstream(|_| {
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+                .to_owned()
+        })
+        .await;
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(30)).unwrap();
+        if !matches!(lean.way, Way::Raw(_)) {
+            return; // a proxy is configured
+        }
+        let started = std::time::Instant::now();
+        let failed = lean.call("echo", &args("up"), None).await.unwrap_err();
+        // not left to wait out the timeout for an answer that will not come
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(failed, UpstreamError::Lost { .. }), "{failed:?}");
     }
 
     #[test]
