@@ -488,6 +488,34 @@ async fn open_creates_a_relative_sqlite_file_under_base_dir() {
 }
 
 #[tokio::test]
+async fn a_new_sqlite_file_has_16_kib_pages_and_one_with_4_kib_pages_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_size = |name: &str| -> i64 {
+        rusqlite::Connection::open(dir.path().join(name))
+            .unwrap()
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    let store = remit_store::open("sqlite://new.db", dir.path())
+        .await
+        .unwrap();
+    store.append(vec![event(0)]).await.unwrap();
+    assert_eq!(page_size("new.db"), 16 * 1024);
+    // a file with SQLite's default pages, as remit made them before
+    rusqlite::Connection::open(dir.path().join("old.db"))
+        .unwrap()
+        .execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x);")
+        .unwrap();
+    let store = remit_store::open("sqlite://old.db", dir.path())
+        .await
+        .unwrap();
+    store.append((0..300).map(event).collect()).await.unwrap();
+    assert_eq!(store.event_count().await.unwrap(), 300);
+    assert_eq!(store.leaf_hashes(0, 1000).await.unwrap().len(), 300);
+    assert_eq!(page_size("old.db"), 4096);
+}
+
+#[tokio::test]
 async fn unreachable_postgres_is_unavailable_and_keeps_its_password() {
     let err = remit_store::open("postgres://remit:hunter2@127.0.0.1:1/fleet", Path::new("/"))
         .await
