@@ -99,7 +99,7 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unauthenticated => f.write_str(
-                "refused: no valid agent credential; send `Authorization: Bearer <token>`",
+                "refused: no valid agent credential; send one `Authorization: Bearer <token>` header",
             ),
             Self::Unlisted { tool, hint } => {
                 write!(

@@ -55,18 +55,16 @@ impl AgentServer {
     fn credential(&self, ctx: &RequestContext<RoleServer>) -> Credential {
         match &self.source {
             CredentialSource::Local(id) => Credential::Local(id.clone()),
-            CredentialSource::BearerHeader => bearer_credential(
-                ctx.extensions
-                    .get::<http::request::Parts>()
-                    .and_then(|p| p.headers.get(http::header::AUTHORIZATION))
-                    .and_then(|v| v.to_str().ok()),
-            ),
+            CredentialSource::BearerHeader => ctx
+                .extensions
+                .get::<http::request::Parts>()
+                .map_or(Credential::None, |p| crate::bearer_in(&p.headers)),
         }
     }
 }
 
 /// The credential an `Authorization` header value carries: a bearer token, or none.
-pub fn bearer_credential(authorization: Option<&str>) -> Credential {
+pub(crate) fn bearer_credential(authorization: Option<&str>) -> Credential {
     authorization
         .and_then(|v| {
             v.strip_prefix("Bearer ")

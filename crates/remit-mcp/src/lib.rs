@@ -17,8 +17,7 @@ mod stateless;
 mod upstream;
 
 pub use agent::{
-    AgentServer, CredentialSource, McpHttpService, bearer_credential, http_service, outcome_to_mcp,
-    serve_stdio,
+    AgentServer, CredentialSource, McpHttpService, http_service, outcome_to_mcp, serve_stdio,
 };
 pub use finish::call_to_the_end;
 pub use stateless::{Headers, ShortWay, StatelessCall, bearer_in};

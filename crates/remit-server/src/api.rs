@@ -174,12 +174,9 @@ fn allowed_hosts(g: &remit_core::register::Gateway) -> Vec<String> {
     hosts
 }
 
+/// The credential in a request's one `Authorization` header: two headers are no credential.
 fn bearer(headers: &HeaderMap) -> Credential {
-    remit_mcp::bearer_credential(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    )
+    remit_mcp::bearer_in(headers)
 }
 
 fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
@@ -226,7 +223,7 @@ async fn guard_mcp(app: &AppInner, req: Request) -> Response {
             None => jsonrpc_error(
                 StatusCode::UNAUTHORIZED,
                 -32001,
-                "no valid agent credential; send `Authorization: Bearer <token>`",
+                "no valid agent credential; send one `Authorization: Bearer <token>` header",
             ),
             Some(wait) => retry_after(
                 wait,

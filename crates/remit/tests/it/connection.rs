@@ -200,3 +200,70 @@ fn a_connection_that_says_close_is_answered_and_closed() {
     reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
 }
+
+/// Two `Authorization` headers are no credential, whatever they hold: a plain call, any other
+/// MCP request and `/v1/calls` are all refused 401 (as if none were sent), with a message
+/// that says to send one, and the upstream sees nothing.
+#[test]
+fn a_request_with_two_authorization_headers_is_unauthenticated_on_every_way_in() {
+    let r = Remit::start(STANDARD);
+    let twice = |request: Vec<u8>, second: &str| -> Vec<u8> {
+        let text = String::from_utf8(request).unwrap();
+        let line = format!("authorization: Bearer {TOKEN}\r\n");
+        assert!(text.contains(&line));
+        text.replacen(
+            &line,
+            &format!("{line}Authorization: Bearer {second}\r\n"),
+            1,
+        )
+        .into_bytes()
+    };
+    let (mut stream, mut reader) = connect(&r);
+    // the same valid token twice, and a valid one with another agent's
+    for (round, second) in [(1, TOKEN), (2, OTHER_TOKEN)] {
+        stream
+            .write_all(&twice(plain_call(&r, round, TOKEN), second))
+            .unwrap();
+        let refused = Response::read(&mut reader);
+        assert_eq!(refused.status, 401, "{}", refused.body);
+        let message = refused.json()["error"]["message"].to_string();
+        assert!(
+            message.contains("send one `Authorization: Bearer <token>` header"),
+            "{message}"
+        );
+    }
+    // the connection goes on: one header is served
+    stream.write_all(&plain_call(&r, 3, TOKEN)).unwrap();
+    assert_customer(&Response::read(&mut reader), 3);
+    // a request of another shape (rmcp's way) with two headers
+    let list = json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {
+        "_meta": stateless_meta()
+    }})
+    .to_string();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-type: application/json\r\n\
+         accept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\n\
+         mcp-method: tools/list\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-length: {}\r\n\r\n{list}",
+        r.port,
+        list.len()
+    );
+    stream
+        .write_all(&twice(request.into_bytes(), TOKEN))
+        .unwrap();
+    let refused = Response::read(&mut reader);
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    // the HTTP API
+    let refused = reqwest::blocking::Client::new()
+        .post(r.url("/v1/calls"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .json(&json!({ "tool": "billing.get_customer", "arguments": { "id": "cus_001" } }))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let body: Value = refused.json().unwrap();
+    assert_eq!(body["code"], "unauthenticated", "{body}");
+    // only the one call with one header reached the upstream
+    assert_eq!(r.ledger().len(), 1, "{:?}", r.ledger());
+}
