@@ -23,6 +23,7 @@ mod client;
 mod disk;
 mod procs;
 mod relay;
+mod sqlite;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -53,6 +54,8 @@ enum Cmd {
     Disk(DiskArgs),
     /// Relay TCP connections to an address, copying bytes (the floor of any proxy; `all --relay`).
     Relay(RelayArgs),
+    /// Measure SQLite's floor: CPU per audit event and per transaction, by events per transaction.
+    Sqlite(SqliteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +73,16 @@ struct DiskArgs {
     /// Seconds per gap.
     #[arg(long, default_value_t = 3.0)]
     secs: f64,
+}
+
+#[derive(Debug, Args)]
+struct SqliteArgs {
+    /// The directory to write in: the store's disk (default: `bench/out`).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Events appended per batch size.
+    #[arg(long, default_value_t = 60_000)]
+    events: usize,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +188,7 @@ fn main() -> anyhow::Result<()> {
                     Cmd::Load(args) => load(args).await,
                     Cmd::Serve(args) => serve(args).await,
                     Cmd::Disk(args) => disk(args),
+                    Cmd::Sqlite(args) => sqlite(args),
                     Cmd::Relay(_) => unreachable!("served above, on a runtime of its own"),
                 }
             } => done,
@@ -207,6 +221,22 @@ fn disk(args: DiskArgs) -> anyhow::Result<()> {
         "## The disk's floor: one call's WAL commit (2 × 4,120 bytes written, wrapping at 4 MiB as a WAL does, then synced) in `{}`\n\n{}",
         dir.display(),
         disk::table(&floors)
+    );
+    Ok(())
+}
+
+fn sqlite(args: SqliteArgs) -> anyhow::Result<()> {
+    let dir = args
+        .dir
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("out"));
+    std::fs::create_dir_all(&dir)?;
+    let floors = sqlite::measure(&dir, args.events)?;
+    println!(
+        "## SQLite's floor: {} audit events of {} bytes appended with remit's schema and settings, in `{}`\n\n{}",
+        args.events,
+        sqlite::BODY_BYTES,
+        dir.display(),
+        sqlite::table(&floors)
     );
     Ok(())
 }
