@@ -34,10 +34,8 @@ const CONNECTIONS: u32 = 8;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Inserts a whole batch of events in one statement.
-const INSERT_EVENTS: &str = "INSERT INTO audit_events \
-    (seq, time, stage, call, run, agent, action, body, leaf_hash) \
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], \
-    $6::text[], $7::text[], $8::text[], $9::bytea[])";
+const INSERT_EVENTS: &str = "INSERT INTO audit_events (seq, body, leaf_hash) \
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])";
 
 /// Takes the batch's advisory locks in the order given (sorted by the caller).
 const LOCK: &str = "SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) AS id";
@@ -235,12 +233,6 @@ async fn insert_events(
     let seqs: Vec<i64> = (first_seq..).take(rows.len()).collect();
     sqlx::query(INSERT_EVENTS)
         .bind(seqs)
-        .bind(rows.iter().map(|r| r.time.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.stage).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.call.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.run.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.agent.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.action.as_deref()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| &r.leaf_hash[..]).collect::<Vec<_>>())
         .execute(conn)

@@ -5,35 +5,20 @@ use remit_core::audit::tree::leaf_hash;
 use remit_core::ports::{FreezeTarget, StoreError, StoreErrorKind};
 use serde_json::{Value, json};
 
-/// An event turned into its row: canonical body, leaf hash and the indexed columns.
+/// An event turned into its row: the canonical body and its leaf hash, all the log keeps.
 #[derive(Debug)]
 pub(crate) struct EventRow {
-    pub(crate) time: String,
-    pub(crate) stage: &'static str,
-    pub(crate) call: Option<String>,
-    pub(crate) run: Option<String>,
-    pub(crate) agent: Option<String>,
-    pub(crate) action: Option<String>,
     pub(crate) body: String,
     pub(crate) leaf_hash: [u8; 32],
 }
 
 impl EventRow {
     /// Canonicalises and hashes an event; done by the caller's task, not the writer.
-    pub(crate) fn new(event: Event) -> Result<Self, StoreError> {
+    pub(crate) fn new(event: &Event) -> Result<Self, StoreError> {
         let body = String::from_utf8(event.canonical())
             .map_err(|_| StoreError::new(StoreErrorKind::Other, "event body is not utf-8 text"))?;
         let leaf_hash = leaf_hash(body.as_bytes());
-        Ok(Self {
-            time: event.time,
-            stage: event.stage.as_str(),
-            call: event.call,
-            run: event.run,
-            agent: event.agent,
-            action: event.action,
-            body,
-            leaf_hash,
-        })
+        Ok(Self { body, leaf_hash })
     }
 }
 

@@ -147,7 +147,7 @@ impl Writer {
             return Ok(Vec::new());
         }
         let rows = events
-            .into_iter()
+            .iter()
             .map(EventRow::new)
             .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();

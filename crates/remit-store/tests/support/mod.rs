@@ -112,6 +112,60 @@ impl Db {
         }
     }
 
+    /// Brings the fresh database to migration 1's schema only, as remit 0.1.0 before the log
+    /// kept bodies alone left it, and writes `events` there as that remit did.
+    pub(crate) async fn as_first_written(&self, events: &[Event]) {
+        static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+        static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+        match &*self.0 {
+            Inner::Sqlite { dir, .. } => {
+                let options = SqliteConnectOptions::new()
+                    .filename(dir.path().join("remit.db"))
+                    .create_if_missing(true);
+                let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+                SQLITE.run_to(1, &mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Inner::Postgres { url, .. } => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                POSTGRES.run_to(1, &mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+        let hex = |h: [u8; 32]| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        // the statement on either store, given how it writes a blob from its hex digits
+        let rows = |blob: &dyn Fn(String) -> String| -> String {
+            let values: Vec<String> = events
+                .iter()
+                .enumerate()
+                .map(|(seq, e)| {
+                    let body = String::from_utf8(e.canonical()).unwrap();
+                    format!(
+                        "({seq}, '{}', '{}', '{}', '{}', '{}', '{}', '{}', {})",
+                        e.time,
+                        e.stage.as_str(),
+                        e.call.as_deref().unwrap_or(""),
+                        e.run.as_deref().unwrap_or(""),
+                        e.agent.as_deref().unwrap_or(""),
+                        e.action.as_deref().unwrap_or(""),
+                        body.replace('\'', "''"),
+                        blob(hex(leaf_hash(body.as_bytes())))
+                    )
+                })
+                .collect();
+            format!(
+                "INSERT INTO audit_events \
+                 (seq, time, stage, call, run, agent, action, body, leaf_hash) VALUES {}",
+                values.join(", ")
+            )
+        };
+        self.execute(
+            &rows(&|h| format!("X'{h}'")),
+            &rows(&|h| format!("'\\x{h}'::bytea")),
+        )
+        .await;
+    }
+
     /// Closes every handle opened on the database.
     pub(crate) async fn close_all(&self) {
         match &*self.0 {

@@ -175,7 +175,7 @@ fn an_inserted_event_is_detected() {
         &r.db(),
         &format!(
             "UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 3; UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1003; \
-             INSERT INTO audit_events (seq, time, stage, body, leaf_hash) VALUES (3, 'x', 'proposed', '{forged}', X'{}');",
+             INSERT INTO audit_events (seq, body, leaf_hash) VALUES (3, '{forged}', X'{}');",
             hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
         ),
     );
