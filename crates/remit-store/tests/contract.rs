@@ -617,6 +617,7 @@ store_test!(
 /// A log written before migration 2, when each event's fields were also copied into columns
 /// of their own, opens on either store, keeps every event byte for byte, and takes new
 /// events after them (the columns are gone: an insert without them would be refused).
+#[cfg(test)]
 mod a_log_written_before_the_copied_columns_went_is_kept_whole {
     use super::*;
 
