@@ -1,8 +1,8 @@
 -- The audit log keeps what the Merkle tree covers and nothing else: `seq`, the canonical
 -- `body` and its `leaf_hash`. The columns copied out of the body (time, stage, call, run,
--- agent, action) were read by nothing in remit, cost a sixth of SQLite's work per event,
--- and could be edited without `remit audit verify` noticing: a query on them could be told
--- a different story than the signed bodies. Query the body instead:
+-- agent, action) were read by nothing in remit, cost about a quarter of SQLite's work per
+-- event, and could be edited without `remit audit verify` noticing: a query on them could
+-- be told a different story than the signed bodies. Query the body instead:
 -- `json_extract(body, '$.agent')`.
 CREATE TABLE audit_events_body_only (
     seq INTEGER PRIMARY KEY NOT NULL,
