@@ -7,6 +7,7 @@
 //! run time.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
@@ -18,6 +19,26 @@ use rmcp::{
     service::RequestContext,
 };
 use serde_json::json;
+
+/// How many `sleep` calls in this process were cancelled by their client before they ended.
+static SLEEPS_CANCELLED: AtomicU64 = AtomicU64::new(0);
+
+/// How many `sleep` calls in this process their client cancelled (`notifications/cancelled`,
+/// or a request whose handler rmcp dropped) before they ended.
+pub fn sleeps_cancelled() -> u64 {
+    SLEEPS_CANCELLED.load(Ordering::SeqCst)
+}
+
+/// Counts a `sleep` as cancelled if it is dropped before it ended.
+struct Sleeping(bool);
+
+impl Drop for Sleeping {
+    fn drop(&mut self) {
+        if !self.0 {
+            SLEEPS_CANCELLED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
 
 /// The echo MCP server: one read-only tool, `echo(text)`, that returns its
 /// input. No storage, no ledger, nothing slow.
@@ -126,9 +147,15 @@ impl ServerHandler for Echo {
                 .unwrap_or(0)
                 .min(60_000);
             let token = context.meta.get_progress_token();
+            let mut sleeping = Sleeping(false);
             for (step, slept) in [(1u32, ms / 2), (2, ms)] {
                 let wait = if step == 1 { ms / 2 } else { ms - ms / 2 };
-                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+                    () = context.ct.cancelled() => {
+                        return Err(ErrorData::internal_error("the sleep was cancelled", None));
+                    }
+                }
                 if let Some(token) = &token {
                     let mut progress =
                         rmcp::model::ProgressNotificationParam::new(token.clone(), f64::from(step));
@@ -138,6 +165,7 @@ impl ServerHandler for Echo {
                     let _ = context.peer.notify_progress(progress).await;
                 }
             }
+            sleeping.0 = true;
             return Ok(
                 CallToolResult::success(vec![ContentBlock::text(format!("slept {ms} ms"))]).into(),
             );

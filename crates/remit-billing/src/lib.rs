@@ -44,7 +44,7 @@ use rmcp::{
 use tokio::net::TcpListener;
 
 pub use billing::Billing;
-pub use echo::Echo;
+pub use echo::{Echo, sleeps_cancelled};
 pub use script::{Expect, Route, ScriptError, Step, StepOutcome, run_support_agent};
 pub use store::ReceivedCall;
 

@@ -1016,6 +1016,32 @@ fn an_upstream_that_hangs_on_a_call_times_out_with_a_clear_error() {
             .contains("did not answer within 1s; the call may or may not have run"),
         "{body}"
     );
+    // the upstream was told: its sleep ended early, cancelled (the lean client's way)
+    let cancelled = |n: u64| {
+        let waited = Instant::now();
+        while remit_billing::sleeps_cancelled() < n && waited.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            remit_billing::sleeps_cancelled(),
+            n,
+            "the upstream's sleep was not cancelled"
+        );
+    };
+    cancelled(1);
+    // the same with a progress token: rmcp's client, whose own timeout cancels upstream
+    let messages = stateless_messages(
+        &r,
+        7,
+        json!({ "name": "slow.sleep", "arguments": { "ms": 5000 }, "_meta": { "progressToken": "p" } }),
+    );
+    let last = messages.last().unwrap();
+    assert_eq!(last["result"]["isError"], true, "{messages:?}");
+    assert!(
+        last.to_string().contains("did not answer within 1s"),
+        "{messages:?}"
+    );
+    cancelled(2);
     // a quick call on the same upstream still works
     let (status, body) = r.call("slow.sleep", json!({ "ms": 1 }));
     assert_eq!(status, 200, "{body}");
