@@ -3,6 +3,7 @@ the Python `mcp` SDK as the agent, over both transports and in both eras, in fro
 echo server (`remit-billing --echo`) as a stdio upstream:
 
 - progress reports (`notifications/progress`), for a call that sends a `progressToken`;
+- the cancellation of a call remit gave up on at the upstream's `timeout`;
 - an `InputRequiredResult` (2026-07-28): the upstream asks the agent for its roots, the SDK
   answers through its `list_roots_callback` and resumes, and the upstream finishes; for an
   agent in a 2025-11-25 session remit puts the request to it over the session and resumes.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 from mcp import types
 
@@ -29,6 +31,35 @@ def echo_register() -> str:
         + helpers.action("echo.sleep", ["ops-bot"])
         + helpers.action("echo.ask", ["ops-bot"])
     )
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_call_that_times_out_is_cancelled_at_the_stdio_upstream(gateway, transport: str) -> None:
+    """remit gives up on a call after the upstream's `timeout` and tells the upstream, which
+    stops: rmcp's client over stdio, for a plain call and for one with a progress token."""
+    echo = helpers.remit_bin().parent / "remit-billing"
+    register = (
+        helpers.agent("ops-bot")
+        + helpers.stdio_upstream("echo", [echo, "--echo"], timeout="1s")
+        + helpers.action("echo.sleep", ["ops-bot"])
+        + helpers.action("echo.cancelled", ["ops-bot"])
+    )
+    gw = gateway(register, serve=transport == "http")
+
+    async def ignore(progress: float, total: float | None, message: str | None) -> None:
+        pass
+
+    async with gw.connect(transport, "ops-bot") as client:
+        for n, callback in [(1, None), (2, ignore)]:
+            slow = await client.call_tool("echo.sleep", {"ms": 5000}, progress_callback=callback)
+            assert slow.is_error and "did not answer within 1s" in text_of(slow), text_of(slow)
+            told = ""
+            for _ in range(30):  # the cancellation reaches the upstream within a few seconds
+                told = text_of(await client.call_tool("echo.cancelled", {}))
+                if told == f"cancelled sleeps: {n}":
+                    break
+                await anyio.sleep(0.1)
+            assert told == f"cancelled sleeps: {n}", told
 
 
 @pytest.mark.parametrize("mode", MODES)

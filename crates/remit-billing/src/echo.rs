@@ -1,5 +1,6 @@
 //! A minimal MCP server with `echo(text)`, for benchmarks and conformance-style
-//! tests, and `sleep(ms)`, an upstream that is slow on purpose.
+//! tests, and `sleep(ms)`, an upstream that is slow on purpose (`cancelled` says how
+//! many sleeps their client cancelled).
 //!
 //! Written against rmcp's `ServerHandler` by hand, without the `#[tool]`
 //! macros: the tool list is plain data and `call_tool` dispatches on the
@@ -109,8 +110,17 @@ impl Echo {
             )])),
         )
         .with_annotations(ToolAnnotations::with_title("Ask").read_only(true));
+        let cancelled = Tool::new(
+            "cancelled",
+            "Say how many `sleep` calls to this server their client cancelled before they ended.",
+            Arc::new(JsonObject::from_iter([(
+                "type".to_owned(),
+                serde_json::json!("object"),
+            )])),
+        )
+        .with_annotations(ToolAnnotations::with_title("Cancelled sleeps").read_only(true));
         Self {
-            tools: Arc::from([echo, sleep, reject, ask]),
+            tools: Arc::from([echo, sleep, reject, ask, cancelled]),
         }
     }
 }
@@ -182,6 +192,13 @@ impl ServerHandler for Echo {
                     .peer_info()
                     .is_some_and(|info| info.capabilities.roots.is_some());
             return Ok(ask(&request, roots));
+        }
+        if request.name == "cancelled" {
+            return Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+                "cancelled sleeps: {}",
+                sleeps_cancelled()
+            ))])
+            .into());
         }
         if request.name == "reject" {
             return Err(ErrorData::new(
