@@ -23,13 +23,15 @@ from helpers import MODES, TRANSPORTS, text_of
 pytestmark = pytest.mark.anyio
 
 
-def echo_register() -> str:
+def echo_register(**upstream: Any) -> str:
+    """ops-bot with the echo server over stdio (`upstream`: more keys of its table, e.g. a timeout)."""
     echo = helpers.remit_bin().parent / "remit-billing"
     return (
         helpers.agent("ops-bot")
-        + helpers.stdio_upstream("echo", [echo, "--echo"])
+        + helpers.stdio_upstream("echo", [echo, "--echo"], **upstream)
         + helpers.action("echo.sleep", ["ops-bot"])
         + helpers.action("echo.ask", ["ops-bot"])
+        + helpers.action("echo.cancelled", ["ops-bot"])
     )
 
 
@@ -37,14 +39,7 @@ def echo_register() -> str:
 async def test_a_call_that_times_out_is_cancelled_at_the_stdio_upstream(gateway, transport: str) -> None:
     """remit gives up on a call after the upstream's `timeout` and tells the upstream, which
     stops: rmcp's client over stdio, for a plain call and for one with a progress token."""
-    echo = helpers.remit_bin().parent / "remit-billing"
-    register = (
-        helpers.agent("ops-bot")
-        + helpers.stdio_upstream("echo", [echo, "--echo"], timeout="1s")
-        + helpers.action("echo.sleep", ["ops-bot"])
-        + helpers.action("echo.cancelled", ["ops-bot"])
-    )
-    gw = gateway(register, serve=transport == "http")
+    gw = gateway(echo_register(timeout="1s"), serve=transport == "http")
 
     async def ignore(progress: float, total: float | None, message: str | None) -> None:
         pass

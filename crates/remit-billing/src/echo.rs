@@ -41,6 +41,14 @@ impl Drop for Sleeping {
     }
 }
 
+/// The input schema of a tool that takes no arguments: any object.
+fn no_arguments() -> Arc<JsonObject> {
+    Arc::new(JsonObject::from_iter([(
+        "type".to_owned(),
+        serde_json::json!("object"),
+    )]))
+}
+
 /// The echo MCP server: one read-only tool, `echo(text)`, that returns its
 /// input. No storage, no ledger, nothing slow.
 #[derive(Debug, Clone)]
@@ -97,26 +105,20 @@ impl Echo {
         let reject = Tool::new(
             "reject",
             "Answer every call with a JSON-RPC error (-32021, with data): an upstream that refuses the request itself.",
-            Arc::new(JsonObject::from_iter([("type".to_owned(), serde_json::json!("object"))])),
+            no_arguments(),
         )
         .with_annotations(ToolAnnotations::with_title("Reject").read_only(true));
         let ask = Tool::new(
             "ask",
             "Ask the caller for its roots before answering (a 2026-07-28 `InputRequiredResult`), \
              then answer with what it was told: an upstream that needs input mid-call.",
-            Arc::new(JsonObject::from_iter([(
-                "type".to_owned(),
-                serde_json::json!("object"),
-            )])),
+            no_arguments(),
         )
         .with_annotations(ToolAnnotations::with_title("Ask").read_only(true));
         let cancelled = Tool::new(
             "cancelled",
             "Say how many `sleep` calls to this server their client cancelled before they ended.",
-            Arc::new(JsonObject::from_iter([(
-                "type".to_owned(),
-                serde_json::json!("object"),
-            )])),
+            no_arguments(),
         )
         .with_annotations(ToolAnnotations::with_title("Cancelled sleeps").read_only(true));
         Self {
