@@ -514,7 +514,11 @@ impl Gateway {
                     .unwrap_or(false);
                 let mut recorded = cap(&result);
                 scrub(&mut recorded, &trail.secrets);
-                let detail = json!({ "is_error": is_error, "result": recorded });
+                // built by hand: `json!` would copy `recorded` through `to_value`
+                let mut detail = Map::with_capacity(2);
+                detail.insert("is_error".into(), Value::Bool(is_error));
+                detail.insert("result".into(), recorded);
+                let detail = Value::Object(detail);
                 (trail.event(Stage::Executed, detail), Ok(result))
             }
             Some(Err(UpstreamError::Rejected {

@@ -34,13 +34,18 @@ use std::time::Duration;
 const ROWS_PER_INSERT: usize = 8;
 
 /// The statement inserting `rows` events (1..=[`ROWS_PER_INSERT`]).
+///
+/// `OR FAIL`: a failing row ends the statement without undoing the rows before it, so
+/// SQLite keeps no statement journal (with the default `ABORT`, a statement of several
+/// rows inside a transaction copies every page it touches into one first). Nothing of a
+/// failed batch stays anyway: `commit` rolls the whole transaction back.
 fn insert_events(rows: usize) -> Option<&'static str> {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
         (1..=ROWS_PER_INSERT)
             .map(|n| {
                 let values = vec!["(?, ?, ?)"; n].join(", ");
-                format!("INSERT INTO audit_events (seq, body, leaf_hash) VALUES {values}")
+                format!("INSERT OR FAIL INTO audit_events (seq, body, leaf_hash) VALUES {values}")
             })
             .collect()
     });
