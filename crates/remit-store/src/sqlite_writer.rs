@@ -37,8 +37,8 @@ const ROWS_PER_INSERT: usize = 8;
 ///
 /// `OR FAIL`: a failing row ends the statement without undoing the rows before it, so
 /// SQLite keeps no statement journal (with the default `ABORT`, a statement of several
-/// rows inside a transaction copies every page it touches into one first). Nothing of a
-/// failed batch stays anyway: `commit` rolls the whole transaction back.
+/// rows inside a transaction first copies each page it changes, as it was, into one).
+/// Nothing of a failed batch stays anyway: `commit` rolls the whole transaction back.
 fn insert_events(rows: usize) -> Option<&'static str> {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
