@@ -173,7 +173,7 @@ pub(crate) async fn call_tool(
     meta: Option<rmcp::model::RequestMetaObject>,
     timeout: std::time::Duration,
 ) -> Result<rmcp::model::CallToolResponse, rmcp::service::ServiceError> {
-    use rmcp::model::{CallToolRequest, ClientRequest, ServerResult};
+    use rmcp::model::{CallToolRequest, CallToolResponse, ClientRequest, ServerResult};
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
     let mut options = rmcp::service::PeerRequestOptions::with_timeout(timeout);
     options.meta = meta;
@@ -193,8 +193,36 @@ pub(crate) async fn call_tool(
     match response? {
         ServerResult::CallToolResult(result) => Ok(result.into()),
         ServerResult::InputRequiredResult(asked) => Ok(asked.into()),
-        _ => Err(rmcp::service::ServiceError::UnexpectedResponse),
+        ServerResult::CreateTaskResult(task) => Ok(CallToolResponse::Task(task)),
+        other => contentless(other)
+            .map(CallToolResponse::Complete)
+            .ok_or(rmcp::service::ServiceError::UnexpectedResponse),
     }
+}
+
+/// A `tools/call` answer with no `content`, which rmcp's untagged decoding takes for
+/// another kind of result: an empty result, a bare `resultType`, or `_meta` alone.
+fn contentless(result: rmcp::model::ServerResult) -> Option<rmcp::model::CallToolResult> {
+    use rmcp::model::{CallToolResult, MetaObject, ServerResult};
+    let (result_type, meta) = match result {
+        ServerResult::EmptyResult(_) => (None, None),
+        ServerResult::TaskAckResult(ack) => (Some(ack.result_type), ack.meta),
+        ServerResult::CustomResult(custom) => {
+            let serde_json::Value::Object(mut fields) = custom.0 else {
+                return None;
+            };
+            let meta = fields.remove("_meta")?;
+            if !fields.is_empty() {
+                return None;
+            }
+            (None, Some(serde_json::from_value::<MetaObject>(meta).ok()?))
+        }
+        _ => return None,
+    };
+    let mut out = CallToolResult::default();
+    out.result_type = result_type;
+    out.meta = meta;
+    Some(out)
 }
 
 #[cfg(test)]
@@ -272,5 +300,20 @@ mod tests {
             kept += 1;
         }
         assert_eq!(kept, MAX_QUEUED_REPORTS);
+    }
+
+    #[test]
+    fn an_answer_without_content_is_a_result_with_none() {
+        use rmcp::model::{CustomResult, EmptyResult, ServerResult};
+        use serde_json::json;
+        let empty = contentless(ServerResult::EmptyResult(EmptyResult::from(()))).unwrap();
+        assert!(empty.content.is_empty() && empty.meta.is_none() && empty.is_error.is_none());
+        let only_meta = json!({ "_meta": { "trace": "t-1" } });
+        let with_meta = contentless(ServerResult::CustomResult(CustomResult(only_meta))).unwrap();
+        assert_eq!(with_meta.meta.unwrap().0.get("trace"), Some(&json!("t-1")));
+        // anything more than `_meta` is not a tool's result: refused, not guessed at
+        let more = json!({ "_meta": {}, "rows": [1] });
+        assert!(contentless(ServerResult::CustomResult(CustomResult(more))).is_none());
+        assert!(contentless(ServerResult::CustomResult(CustomResult(json!([1])))).is_none());
     }
 }

@@ -402,33 +402,24 @@ impl Upstreams for McpUpstreams {
             );
             meta
         });
-        let answer = match (cleared.progress(), declared) {
-            (None, None) => tokio::time::timeout(timeout, peer.call_tool_once(params)).await,
-            // rmcp cancels it upstream at the timeout, and says so
-            (progress, declared) => match crate::progress::call_tool(
-                &peer,
-                progress.map(|to| (&link.progress, Arc::clone(to))),
-                params,
-                declared,
-                timeout,
-            )
-            .await
-            {
-                Err(rmcp::service::ServiceError::Timeout { .. }) => {
-                    return Err(UpstreamError::Timeout {
-                        upstream: name,
-                        seconds: timeout.as_secs(),
-                    });
-                }
-                other => Ok(other),
-            },
-        };
+        // one way for every call rmcp's client sends: rmcp's own timeout, which also tells
+        // the upstream (`notifications/cancelled`) that remit gave up
+        let answer = crate::progress::call_tool(
+            &peer,
+            cleared
+                .progress()
+                .map(|to| (&link.progress, Arc::clone(to))),
+            params,
+            declared,
+            timeout,
+        )
+        .await;
         match answer {
-            Err(_) => Err(UpstreamError::Timeout {
+            Err(rmcp::service::ServiceError::Timeout { .. }) => Err(UpstreamError::Timeout {
                 upstream: name,
                 seconds: timeout.as_secs(),
             }),
-            Ok(Ok(response)) => {
+            Ok(response) => {
                 let result = match response {
                     CallToolResponse::Complete(result) => serde_json::to_value(&result),
                     // the tool needs the agent's input first: the agent gets the request
@@ -448,7 +439,7 @@ impl Upstreams for McpUpstreams {
                     message: e.to_string(),
                 })
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 use rmcp::service::ServiceError;
                 let err = match e {
                     ServiceError::McpError(data) => UpstreamError::Rejected {

@@ -64,8 +64,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
-            // Statement journals and the rows of `INSERT .. SELECT` stay in memory
-            // instead of going through a temp file on every batch.
+            // Temporary tables and indexes stay in memory: migration 2's `INSERT .. SELECT`
+            // copy of the log goes through no temp file. (Audit batches go through the
+            // rusqlite writer, which sets this pragma on its own connection.)
             .pragma("temp_store", "memory")
             // A new file's pages are 16 KiB, not 4: a commit writes each page it touches to
             // the WAL as a frame (two writes each), so fewer, larger pages mean fewer system
