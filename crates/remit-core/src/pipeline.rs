@@ -481,7 +481,12 @@ impl Gateway {
             self.store
                 .append_ahead(events)
                 .await
-                .map_err(Refusal::from)?;
+                .map_err(|e| Refusal::Unavailable {
+                    message: format!(
+                        "the call could not be recorded before it ran: store {}",
+                        e.kind
+                    ),
+                })?;
         }
         // 6 execute, exactly once; not at all if the caller has gone: nobody would get the answer
         let cleared = Cleared {

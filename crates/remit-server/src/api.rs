@@ -358,7 +358,7 @@ fn refusal_status(r: &Refusal) -> StatusCode {
         (status = 422, description = "arguments fail validation", body = ApiError),
         (status = 429, description = "a budget is exhausted, or this address sent too many requests without a valid agent token (`Retry-After` says when to retry)", body = ApiError),
         (status = 502, description = "cleared, but the upstream or the audit failed; may or may not have run", body = ApiError),
-        (status = 503, description = "remit could not decide safely; nothing ran", body = ApiError),
+        (status = 503, description = "remit could not decide the call safely, or record it before it ran (store or upstream unavailable); nothing ran", body = ApiError),
     )
 )]
 async fn post_call(

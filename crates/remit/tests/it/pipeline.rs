@@ -1103,3 +1103,88 @@ fn the_short_way_for_stateless_calls_answers_exactly_as_rmcp_does() {
         "{ledger:?}"
     );
 }
+
+/// If the audit append fails, the call fails: a write is refused before the upstream sees
+/// it, a read's answer is withheld, and nothing of either is left in the log. The fault is
+/// real: the store's own SQLite refuses every new audit row (a trigger added from outside,
+/// as a full or failing disk would refuse the write).
+#[test]
+fn a_call_that_cannot_be_recorded_fails_and_a_write_never_runs() {
+    let r = Remit::start(STANDARD);
+    let db = r.db();
+    let read = json!({ "id": "cus_001" });
+    let (status, body) = r.call("billing.get_customer", read.clone());
+    assert_eq!(status, 200, "{body}");
+    let logged = r.events().len();
+    crate::support::sqlite_exec(
+        &db,
+        "CREATE TRIGGER audit_refuses BEFORE INSERT ON audit_events \
+         BEGIN SELECT RAISE(FAIL, 'the disk refused the write'); END;",
+    );
+
+    let (status, body) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_001", "amount": 5, "reason": "x" }),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "unavailable", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("could not be recorded before it ran")
+            && message.contains("nothing was executed"),
+        "{body}"
+    );
+    assert!(
+        !message.contains("the disk refused"),
+        "the store's own words reached the agent: {body}"
+    );
+    let upstream_saw = |tool: &str| r.ledger().iter().filter(|(t, _)| t == tool).count();
+    assert_eq!(
+        upstream_saw("issue_refund"),
+        0,
+        "a write ran that remit could not record"
+    );
+
+    let (status, body) = r.call("billing.get_customer", read.clone());
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "failed", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("answer is withheld"),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains("ada@example.com"),
+        "the unrecorded read's answer reached the agent: {body}"
+    );
+
+    // over MCP the same refusal is a tool error the agent can read
+    let (status, v) = r.mcp(
+        TOKEN,
+        "tools/call",
+        json!({ "name": "billing.issue_refund", "arguments": { "charge_id": "ch_001", "amount": 5, "reason": "x" } }),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["isError"], json!(true), "{v}");
+    assert_eq!(v["result"]["_meta"]["remit"]["code"], "unavailable", "{v}");
+    assert_eq!(upstream_saw("issue_refund"), 0);
+
+    // once the store writes again, so does remit, and the log is whole: no event of the
+    // calls that failed, nothing half-written
+    crate::support::sqlite_exec(&db, "DROP TRIGGER audit_refuses;");
+    let (status, body) = r.call("billing.get_customer", read);
+    assert_eq!(status, 200, "{body}");
+    let events = r.events();
+    assert_eq!(events.len(), logged + 3, "only the last read was recorded");
+    assert!(
+        events
+            .iter()
+            .all(|l| l["event"]["action"] != "billing.issue_refund"),
+        "a refused write left events behind"
+    );
+    r.wait_for_checkpoint();
+    let (code, out, err) = r.audit(&["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
