@@ -1,4 +1,5 @@
-//! Two `remit serve` processes on one PostgreSQL store share budgets, the kill switch and one audit log.
+//! remit on PostgreSQL: two `remit serve` processes share budgets, the kill switch and one
+//! audit log; a database that goes away fails calls closed, and remit heals when it returns.
 
 use crate::support::{OTHER_TOKEN, Remit, TOKEN, fresh_postgres, seqs_of};
 use serde_json::json;
@@ -61,4 +62,97 @@ fn two_replicas_on_postgres_share_budgets_freezes_and_one_log() {
     let seqs = seqs_of(&export);
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
     let _ = TOKEN;
+}
+
+/// Runs SQL on the server's maintenance connection (the test database's own is what goes away).
+fn on_server(url: &str, sql: &str) {
+    let base = format!("{}/postgres", url.rsplit_once('/').unwrap().0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_database_that_goes_away_fails_calls_closed_and_remit_heals_when_it_returns() {
+    let Some(url) = fresh_postgres() else { return };
+    let name = url.rsplit_once('/').unwrap().1.to_owned();
+    let keys = tempfile::tempdir().unwrap();
+    let r = Remit::start_with(|port| register_on(&url, &keys.path().join("audit.key"), port));
+    let read = json!({ "id": "cus_001" });
+    assert_eq!(r.call("billing.get_customer", read.clone()).0, 200);
+
+    // the database goes away: no new connection is allowed and every open one is cut
+    on_server(
+        &url,
+        &format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+        ),
+    );
+    let (status, body) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_001", "amount": 5, "reason": "x" }),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "unavailable", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was executed"),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains("postgres://"),
+        "the store's address reached the agent: {body}"
+    );
+    let (status, body) = r.call("billing.get_customer", read.clone());
+    assert!(matches!(status, 502 | 503), "{status}: {body}");
+    assert!(
+        !body.to_string().contains("ada@example.com"),
+        "an unrecorded read's answer reached the agent: {body}"
+    );
+    assert!(
+        r.ledger().iter().all(|(tool, _)| tool != "issue_refund"),
+        "a write ran while its record could not be written"
+    );
+    let health = r.client.get(r.url("/health")).send().unwrap();
+    assert_eq!(health.status().as_u16(), 503);
+    let health: serde_json::Value = health.json().unwrap();
+    assert_eq!(health["store"]["ok"], json!(false), "{health}");
+
+    // it comes back: remit reconnects by itself, and its log is whole
+    on_server(
+        &url,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true;"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, body) = r.call("billing.get_customer", read.clone());
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "remit did not recover: {status} {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(r.health()["store"]["ok"], json!(true));
+    r.wait_for_checkpoint();
+    let (code, out, err) = r.audit(&["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        r.stages_of("billing.issue_refund").is_empty(),
+        "the refused write left events behind"
+    );
 }
