@@ -467,3 +467,28 @@ pub(crate) fn children_of(pid: u32) -> Vec<u32> {
     }
     out
 }
+
+/// With the store broken, calls fail closed: a write is refused before the upstream sees
+/// it, and a read's answer is withheld. Gives the write's refusal, for checks of its words.
+pub(crate) fn assert_calls_fail_closed(r: &Remit) -> Value {
+    let (status, refused) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_001", "amount": 5, "reason": "x" }),
+    );
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    let says = |body: &Value, words: &str| body["message"].as_str().unwrap().contains(words);
+    assert!(says(&refused, "nothing was executed"), "{refused}");
+    let (status, body) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+    assert_eq!((status, &body["code"]), (502, &json!("failed")), "{body}");
+    assert!(says(&body, "answer is withheld"), "{body}");
+    assert!(
+        !body.to_string().contains("ada@example.com"),
+        "an unrecorded read's answer reached the agent: {body}"
+    );
+    assert!(
+        r.ledger().iter().all(|(tool, _)| tool != "issue_refund"),
+        "a write ran that remit could not record"
+    );
+    refused
+}
