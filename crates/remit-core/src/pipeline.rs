@@ -665,7 +665,7 @@ impl<'g> Trail<'g> {
     /// The detail of `proposed`; it takes the redacted arguments, recorded once.
     fn proposed_detail(&mut self, call: &Call) -> Value {
         let mut d = Map::new();
-        d.insert("tool".into(), Value::String(printable(&call.tool)));
+        d.insert("tool".into(), Value::String(self.tool.clone()));
         d.insert("entry".into(), Value::String(self.entry.as_str().into()));
         if let Some(a) = self.args.take() {
             d.insert("args".into(), a);
@@ -818,6 +818,11 @@ fn cap(result: &Value) -> Value {
 
 /// A tool name as it may be shown: control characters escaped, length capped.
 fn printable(name: &str) -> String {
+    // the usual name (plain ASCII, nothing `escape_debug` would change) is copied as it is
+    let plain = |b: &u8| (b.is_ascii_graphic() || *b == b' ') && !matches!(b, b'\\' | b'\'' | b'"');
+    if name.len() <= 200 && name.as_bytes().iter().all(plain) {
+        return name.to_owned();
+    }
     let mut s: String = name
         .chars()
         .take(200)
@@ -910,5 +915,20 @@ mod tests {
     fn tool_names_are_shown_escaped_and_capped() {
         assert_eq!(printable("a\nb"), "a\\nb");
         assert_eq!(printable(&"x".repeat(300)).chars().count(), 201);
+        // the copy taken for plain names gives what escaping every character gives
+        let escaped = |n: &str| n.chars().flat_map(char::escape_debug).collect::<String>();
+        for name in [
+            "billing.get_customer",
+            "a b",
+            "say \"hi\"",
+            "it's",
+            "back\\slash",
+            "tab\there",
+            "caf\u{e9}",
+            "zero\u{200b}width",
+            "",
+        ] {
+            assert_eq!(printable(name), escaped(name), "{name:?}");
+        }
     }
 }
