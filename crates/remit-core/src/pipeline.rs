@@ -438,55 +438,67 @@ impl Gateway {
             Decision::Allow(charges) => charges,
             Decision::Deny(refusal) => return Err(refusal.into()),
         };
-        if !charges.is_empty() {
-            let now = self.clock.now_ms();
-            match self
-                .store
-                .charge(&charges, now)
-                .await
-                .map_err(Refusal::from)?
-            {
-                ChargeOutcome::Charged => {}
-                ChargeOutcome::Exceeded {
-                    index,
-                    used,
-                    resets_at_ms,
-                } => {
-                    let budget = action
-                        .budgets
-                        .get(index)
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
-                    return Err(Refusal::OverBudget {
-                        action: action.name.clone(),
-                        budget,
-                        used,
-                        resets_at: crate::time::rfc3339(resets_at_ms),
-                    }
-                    .into());
-                }
-            }
-        }
         let decided = trail.event(
             Stage::Decided,
             json!({ "decision": "allow", "tier": action.tier.as_str() }),
         );
-        trail.pending.push(decided);
         // 5 record, write-ahead: an action that can change something is on disk before the
-        // upstream sees it. A read changes nothing, so its events are committed together
-        // with its result, and its answer is released only once they are durable.
+        // upstream sees it, in one transaction with its budget charges (a charge is never
+        // kept for a call that could not be recorded). A read changes nothing, so its
+        // events are committed together with its result, and its answer is released only
+        // once they are durable.
         let write_ahead = action.tier != Tier::Read;
-        if write_ahead {
+        let now = self.clock.now_ms();
+        let charged = if write_ahead {
+            // kept to record a refusal with: neither was written unless the charge fit
+            let proposed = trail.pending.clone();
+            trail.pending.push(decided);
             let events = trail.take_pending();
-            self.store
-                .append_ahead(events)
-                .await
-                .map_err(|e| Refusal::Unavailable {
-                    message: format!(
-                        "the call could not be recorded before it ran: store {}",
-                        e.kind
-                    ),
-                })?;
+            let result = self
+                .store
+                .charge_and_append_ahead(&charges, now, events)
+                .await;
+            if !matches!(result, Ok(ChargeOutcome::Charged)) {
+                trail.pending = proposed;
+            }
+            result.map_err(|e| Refusal::Unavailable {
+                message: format!(
+                    "the call could not be recorded before it ran: store {}",
+                    e.kind
+                ),
+            })?
+        } else {
+            let charged = if charges.is_empty() {
+                ChargeOutcome::Charged
+            } else {
+                self.store
+                    .charge(&charges, now)
+                    .await
+                    .map_err(Refusal::from)?
+            };
+            if charged == ChargeOutcome::Charged {
+                trail.pending.push(decided);
+            }
+            charged
+        };
+        if let ChargeOutcome::Exceeded {
+            index,
+            used,
+            resets_at_ms,
+        } = charged
+        {
+            let budget = action
+                .budgets
+                .get(index)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            return Err(Refusal::OverBudget {
+                action: action.name.clone(),
+                budget,
+                used,
+                resets_at: crate::time::rfc3339(resets_at_ms),
+            }
+            .into());
         }
         // 6 execute, exactly once; not at all if the caller has gone: nobody would get the answer
         let cleared = Cleared {

@@ -20,6 +20,17 @@ macro_rules! store_over_pools {
                     .await
             }
 
+            async fn charge_and_append_ahead(
+                &self,
+                charges: &[BudgetCharge],
+                now_ms: i64,
+                events: Vec<Event>,
+            ) -> Result<ChargeOutcome, StoreError> {
+                self.writer
+                    .charge_then_append(charges, now_ms, events)
+                    .await
+            }
+
             async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError> {
                 let Some((start, end)) = record::seq_range(from, limit) else {
                     return Ok(Vec::new());

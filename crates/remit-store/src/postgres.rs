@@ -179,7 +179,7 @@ impl Ledger for PgLedger {
             .iter()
             .flat_map(|(charges, _)| charges.iter().map(|c| budget_lock(&c.key)))
             .collect();
-        if !batch.events.is_empty() {
+        if batch.may_append() {
             locks.push(audit_lock());
         }
         locks.sort_unstable();
@@ -195,20 +195,6 @@ impl Ledger for PgLedger {
             .execute(&mut *tx)
             .await
             .map_err(|e| store_error(doing, &e))?;
-        let first_seq = if batch.events.is_empty() {
-            0
-        } else {
-            // A statement of its own, after the lock: its snapshot sees every seq
-            // committed by whoever held the lock before.
-            let next: i64 = sqlx::query_scalar(sql::NEXT_SEQ)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| store_error(doing, &e))?;
-            insert_events(&mut tx, next, &batch.events)
-                .await
-                .map_err(|e| store_error(doing, &e))?;
-            u64::try_from(next).map_err(|_| record::corrupt("the audit log has a negative seq"))?
-        };
         let mut outcomes = Vec::with_capacity(batch.charges.len());
         for (charges, now_ms) in &batch.charges {
             outcomes.push(
@@ -217,6 +203,21 @@ impl Ledger for PgLedger {
                     .map_err(|e| store_error("cannot charge budgets", &e))?,
             );
         }
+        let events = batch.events(&outcomes);
+        let first_seq = if events.is_empty() {
+            0
+        } else {
+            // A statement of its own, after the lock: its snapshot sees every seq
+            // committed by whoever held the lock before.
+            let next: i64 = sqlx::query_scalar(sql::NEXT_SEQ)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| store_error(doing, &e))?;
+            insert_events(&mut tx, next, &events)
+                .await
+                .map_err(|e| store_error(doing, &e))?;
+            u64::try_from(next).map_err(|_| record::corrupt("the audit log has a negative seq"))?
+        };
         tx.commit().await.map_err(|e| store_error(doing, &e))?;
         Ok(Committed {
             first_seq,

@@ -31,13 +31,57 @@ const QUEUE_DEPTH: usize = 4_096;
 /// How long one batch transaction may take before its callers are refused.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a batch asks of the backend: events to append and calls to charge, in queue order.
+/// What a batch asks of the backend: calls to charge and events to append, in queue order.
+///
+/// A backend applies the charges first, then appends [`Batch::events`] given their outcomes.
 #[derive(Debug, Default)]
 pub(crate) struct Batch<'a> {
-    /// Events to append, in order; they get consecutive seqs.
-    pub(crate) events: Vec<&'a EventRow>,
     /// Budget charges, each all-or-nothing, checked in order against what precedes them.
     pub(crate) charges: Vec<(&'a [BudgetCharge], i64)>,
+    /// Each job's events, in order, with the charge (an index in `charges`) that must fit first, if any.
+    appends: Vec<(&'a [EventRow], Option<usize>)>,
+}
+
+impl<'a> Batch<'a> {
+    /// The batch of these jobs.
+    pub(crate) fn of(jobs: &'a [Job]) -> Self {
+        let mut batch = Self::default();
+        for job in jobs {
+            match job {
+                Job::Append { rows, .. } => batch.appends.push((rows, None)),
+                Job::Charge {
+                    charges, now_ms, ..
+                } => batch.charges.push((charges, *now_ms)),
+                Job::ChargeThenAppend {
+                    charges,
+                    now_ms,
+                    rows,
+                    ..
+                } => {
+                    batch.appends.push((rows, Some(batch.charges.len())));
+                    batch.charges.push((charges, *now_ms));
+                }
+            }
+        }
+        batch
+    }
+
+    /// Whether the batch may append any event, whatever its charges answer.
+    pub(crate) fn may_append(&self) -> bool {
+        self.appends.iter().any(|(rows, _)| !rows.is_empty())
+    }
+
+    /// The events to append, in the order they get their seqs, given the charges' outcomes:
+    /// a job's events whose charges did not all fit are left out.
+    pub(crate) fn events(&self, outcomes: &[ChargeOutcome]) -> Vec<&'a EventRow> {
+        self.appends
+            .iter()
+            .filter(|(_, gate)| {
+                gate.is_none_or(|i| matches!(outcomes.get(i), Some(ChargeOutcome::Charged)))
+            })
+            .flat_map(|(rows, _)| rows.iter())
+            .collect()
+    }
 }
 
 /// What the backend committed for a batch.
@@ -70,14 +114,22 @@ pub(crate) enum Job {
         now_ms: i64,
         reply: Reply<ChargeOutcome>,
     },
+    /// A call's budgets and, only if they all fit, the events it must have before it runs.
+    ChargeThenAppend {
+        charges: Vec<BudgetCharge>,
+        now_ms: i64,
+        rows: Vec<EventRow>,
+        reply: Reply<ChargeOutcome>,
+    },
 }
 
 impl Job {
-    /// How much of a batch it takes: its events, or its charges.
+    /// How much of a batch it takes: its events and its charges.
     pub(crate) fn weight(&self) -> usize {
         match self {
             Self::Append { rows, .. } => rows.len(),
             Self::Charge { charges, .. } => charges.len().max(1),
+            Self::ChargeThenAppend { charges, rows, .. } => charges.len() + rows.len(),
         }
     }
 }
@@ -178,6 +230,38 @@ impl Writer {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// Charges every budget and, only if all fit, appends `events`, in one transaction.
+    pub(crate) async fn charge_then_append(
+        &self,
+        charges: &[BudgetCharge],
+        now_ms: i64,
+        events: Vec<Event>,
+    ) -> Result<ChargeOutcome, StoreError> {
+        if charges.is_empty() {
+            return self
+                .append(events, Commit::Awaited)
+                .await
+                .map(|_| ChargeOutcome::Charged);
+        }
+        budget::check_charges(charges)?;
+        let rows = events
+            .iter()
+            .map(EventRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (reply, answer) = oneshot::channel();
+        self.send(
+            Job::ChargeThenAppend {
+                charges: charges.to_vec(),
+                now_ms,
+                rows,
+                reply,
+            },
+            Commit::Awaited,
+        )
+        .await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
     async fn send(&self, job: Job, commit: Commit) -> Result<(), StoreError> {
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::unavailable("the store is closed"));
@@ -228,15 +312,7 @@ async fn run(mut queue: mpsc::Receiver<Job>, ledger: impl Ledger) {
 
 /// Commits one batch and answers (and empties) its jobs.
 async fn commit(ledger: &impl Ledger, jobs: &mut Vec<Job>) {
-    let mut batch = Batch::default();
-    for job in jobs.iter() {
-        match job {
-            Job::Append { rows, .. } => batch.events.extend(rows),
-            Job::Charge {
-                charges, now_ms, ..
-            } => batch.charges.push((charges, *now_ms)),
-        }
-    }
+    let batch = Batch::of(jobs);
     let result = match tokio::time::timeout(COMMIT_TIMEOUT, ledger.commit(&batch)).await {
         Ok(Ok(committed)) if committed.charges.len() == batch.charges.len() => Ok(committed),
         Ok(Ok(_)) => Err(StoreError::new(
@@ -268,9 +344,13 @@ pub(crate) fn answer(jobs: &mut Vec<Job>, result: Result<Committed, StoreError>)
                         let _ = reply.send(Ok(seqs));
                     }
                     Job::Charge { reply, .. } => {
-                        let outcome = outcomes.next().ok_or_else(|| {
-                            StoreError::new(StoreErrorKind::Other, "the store lost a budget charge")
-                        });
+                        let _ = reply.send(next_outcome(&mut outcomes));
+                    }
+                    Job::ChargeThenAppend { rows, reply, .. } => {
+                        let outcome = next_outcome(&mut outcomes);
+                        if matches!(outcome, Ok(ChargeOutcome::Charged)) {
+                            next += rows.len() as u64;
+                        }
                         let _ = reply.send(outcome);
                     }
                 }
@@ -283,11 +363,20 @@ pub(crate) fn answer(jobs: &mut Vec<Job>, result: Result<Committed, StoreError>)
                     Job::Append { reply, .. } => {
                         let _ = reply.send(Err(repeat(&error)));
                     }
-                    Job::Charge { reply, .. } => {
+                    Job::Charge { reply, .. } | Job::ChargeThenAppend { reply, .. } => {
                         let _ = reply.send(Err(repeat(&error)));
                     }
                 }
             }
         }
     }
+}
+
+/// The outcome of a batch's next charge.
+fn next_outcome(
+    outcomes: &mut impl Iterator<Item = ChargeOutcome>,
+) -> Result<ChargeOutcome, StoreError> {
+    outcomes
+        .next()
+        .ok_or_else(|| StoreError::new(StoreErrorKind::Other, "the store lost a budget charge"))
 }

@@ -395,6 +395,88 @@ store_test!(ping_answers, |store| async move {
 });
 
 store_test!(
+    a_charged_append_is_written_only_when_its_budgets_fit,
+    |store| async move {
+        let count = [budget("bot/billing.issue_refund/0", HOUR, 1.0, 2.0)];
+        for i in 0..2 {
+            let outcome = store
+                .charge_and_append_ahead(&count, T0 + i, vec![event(i as usize)])
+                .await
+                .unwrap();
+            assert_eq!(outcome, ChargeOutcome::Charged);
+        }
+        // over the budget: neither charged nor appended
+        let outcome = store
+            .charge_and_append_ahead(&count, T0 + 10, vec![event(7), event(8)])
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            ChargeOutcome::Exceeded {
+                index: 0,
+                used: 2.0,
+                resets_at_ms: T0 + HOUR,
+            }
+        );
+        assert_eq!(store.event_count().await.unwrap(), 2);
+        // no budget to charge: a plain append ahead
+        let outcome = store
+            .charge_and_append_ahead(&[], T0 + 20, vec![event(9)])
+            .await
+            .unwrap();
+        assert_eq!(outcome, ChargeOutcome::Charged);
+        assert_one_gapless_log(
+            &*store,
+            &[
+                (vec![event(0)], vec![0]),
+                (vec![event(1)], vec![1]),
+                (vec![event(9)], vec![2]),
+            ],
+        )
+        .await;
+    }
+);
+
+store_test!(
+    a_charge_whose_events_cannot_be_written_is_not_kept,
+    |store, db| async move {
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_events \
+         BEGIN SELECT RAISE(FAIL, 'the disk refused the write'); END;",
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         RAISE EXCEPTION 'the disk refused the write'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON audit_events \
+         FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await;
+        let count = [budget("bot/billing.issue_refund/0", HOUR, 1.0, 1.0)];
+        for i in 0..3 {
+            assert!(
+                store
+                    .charge_and_append_ahead(&count, T0 + i, vec![event(0)])
+                    .await
+                    .is_err(),
+                "an append the store refused was acknowledged"
+            );
+        }
+        db.execute(
+            "DROP TRIGGER refuse;",
+            "DROP TRIGGER refuse ON audit_events; DROP FUNCTION refuse();",
+        )
+        .await;
+        // the failed calls left no charge: the whole budget is still there
+        assert_eq!(
+            store
+                .charge_and_append_ahead(&count, T0 + 10, vec![event(1)])
+                .await
+                .unwrap(),
+            ChargeOutcome::Charged
+        );
+        assert_one_gapless_log(&*store, &[(vec![event(1)], vec![0])]).await;
+    }
+);
+
+store_test!(
     a_failed_batch_refuses_all_its_callers_and_leaves_no_trace,
     |store, db| async move {
         store.append(vec![event(0)]).await.unwrap();

@@ -1157,6 +1157,14 @@ fn a_call_that_cannot_be_recorded_fails_and_a_write_never_runs() {
             .all(|l| l["event"]["action"] != "billing.issue_refund"),
         "a refused write left events behind"
     );
+    // and the refused writes used none of the agent's budget (3 refunds an hour)
+    let refund = json!({ "charge_id": "ch_001", "amount": 5, "reason": "x" });
+    for _ in 0..3 {
+        let (status, body) = r.call("billing.issue_refund", refund.clone());
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = r.call("billing.issue_refund", refund);
+    assert_eq!(status, 429, "{body}");
     r.wait_for_checkpoint();
     let (code, out, err) = r.audit(&["verify"]);
     assert_eq!(code, 0, "{out}{err}");
