@@ -122,20 +122,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Charges a call's budgets and, only if they all fit, appends the events it must have
     /// on disk before it runs (as [`Store::append_ahead`]), in one transaction: a charge is
     /// never kept for a call whose record could not be written.
-    ///
-    /// This default, for stores without such a transaction, charges and then appends.
     async fn charge_and_append_ahead(
         &self,
         charges: &[BudgetCharge],
         now_ms: i64,
         events: Vec<Event>,
-    ) -> Result<ChargeOutcome, StoreError> {
-        let outcome = self.charge(charges, now_ms).await?;
-        if outcome == ChargeOutcome::Charged {
-            self.append_ahead(events).await?;
-        }
-        Ok(outcome)
-    }
+    ) -> Result<ChargeOutcome, StoreError>;
     /// Events with `seq` in `from..from+limit`, in order.
     async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError>;
     /// The `(seq, leaf_hash)` of events with `seq` in `from..from+limit`, in order, without their bodies.
