@@ -137,15 +137,14 @@ impl Shared {
     /// Commits `jobs` and answers (and empties) them.
     fn commit(&self, jobs: &mut Vec<Job>) {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = commit(&mut conn, jobs);
-        if let Ok(committed) = &result {
+        let result = commit(&mut conn, jobs).map(|(committed, appended)| {
             // kept while the connection is held, so batches arrive in commit order
-            let appended = Batch::of(jobs).events(&committed.charges);
             self.recent.committed(
                 committed.first_seq,
                 appended.into_iter().map(|row| row.leaf_hash),
             );
-        }
+            committed
+        });
         drop(conn);
         answer(jobs, result);
     }
@@ -259,8 +258,11 @@ fn run(shared: &Shared) {
     }
 }
 
-/// Appends the batch's events and applies its charges in one transaction, or changes nothing.
-fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Committed, StoreError> {
+/// Applies the batch's charges and appends its events in one transaction, or changes nothing; gives the events appended.
+fn commit<'j>(
+    conn: &mut Connection,
+    jobs: &'j [Job],
+) -> Result<(Committed, Vec<&'j EventRow>), StoreError> {
     let doing = "cannot commit audit events";
     // BEGIN and COMMIT as cached statements: `Connection::transaction` parses them per call.
     conn.prepare_cached("BEGIN IMMEDIATE")
@@ -281,7 +283,10 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Committed, StoreError> 
 }
 
 /// The batch's statements, inside the open transaction: its charges, then the events they let through.
-fn write(conn: &Connection, jobs: &[Job]) -> Result<Committed, StoreError> {
+fn write<'j>(
+    conn: &Connection,
+    jobs: &'j [Job],
+) -> Result<(Committed, Vec<&'j EventRow>), StoreError> {
     let doing = "cannot commit audit events";
     let batch = Batch::of(jobs);
     let mut charges = Vec::with_capacity(batch.charges.len());
@@ -290,10 +295,11 @@ fn write(conn: &Connection, jobs: &[Job]) -> Result<Committed, StoreError> {
     }
     let rows = batch.events(&charges);
     if rows.is_empty() {
-        return Ok(Committed {
+        let committed = Committed {
             first_seq: 0,
             charges,
-        });
+        };
+        return Ok((committed, rows));
     }
     let next: i64 = conn
         .prepare_cached(sql::NEXT_SEQ)
@@ -307,7 +313,7 @@ fn write(conn: &Connection, jobs: &[Job]) -> Result<Committed, StoreError> {
         let first = next + (i * ROWS_PER_INSERT) as i64;
         insert_events_at(conn, first, chunk).map_err(|e| error(doing, &e))?;
     }
-    Ok(Committed { first_seq, charges })
+    Ok((Committed { first_seq, charges }, rows))
 }
 
 /// Inserts `rows` with the seqs from `first` on, in one statement.
