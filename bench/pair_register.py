@@ -6,8 +6,8 @@
 
 `remit-bench all` compares the shipped register (a `read` action, no budget) against one
 variant; this compares two binaries on the same register, e.g. a `write` with a budget.
-It starts the echo upstream with `remit-bench serve`, one `remit serve` per build (each with
-its own SQLite store), and in each round, alternating the order, drives 300 calls at one
+It starts the echo upstream with `remit-bench serve`, one `remit serve` per build on the
+register that command wrote (its port, tier and extra lines changed; each its own SQLite store), and in each round, alternating the order, drives 300 calls at one
 client and 8,000 at 64 clients through each with `remit-bench load`, reading remit's CPU
 from /proc. Prints each round and the medians. Needs the release build:
 `CARGO_TARGET_DIR=/work/target-bench cargo build --release -p remit -p remit-billing -p remit-bench`.
@@ -33,33 +33,21 @@ def free_port():
         return s.getsockname()[1]
 
 
-def register(port, echo, tier, extra):
-    return f"""[gateway]
-listen = "127.0.0.1:{port}"
-store = "sqlite://remit.db"
-audit_key = "remit-audit.key"
-audit_origin = "remit-bench"
-
-[agents.bench]
-token = {{ env = "REMIT_TOKEN_BENCH" }}
-
-[upstreams.echo]
-url = "http://{echo}/mcp"
-
-[actions."echo.echo"]
-agents = ["bench"]
-tier = "{tier}"
-require = "size(args.text) <= 1000"
-{extra}
-"""
+def register(shipped, port, tier, extra):
+    """The register `remit-bench serve` wrote (bench/src/procs.rs), on `port`, its action at `tier` plus `extra`."""
+    text, listens = re.subn(r'(?m)^listen = ".*"$', f'listen = "127.0.0.1:{port}"', shipped)
+    text, tiers = re.subn(r'(?m)^tier = ".*"$', f'tier = "{tier}"', text)
+    if (listens, tiers) != (1, 1):
+        raise SystemExit("the register remit-bench serve wrote has changed shape: see bench/src/procs.rs")
+    return text + extra + "\n"
 
 
-def start(binary, work, echo, tier, extra):
+def start(binary, work, shipped, tier, extra):
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     port = free_port()
     with open(os.path.join(work, "remit.toml"), "w") as f:
-        f.write(register(port, echo, tier, extra))
+        f.write(register(shipped, port, tier, extra))
     proc = subprocess.Popen(
         [binary, "--register", os.path.join(work, "remit.toml"), "serve"],
         cwd=work,
@@ -107,12 +95,15 @@ def main():
 
     serve = subprocess.Popen([bench, "serve", "--secs", "3600", "--work", os.path.join(args.work, "serve")],
                              stdout=subprocess.PIPE, text=True)
-    echo = next(line.split()[1] for line in serve.stdout if line.startswith("echo "))
+    # remit-bench prints its remit's line once that remit answers, its register written
+    next(line for line in serve.stdout if line.startswith("remit "))
+    with open(os.path.join(args.work, "serve", "remit", "remit.toml")) as f:
+        shipped = f.read()
     builds = {"before": args.before, "after": args.after}
     procs = {}
     try:
         for name, binary in builds.items():
-            procs[name] = start(binary, os.path.join(args.work, name), echo, args.tier, args.action_extra)
+            procs[name] = start(binary, os.path.join(args.work, name), shipped, args.tier, args.action_extra)
         for _, port in procs.values():
             load(bench, port, 8, 1000)  # warm-up
         results = {name: [] for name in builds}
