@@ -273,7 +273,7 @@ impl Gateway {
             register: Some(self.register.version.to_string()),
             detail: json!({ "by": by }),
         };
-        self.store.append(vec![event]).await?;
+        self.store.append(&[event]).await?;
         self.refresh_frozen().await
     }
 
@@ -358,7 +358,7 @@ impl Gateway {
                 );
                 let mut events = trail.take_pending();
                 events.push(event);
-                if let Err(e) = self.store.append(events).await {
+                if let Err(e) = self.store.append(&events).await {
                     tracing::error!(call = %id, error = %e, "audit append failed for a refused call");
                 }
                 Outcome::Refused { call: id, refusal }
@@ -450,16 +450,16 @@ impl Gateway {
         let write_ahead = action.tier != Tier::Read;
         let now = self.clock.now_ms();
         let charged = if write_ahead {
-            // kept to record a refusal with: neither was written unless the charge fit
-            let proposed = trail.pending.clone();
             trail.pending.push(decided);
-            let events = trail.take_pending();
             let result = self
                 .store
-                .charge_and_append_ahead(&charges, now, events)
+                .charge_and_append_ahead(&charges, now, &trail.pending)
                 .await;
-            if !matches!(result, Ok(ChargeOutcome::Charged)) {
-                trail.pending = proposed;
+            if matches!(result, Ok(ChargeOutcome::Charged)) {
+                trail.pending.clear();
+            } else {
+                // neither was written: a refusal is recorded with `proposed` alone
+                trail.pending.pop();
             }
             result.map_err(|e| Refusal::Unavailable {
                 message: format!(
@@ -529,14 +529,24 @@ impl Gateway {
                     .get("isError")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                let mut recorded = cap(&result);
-                scrub(&mut recorded, &trail.secrets);
+                // The result is recorded as the agent gets it unless it is too large or
+                // echoes a redacted value: then it moves into the event and comes back
+                // out once the event is written (no copy), otherwise the event gets its own.
+                let (recorded, reply) = match cap(&result) {
+                    None if trail.secrets.is_empty() => (result, Ok(None)),
+                    None => {
+                        let mut recorded = result.clone();
+                        scrub(&mut recorded, &trail.secrets);
+                        (recorded, Ok(Some(result)))
+                    }
+                    Some(summary) => (summary, Ok(Some(result))),
+                };
                 // built by hand: `json!` would copy `recorded` through `to_value`
                 let mut detail = Map::with_capacity(2);
                 detail.insert("is_error".into(), Value::Bool(is_error));
                 detail.insert("result".into(), recorded);
                 let detail = Value::Object(detail);
-                (trail.event(Stage::Executed, detail), Ok(result))
+                (trail.event(Stage::Executed, detail), reply)
             }
             Some(Err(UpstreamError::Rejected {
                 code,
@@ -565,7 +575,7 @@ impl Gateway {
         // a read's `proposed` and `decided` are still pending; a write's are on disk
         let mut events = std::mem::take(&mut trail.pending);
         events.push(event);
-        if let Err(e) = self.store.append(events).await {
+        if let Err(e) = self.store.append(&events).await {
             tracing::error!(call = %id, error = %e, "audit append failed after execution");
             return Err(Stop::Failed(if write_ahead {
                 format!(
@@ -579,7 +589,18 @@ impl Gateway {
                 )
             }));
         }
-        reply
+        match reply {
+            Ok(Some(result)) => Ok(result),
+            // the result went into the `executed` event: the agent gets it back from there
+            Ok(None) => Ok(events
+                .pop()
+                .and_then(|e| match e.detail {
+                    Value::Object(mut detail) => detail.remove("result"),
+                    _ => None,
+                })
+                .unwrap_or(Value::Null)),
+            Err(stop) => Err(stop),
+        }
     }
 
     /// Records that remit stopped a call whose upstream wanted input the agent could not
@@ -606,7 +627,7 @@ impl Gateway {
             register: Some(self.register.version.to_string()),
             detail: json!({ "error": why, "code": "input_failed", "sent": false }),
         };
-        self.store.append(vec![event]).await.map(drop)
+        self.store.append(&[event]).await.map(drop)
     }
 
     fn look_up<'r>(&'r self, agent: &Agent, tool: &str) -> Result<&'r Action, Refusal> {
@@ -806,8 +827,9 @@ fn scrub(v: &mut Value, secrets: &[String]) {
     }
 }
 
-/// The result as recorded: whole, or its size and digest when it is larger than the audit keeps.
-fn cap(result: &Value) -> Value {
+/// What the audit keeps in place of a result larger than it keeps whole (its size and
+/// digest); `None` when the result is recorded as it is.
+fn cap(result: &Value) -> Option<Value> {
     /// Counts the bytes of the JSON text without keeping them.
     struct Count(usize);
     impl std::io::Write for Count {
@@ -821,11 +843,11 @@ fn cap(result: &Value) -> Value {
     }
     let mut count = Count(0);
     if serde_json::to_writer(&mut count, result).is_ok() && count.0 <= MAX_AUDITED_RESULT {
-        return result.clone();
+        return None;
     }
     let text = result.to_string();
     let digest = hex::encode(Sha256::digest(text.as_bytes()));
-    json!({ "truncated": true, "bytes": text.len(), "sha256": digest })
+    Some(json!({ "truncated": true, "bytes": text.len(), "sha256": digest }))
 }
 
 /// A tool name as it may be shown: control characters escaped, length capped.
@@ -911,10 +933,10 @@ mod tests {
     #[test]
     fn results_larger_than_the_audit_keeps_are_recorded_as_size_and_digest() {
         let small = json!({"content": [{"type": "text", "text": "ok"}]});
-        assert_eq!(cap(&small), small);
+        assert_eq!(cap(&small), None, "a small result is recorded whole");
         let text = "x".repeat(MAX_AUDITED_RESULT);
         let big = json!({"content": [{"type": "text", "text": text}]});
-        let capped = cap(&big);
+        let capped = cap(&big).expect("a large result is summed up");
         assert_eq!(capped["truncated"], json!(true), "{capped}");
         assert_eq!(capped["bytes"], json!(big.to_string().len()));
         assert_eq!(

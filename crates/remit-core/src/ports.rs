@@ -111,12 +111,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     ///
     /// Returns only once the events are committed (fsync'd on SQLite). Each event's
     /// `leaf_hash` is `audit::tree::leaf_hash(&event.canonical())`.
-    async fn append(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError>;
+    async fn append(&self, events: &[Event]) -> Result<Vec<u64>, StoreError>;
     /// Appends, as [`Store::append`], the events a call must have on disk before it runs.
     ///
     /// While it waits, the caller's task stays free to notice that its client has gone (a
     /// store may commit a plain `append` on the caller's own thread instead).
-    async fn append_ahead(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError> {
+    async fn append_ahead(&self, events: &[Event]) -> Result<Vec<u64>, StoreError> {
         self.append(events).await
     }
     /// Charges a call's budgets and, only if they all fit, appends the events it must have
@@ -126,7 +126,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         &self,
         charges: &[BudgetCharge],
         now_ms: i64,
-        events: Vec<Event>,
+        events: &[Event],
     ) -> Result<ChargeOutcome, StoreError>;
     /// Events with `seq` in `from..from+limit`, in order.
     async fn events(&self, from: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError>;

@@ -137,7 +137,7 @@ async fn run(store: &Arc<dyn Store>, ids: Ids, duration: Duration) -> BenchResul
             while Instant::now() < deadline {
                 let event = event(NEXT.fetch_add(1, Ordering::Relaxed), ids);
                 let started = Instant::now();
-                store.append(vec![event]).await?;
+                store.append(&[event]).await?;
                 waited += started.elapsed();
                 appended += 1;
             }

@@ -8,13 +8,13 @@ macro_rules! store_over_pools {
     ($store:ty, reads: $reads:ident, writes: $writes:ident, name: $name:literal) => {
         #[async_trait::async_trait]
         impl Store for $store {
-            async fn append(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError> {
+            async fn append(&self, events: &[Event]) -> Result<Vec<u64>, StoreError> {
                 self.writer
                     .append(events, crate::writer::Commit::MayRunHere)
                     .await
             }
 
-            async fn append_ahead(&self, events: Vec<Event>) -> Result<Vec<u64>, StoreError> {
+            async fn append_ahead(&self, events: &[Event]) -> Result<Vec<u64>, StoreError> {
                 self.writer
                     .append(events, crate::writer::Commit::Awaited)
                     .await
@@ -24,7 +24,7 @@ macro_rules! store_over_pools {
                 &self,
                 charges: &[BudgetCharge],
                 now_ms: i64,
-                events: Vec<Event>,
+                events: &[Event],
             ) -> Result<ChargeOutcome, StoreError> {
                 self.writer
                     .charge_then_append(charges, now_ms, events)

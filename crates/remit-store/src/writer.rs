@@ -192,7 +192,7 @@ impl Writer {
     /// Appends events durably; returns their seqs once committed.
     pub(crate) async fn append(
         &self,
-        events: Vec<Event>,
+        events: &[Event],
         commit: Commit,
     ) -> Result<Vec<u64>, StoreError> {
         if events.is_empty() {
@@ -235,7 +235,7 @@ impl Writer {
         &self,
         charges: &[BudgetCharge],
         now_ms: i64,
-        events: Vec<Event>,
+        events: &[Event],
     ) -> Result<ChargeOutcome, StoreError> {
         if charges.is_empty() {
             return self

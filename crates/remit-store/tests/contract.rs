@@ -73,9 +73,12 @@ store_test!(
         // each handle keeps the leaves it committed; the other's events fall between them
         let replica = db.open().await;
         for round in 0..4 {
-            store.append((0..3).map(event).collect()).await.unwrap();
+            store
+                .append(&(0..3).map(event).collect::<Vec<_>>())
+                .await
+                .unwrap();
             replica
-                .append((0..2 + round).map(event).collect())
+                .append(&(0..2 + round).map(event).collect::<Vec<_>>())
                 .await
                 .unwrap();
         }
@@ -115,7 +118,7 @@ store_test!(body_and_leaf_hash_round_trip_exactly, |store| async move {
             "m": { "b": 1, "a": { "d": [], "c": {} } },
         }),
     };
-    let seqs = store.append(vec![event.clone()]).await.unwrap();
+    let seqs = store.append(std::slice::from_ref(&event)).await.unwrap();
     assert_eq!(seqs, vec![0]);
     let stored = store.events(0, 1).await.unwrap();
     let row = &stored[0];
@@ -128,10 +131,13 @@ store_test!(body_and_leaf_hash_round_trip_exactly, |store| async move {
 store_test!(events_reads_the_range_asked_for, |store| async move {
     assert_eq!(store.event_count().await.unwrap(), 0);
     assert!(store.events(0, 10).await.unwrap().is_empty());
-    assert!(store.append(Vec::new()).await.unwrap().is_empty());
-    let seqs = store.append((0..10).map(event).collect()).await.unwrap();
+    assert!(store.append(&[]).await.unwrap().is_empty());
+    let seqs = store
+        .append(&(0..10).map(event).collect::<Vec<_>>())
+        .await
+        .unwrap();
     assert_eq!(seqs, (0..10).collect::<Vec<u64>>());
-    let seqs = store.append(vec![event(10)]).await.unwrap();
+    let seqs = store.append(&[event(10)]).await.unwrap();
     assert_eq!(seqs, vec![10]);
     let middle: Vec<u64> = store
         .events(3, 4)
@@ -400,14 +406,14 @@ store_test!(
         let count = [budget("bot/billing.issue_refund/0", HOUR, 1.0, 2.0)];
         for i in 0..2 {
             let outcome = store
-                .charge_and_append_ahead(&count, T0 + i, vec![event(i as usize)])
+                .charge_and_append_ahead(&count, T0 + i, &[event(i as usize)])
                 .await
                 .unwrap();
             assert_eq!(outcome, ChargeOutcome::Charged);
         }
         // over the budget: neither charged nor appended
         let outcome = store
-            .charge_and_append_ahead(&count, T0 + 10, vec![event(7), event(8)])
+            .charge_and_append_ahead(&count, T0 + 10, &[event(7), event(8)])
             .await
             .unwrap();
         assert_eq!(
@@ -421,7 +427,7 @@ store_test!(
         assert_eq!(store.event_count().await.unwrap(), 2);
         // no budget to charge: a plain append ahead
         let outcome = store
-            .charge_and_append_ahead(&[], T0 + 20, vec![event(9)])
+            .charge_and_append_ahead(&[], T0 + 20, &[event(9)])
             .await
             .unwrap();
         assert_eq!(outcome, ChargeOutcome::Charged);
@@ -453,7 +459,7 @@ store_test!(
         for i in 0..3 {
             assert!(
                 store
-                    .charge_and_append_ahead(&count, T0 + i, vec![event(0)])
+                    .charge_and_append_ahead(&count, T0 + i, &[event(0)])
                     .await
                     .is_err(),
                 "an append the store refused was acknowledged"
@@ -467,7 +473,7 @@ store_test!(
         // the failed calls left no charge: the whole budget is still there
         assert_eq!(
             store
-                .charge_and_append_ahead(&count, T0 + 10, vec![event(1)])
+                .charge_and_append_ahead(&count, T0 + 10, &[event(1)])
                 .await
                 .unwrap(),
             ChargeOutcome::Charged
@@ -479,7 +485,7 @@ store_test!(
 store_test!(
     a_failed_batch_refuses_all_its_callers_and_leaves_no_trace,
     |store, db| async move {
-        store.append(vec![event(0)]).await.unwrap();
+        store.append(&[event(0)]).await.unwrap();
         db.execute(
             "CREATE TRIGGER poison BEFORE INSERT ON audit_events \
          WHEN instr(NEW.body, '\"call\":\"poison\"') > 0 \
@@ -499,7 +505,8 @@ store_test!(
                 if i == 20 {
                     events[0].call = Some("poison".to_owned());
                 }
-                (events.clone(), store.append(events).await)
+                let appended = store.append(&events).await;
+                (events, appended)
             }));
         }
         let mut committed = vec![(vec![event(0)], vec![0])];
@@ -516,16 +523,16 @@ store_test!(
         assert_one_gapless_log(&*store, &committed).await;
         // And the next append carries on from there.
         let next = committed.iter().map(|(e, _)| e.len() as u64).sum::<u64>();
-        assert_eq!(store.append(vec![event(99)]).await.unwrap(), vec![next]);
+        assert_eq!(store.append(&[event(99)]).await.unwrap(), vec![next]);
     }
 );
 
 store_test!(
     append_after_the_store_is_closed_is_an_error,
     |store, db| async move {
-        store.append(vec![event(0)]).await.unwrap();
+        store.append(&[event(0)]).await.unwrap();
         db.close_all().await;
-        let err = store.append(vec![event(1)]).await.unwrap_err();
+        let err = store.append(&[event(1)]).await.unwrap_err();
         assert_eq!(err.kind, StoreErrorKind::Unavailable, "{err}");
         assert!(store.ping().await.is_err());
         assert!(
@@ -540,14 +547,14 @@ store_test!(
 store_test!(
     append_after_the_database_is_gone_is_an_error,
     |store, db| async move {
-        store.append(vec![event(0)]).await.unwrap();
+        store.append(&[event(0)]).await.unwrap();
         if !db.drop_database().await {
             return; // a SQLite file cannot be taken away under an open handle
         }
-        let err = store.append(vec![event(1)]).await.unwrap_err();
+        let err = store.append(&[event(1)]).await.unwrap_err();
         assert_eq!(err.kind, StoreErrorKind::Unavailable, "{err}");
         // Later appends fail too, and nothing was half-written.
-        assert!(store.append(vec![event(2)]).await.is_err());
+        assert!(store.append(&[event(2)]).await.is_err());
         assert!(store.event_count().await.is_err());
     }
 );
@@ -559,7 +566,7 @@ async fn open_creates_a_relative_sqlite_file_under_base_dir() {
         .await
         .unwrap();
     store.ping().await.unwrap();
-    assert_eq!(store.append(vec![event(0)]).await.unwrap(), vec![0]);
+    assert_eq!(store.append(&[event(0)]).await.unwrap(), vec![0]);
     assert!(dir.path().join("state/remit.db").is_file());
     drop(store);
     // Reopening finds the log where it was.
@@ -567,7 +574,7 @@ async fn open_creates_a_relative_sqlite_file_under_base_dir() {
         .await
         .unwrap();
     assert_eq!(store.event_count().await.unwrap(), 1);
-    assert_eq!(store.append(vec![event(1)]).await.unwrap(), vec![1]);
+    assert_eq!(store.append(&[event(1)]).await.unwrap(), vec![1]);
 }
 
 #[tokio::test]
@@ -582,7 +589,7 @@ async fn a_new_sqlite_file_has_16_kib_pages_and_one_with_4_kib_pages_keeps_worki
     let store = remit_store::open("sqlite://new.db", dir.path())
         .await
         .unwrap();
-    store.append(vec![event(0)]).await.unwrap();
+    store.append(&[event(0)]).await.unwrap();
     assert_eq!(page_size("new.db"), 16 * 1024);
     // a file with SQLite's default pages, as remit made them before
     rusqlite::Connection::open(dir.path().join("old.db"))
@@ -592,7 +599,10 @@ async fn a_new_sqlite_file_has_16_kib_pages_and_one_with_4_kib_pages_keeps_worki
     let store = remit_store::open("sqlite://old.db", dir.path())
         .await
         .unwrap();
-    store.append((0..300).map(event).collect()).await.unwrap();
+    store
+        .append(&(0..300).map(event).collect::<Vec<_>>())
+        .await
+        .unwrap();
     assert_eq!(store.event_count().await.unwrap(), 300);
     assert_eq!(store.leaf_hashes(0, 1000).await.unwrap().len(), 300);
     assert_eq!(page_size("old.db"), 4096);
@@ -683,7 +693,10 @@ store_test!(
 store_test!(
     leaf_hashes_are_the_events_hashes_without_their_bodies,
     |store| async move {
-        store.append((0..12).map(event).collect()).await.unwrap();
+        store
+            .append(&(0..12).map(event).collect::<Vec<_>>())
+            .await
+            .unwrap();
         let events = store.events(2, 7).await.unwrap();
         let hashes = store.leaf_hashes(2, 7).await.unwrap();
         assert_eq!(hashes.len(), 7);
@@ -717,7 +730,7 @@ mod a_log_written_before_the_copied_columns_went_is_kept_whole {
             }
             let leaves = store.leaf_hashes(0, 100).await.unwrap();
             assert_eq!(leaves.len(), old.len());
-            assert_eq!(store.append(vec![event(50)]).await.unwrap(), vec![50]);
+            assert_eq!(store.append(&[event(50)]).await.unwrap(), vec![50]);
             assert_eq!(store.event_count().await.unwrap(), 51);
             assert_eq!(
                 store.events(50, 1).await.unwrap()[0].event().unwrap(),

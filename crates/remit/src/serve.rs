@@ -51,7 +51,7 @@ async fn record_start(runtime: &Runtime, entry: &str) -> anyhow::Result<()> {
         detail: json!({ "entry": entry, "actions": g.register().actions.len(), "version": env!("CARGO_PKG_VERSION") }),
     };
     g.store()
-        .append(vec![event])
+        .append(&[event])
         .await
         .context("cannot write to the audit log")?;
     Ok(())

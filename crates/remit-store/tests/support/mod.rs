@@ -299,7 +299,7 @@ pub(crate) async fn append_concurrently(
         let store = Arc::clone(&stores[i % stores.len()]);
         handles.push(tokio::spawn(async move {
             let events: Vec<Event> = (0..1 + i % 3).map(|k| event(i * 10 + k)).collect();
-            let seqs = store.append(events.clone()).await.unwrap();
+            let seqs = store.append(&events).await.unwrap();
             (events, seqs)
         }));
     }

@@ -312,11 +312,13 @@ fn freeze_takes_effect_within_a_second_and_is_recorded() {
 #[test]
 fn reason_and_redaction_are_recorded_as_the_register_says() {
     let r = Remit::start(STANDARD);
-    let (status, _) = r.call(
+    let (status, answer) = r.call(
         "billing.issue_refund",
         json!({ "charge_id": "ch_003", "amount": 12, "reason": "card 4111-1111" }),
     );
     assert_eq!(status, 200);
+    // the agent's answer is the upstream's, echo included: only the audit's copy is scrubbed
+    assert!(answer.to_string().contains("card 4111-1111"), "{answer}");
     let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
     let proposed: Vec<Value> = export
         .lines()
