@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use remit_core::ports::UpstreamError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -138,18 +138,19 @@ impl LeanHttp {
                 )));
             }
         };
-        let message = if sse {
+        let reply = if sse {
             find_in_sse(&String::from_utf8_lossy(&text), id)
+                .and_then(|message| Reply::deserialize(message).ok())
         } else {
-            serde_json::from_slice::<Value>(&text).ok()
+            serde_json::from_slice::<Reply>(&text).ok()
         };
-        let Some(mut message) = message else {
+        let Some(reply) = reply else {
             return Err(self.protocol(format!("HTTP {status} with no JSON-RPC answer")));
         };
-        if let Some(result) = message.as_object_mut().and_then(|m| m.remove("result")) {
+        if let Some(result) = reply.result {
             return Ok(result);
         }
-        let error = message.get("error");
+        let error = reply.error.as_ref();
         let text = error
             .and_then(|e| e.get("message"))
             .and_then(Value::as_str)
@@ -206,6 +207,53 @@ async fn post_reqwest(
         }
     })?;
     Ok((status, sse, text))
+}
+
+/// A JSON-RPC answer as the lean client reads it: its `result` (`null` included) or its
+/// `error`; nothing else of it is kept, and a repeated key counts once, the last, as in a
+/// `Value`.
+#[derive(Debug, Default)]
+struct Reply {
+    result: Option<Value>,
+    error: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for Reply {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The keys of an answer that matter, read without copying them.
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Key {
+            Result,
+            Error,
+            #[serde(other)]
+            Other,
+        }
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = Reply;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON-RPC answer object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Reply, A::Error> {
+                let mut reply = Reply::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Result => reply.result = Some(map.next_value()?),
+                        Key::Error => reply.error = Some(map.next_value()?),
+                        Key::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(reply)
+            }
+        }
+        d.deserialize_map(Object)
+    }
 }
 
 /// A `tools/call` request as it goes out, borrowing the call's arguments.
@@ -745,6 +793,41 @@ mod tests {
     use super::*;
     use serde_json::json;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn a_reply_keeps_its_result_or_error_as_a_value_would() {
+        let read = |text: &str| serde_json::from_str::<Reply>(text).map(|r| (r.result, r.error));
+        assert_eq!(
+            read(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#).unwrap(),
+            (Some(json!({"content": []})), None)
+        );
+        // a null result is a result, not a missing one
+        assert_eq!(
+            read(r#"{"id":1,"result":null}"#).unwrap(),
+            (Some(Value::Null), None)
+        );
+        assert_eq!(
+            read(r#"{"id":1,"error":{"code":-32602,"message":"no"}}"#).unwrap(),
+            (None, Some(json!({"code": -32602, "message": "no"})))
+        );
+        // a repeated key counts once, the last; an escaped key is the same key
+        assert_eq!(
+            read(r#"{"result":1,"res\u0075lt":2,"other":[1,{"a":2}]}"#).unwrap(),
+            (Some(json!(2)), None)
+        );
+        assert_eq!(read(r#"{"id":1}"#).unwrap(), (None, None));
+        assert!(
+            read(r#"[{"content":[]},null]"#).is_err(),
+            "an array is no answer"
+        );
+        assert!(read("2").is_err());
+        assert_eq!(
+            Reply::deserialize(json!({"result": {"a": 1}}))
+                .unwrap()
+                .result,
+            Some(json!({"a": 1}))
+        );
+    }
 
     /// An upstream that answers one request per connection and then hangs up without saying so.
     async fn one_shot_upstream() -> (String, std::sync::Arc<AtomicU64>) {

@@ -333,38 +333,51 @@ impl StatelessCall {
                 if let Some(data) = data {
                     error.insert("data".to_owned(), data);
                 }
-                reply(status, &id, "error", Value::Object(error))
+                reply(status, &id, "error", &Value::Object(error))
             }
             Outcome::Done { result, call } => match plain_result(result) {
-                Ok(result) => reply(http::StatusCode::OK, &id, "result", result),
+                Ok(result) => reply(http::StatusCode::OK, &id, "result", &result),
                 Err(result) => {
                     let outcome = Outcome::Done { call, result };
                     let r = serde_json::to_value(rmcp::model::ServerResult::from(
                         crate::agent::outcome_to_response(&outcome),
                     ))
                     .unwrap_or(Value::Null);
-                    reply(http::StatusCode::OK, &id, "result", r)
+                    reply(http::StatusCode::OK, &id, "result", &r)
                 }
             },
             other => {
                 let r = serde_json::to_value(outcome_to_mcp(&other)).unwrap_or(Value::Null);
-                reply(http::StatusCode::OK, &id, "result", r)
+                reply(http::StatusCode::OK, &id, "result", &r)
             }
         }
     }
 }
 
+/// The HTTP status and the JSON-RPC message carrying `value` under `key` (`result` or `error`).
 fn reply(
     status: http::StatusCode,
     id: &Value,
     key: &str,
-    value: Value,
+    value: &Value,
 ) -> (http::StatusCode, Vec<u8>) {
-    let mut message = Map::with_capacity(3);
-    message.insert("jsonrpc".to_owned(), Value::String("2.0".to_owned()));
-    message.insert("id".to_owned(), id.clone());
-    message.insert(key.to_owned(), value);
-    let body = serde_json::to_vec(&message).unwrap_or_default();
+    /// The JSON-RPC message, written straight from its parts: `id`, `jsonrpc`, then `key`.
+    struct Message<'a> {
+        id: &'a Value,
+        key: &'a str,
+        value: &'a Value,
+    }
+    impl serde::Serialize for Message<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap as _;
+            let mut map = s.serialize_map(Some(3))?;
+            map.serialize_entry("id", self.id)?;
+            map.serialize_entry("jsonrpc", "2.0")?;
+            map.serialize_entry(self.key, self.value)?;
+            map.end()
+        }
+    }
+    let body = serde_json::to_vec(&Message { id, key, value }).unwrap_or_default();
     (status, body)
 }
 
@@ -418,6 +431,33 @@ fn mentions_param_headers(schema: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_reply_is_the_json_rpc_message_with_the_callers_id() {
+        let (status, body) = reply(
+            http::StatusCode::OK,
+            &json!("a\"1"),
+            "result",
+            &json!({"content": [{"type": "text", "text": "é\n"}], "isError": false}),
+        );
+        assert_eq!(status, http::StatusCode::OK);
+        let mut as_map = Map::new();
+        as_map.insert("jsonrpc".to_owned(), json!("2.0"));
+        as_map.insert("id".to_owned(), json!("a\"1"));
+        as_map.insert(
+            "result".to_owned(),
+            json!({"content": [{"type": "text", "text": "é\n"}], "isError": false}),
+        );
+        // a result reads as the same message built as a map would (sorted keys)
+        assert_eq!(body, serde_json::to_vec(&as_map).unwrap());
+        let (_, body) = reply(
+            http::StatusCode::NOT_FOUND,
+            &json!(7),
+            "error",
+            &json!({"code": 1}),
+        );
+        assert_eq!(body, br#"{"id":7,"jsonrpc":"2.0","error":{"code":1}}"#);
+    }
 
     #[test]
     fn a_plain_result_keeps_its_content_and_loses_the_upstream_identity() {
