@@ -140,6 +140,9 @@ struct AllArgs {
     /// answer; `write` adds the write-ahead commit before the upstream is called.
     #[arg(long, default_value = "read", value_parser = ["read", "write", "irreversible"])]
     variant_tier: String,
+    /// TOML lines added to the second remit's `echo.echo` action, e.g. `budget = [{ count = 1000000000, per = "1h" }]`.
+    #[arg(long)]
+    variant_action: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -469,7 +472,7 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
             &env,
             procs::SQLITE_STORE,
             &args.variant_tier,
-            "",
+            args.variant_action.as_deref().unwrap_or_default(),
         )
         .await?;
         let mut note = args
@@ -480,6 +483,9 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
             .join(", ");
         if args.variant_tier != "read" {
             note.push_str(&format!(", the action at tier `{}`", args.variant_tier));
+        }
+        if let Some(extra) = &args.variant_action {
+            note.push_str(&format!(", with `{}`", extra.trim()));
         }
         if let Some(bin) = &args.variant_bin {
             note.push_str(&format!(", binary `{}`", bin.display()));
