@@ -72,15 +72,20 @@ impl ActionName {
 ///
 /// Time order keeps the store's indexes append-mostly (random ids halve SQLite's append rate).
 pub fn fresh(prefix: &str) -> String {
+    use std::fmt::Write as _;
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    format!(
+    // one allocation of the final size: this runs once per call
+    let mut id = String::with_capacity(prefix.len() + 1 + 12 + 16);
+    let _ = write!(
+        id,
         "{prefix}_{:012x}{:016x}",
         ms & 0xffff_ffff_ffff,
         next_random()
-    )
+    );
+    id
 }
 
 /// 64 bits that never repeat within a process and differ between processes: SplitMix64 over a
