@@ -20,13 +20,14 @@ fn body(i: u64) -> String {
             (i / 60) % 60,
             i % 60,
             i % 1000
-        ),
+        )
+        .into(),
         stage: Stage::Executed,
-        call: Some(format!("01J{i:023}")),
-        run: Some("run-7".to_owned()),
-        agent: Some("support-bot".to_owned()),
-        action: Some("billing.issue_refund".to_owned()),
-        register: Some("sha256:4f2a".to_owned()),
+        call: Some(format!("01J{i:023}").into()),
+        run: Some("run-7".into()),
+        agent: Some("support-bot".into()),
+        action: Some("billing.issue_refund".into()),
+        register: Some("sha256:4f2a".into()),
         detail: serde_json::json!({
             "args": {"amount": i % 500, "order": format!("ord_{i}")},
             "reason": "customer reported a duplicate charge",

@@ -256,11 +256,11 @@ impl Gateway {
     ) -> Result<(), crate::ports::StoreError> {
         self.store.set_frozen(&target, frozen).await?;
         let (agent, action) = match &target {
-            FreezeTarget::Agent(a) => (Some(a.to_string()), None),
-            FreezeTarget::Action(a) => (None, Some(a.to_string())),
+            FreezeTarget::Agent(a) => (Some(a.as_str().into()), None),
+            FreezeTarget::Action(a) => (None, Some(a.as_str().into())),
         };
         let event = Event {
-            time: crate::time::rfc3339(self.clock.now_ms()),
+            time: crate::time::rfc3339(self.clock.now_ms()).into(),
             stage: if frozen {
                 Stage::Frozen
             } else {
@@ -270,7 +270,7 @@ impl Gateway {
             run: None,
             agent,
             action,
-            register: Some(self.register.version.to_string()),
+            register: Some(self.register.version.as_str().into()),
             detail: json!({ "by": by }),
         };
         self.store.append(&[event]).await?;
@@ -381,10 +381,10 @@ impl Gateway {
     ) -> Result<Value, Stop> {
         // 1 authenticate
         let agent = self.authenticate(&call.credential)?;
-        trail.agent = Some(agent.id.to_string());
+        trail.agent = Some(agent.id.as_str().into());
         // 2 look up: byte-exact, only among what this agent is granted
         let action = self.look_up(agent, &call.tool)?;
-        trail.action = Some(action.name.to_string());
+        trail.action = Some(action.name.as_str().into());
         // 3 validate: the arguments object, minus `_reason`, against the tool's schema
         let (mut args, reason) =
             split_reason(std::mem::take(&mut call.args)).map_err(|message| {
@@ -618,13 +618,13 @@ impl Gateway {
         let agent = self.authenticate(credential).ok();
         let action = agent.and_then(|a| self.look_up(a, tool).ok());
         let event = Event {
-            time: crate::time::rfc3339(self.clock.now_ms()),
+            time: crate::time::rfc3339(self.clock.now_ms()).into(),
             stage: Stage::Failed,
-            call: Some(call.to_string()),
-            run: run.map(ToString::to_string),
-            agent: agent.map(|a| a.id.to_string()),
-            action: action.map(|a| a.name.to_string()),
-            register: Some(self.register.version.to_string()),
+            call: Some(call.as_str().into()),
+            run: run.map(|r| r.as_str().into()),
+            agent: agent.map(|a| a.id.as_str().into()),
+            action: action.map(|a| a.name.as_str().into()),
+            register: Some(self.register.version.as_str().into()),
             detail: json!({ "error": why, "code": "input_failed", "sent": false }),
         };
         self.store.append(&[event]).await.map(drop)
@@ -663,11 +663,13 @@ impl From<Refusal> for Stop {
 struct Trail<'g> {
     gateway: &'g Gateway,
     /// The call's id, the run, the agent and the action as each event records them (made once per call).
-    call: String,
-    run: Option<String>,
-    agent: Option<String>,
-    action: Option<String>,
-    register: String,
+    call: Arc<str>,
+    run: Option<Arc<str>>,
+    agent: Option<Arc<str>>,
+    action: Option<Arc<str>>,
+    register: Arc<str>,
+    /// The last event's time, kept for the next event of the same millisecond.
+    time: std::cell::RefCell<Option<(i64, Arc<str>)>>,
     tool: String,
     entry: Entry,
     reason: Option<String>,
@@ -681,11 +683,12 @@ impl<'g> Trail<'g> {
     fn new(gateway: &'g Gateway, call: &'g CallId, c: &Call) -> Self {
         Self {
             gateway,
-            call: call.to_string(),
-            register: gateway.register.version.to_string(),
-            run: c.run.as_ref().map(ToString::to_string),
+            call: call.as_str().into(),
+            register: gateway.register.version.as_str().into(),
+            run: c.run.as_ref().map(|r| r.as_str().into()),
             agent: None,
             action: None,
+            time: std::cell::RefCell::new(None),
             tool: printable(&c.tool),
             entry: c.entry,
             reason: c.reason.clone(),
@@ -724,8 +727,18 @@ impl<'g> Trail<'g> {
     }
 
     fn event(&self, stage: Stage, detail: Value) -> Event {
+        let now = self.gateway.clock.now_ms();
+        let mut last = self.time.borrow_mut();
+        let time = match &*last {
+            Some((ms, text)) if *ms == now => Arc::clone(text),
+            _ => {
+                let text: Arc<str> = crate::time::rfc3339(now).into();
+                *last = Some((now, Arc::clone(&text)));
+                text
+            }
+        };
         Event {
-            time: crate::time::rfc3339(self.gateway.clock.now_ms()),
+            time,
             stage,
             call: Some(self.call.clone()),
             run: self.run.clone(),

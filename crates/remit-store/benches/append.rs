@@ -185,13 +185,13 @@ fn event(i: u64, ids: Ids) -> Event {
         }
     };
     Event {
-        time: "2026-08-01T12:00:00.000Z".to_owned(),
+        time: "2026-08-01T12:00:00.000Z".into(),
         stage: Stage::Proposed,
-        call: Some(format!("call_{call:016x}")),
-        run: Some("run_7f3a9c".to_owned()),
-        agent: Some("support-bot".to_owned()),
-        action: Some("billing.issue_refund".to_owned()),
-        register: Some("sha256:4be1c0de9a".to_owned()),
+        call: Some(format!("call_{call:016x}").into()),
+        run: Some("run_7f3a9c".into()),
+        agent: Some("support-bot".into()),
+        action: Some("billing.issue_refund".into()),
+        register: Some("sha256:4be1c0de9a".into()),
         detail: json!({
             "args": { "customer": format!("cus_{:08}", i % 100_000_000), "amount": 42.5, "currency": "EUR" },
             "reason": "customer was charged twice for order 1182; refund the duplicate",

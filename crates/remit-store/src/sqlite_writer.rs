@@ -428,12 +428,12 @@ mod tests {
         let rows = (0..n)
             .map(|i| {
                 EventRow::new(&Event {
-                    time: "2026-11-26T10:00:00.000Z".to_owned(),
+                    time: "2026-11-26T10:00:00.000Z".into(),
                     stage: Stage::Proposed,
-                    call: Some(format!("call_{n}_{i}")),
+                    call: Some(format!("call_{n}_{i}").into()),
                     run: None,
-                    agent: Some("support-bot".to_owned()),
-                    action: Some("billing.read".to_owned()),
+                    agent: Some("support-bot".into()),
+                    action: Some("billing.read".into()),
                     register: None,
                     detail: serde_json::json!({ "i": i }),
                 })

@@ -105,12 +105,12 @@ store_test!(
 
 store_test!(body_and_leaf_hash_round_trip_exactly, |store| async move {
     let event = Event {
-        time: "2026-08-01T12:00:00.123Z".to_owned(),
+        time: "2026-08-01T12:00:00.123Z".into(),
         stage: Stage::Executed,
-        call: Some("call_1".to_owned()),
+        call: Some("call_1".into()),
         run: None,
-        agent: Some("support-bot".to_owned()),
-        action: Some("billing.issue_refund".to_owned()),
+        agent: Some("support-bot".into()),
+        action: Some("billing.issue_refund".into()),
         register: None,
         detail: json!({
             "z": [1, 2.5, -0.0, 1e300, null, true],
@@ -503,7 +503,7 @@ store_test!(
             handles.push(tokio::spawn(async move {
                 let mut events = vec![event(i)];
                 if i == 20 {
-                    events[0].call = Some("poison".to_owned());
+                    events[0].call = Some("poison".into());
                 }
                 let appended = store.append(&events).await;
                 (events, appended)

@@ -41,13 +41,13 @@ mod none {
 async fn record_start(runtime: &Runtime, entry: &str) -> anyhow::Result<()> {
     let g = &runtime.gateway;
     let event = Event {
-        time: remit_core::time::rfc3339(SystemClock.now_ms()),
+        time: remit_core::time::rfc3339(SystemClock.now_ms()).into(),
         stage: Stage::Started,
         call: None,
         run: None,
         agent: None,
         action: None,
-        register: Some(g.register().version.to_string()),
+        register: Some(g.register().version.as_str().into()),
         detail: json!({ "entry": entry, "actions": g.register().actions.len(), "version": env!("CARGO_PKG_VERSION") }),
     };
     g.store()

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// The stage a call (or the gateway) reached; past-tense verbs in the brief's words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,27 +43,30 @@ impl Stage {
 }
 
 /// An audit event before it has a place in the log.
+///
+/// Its text fields are shared (`Arc<str>`): a call's events name the same call, agent,
+/// action and register, and often the same millisecond, without a copy each.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// When it happened, RFC 3339 UTC with milliseconds.
-    pub time: String,
+    pub time: Arc<str>,
     /// What happened.
     pub stage: Stage,
     /// The call it belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub call: Option<String>,
+    pub call: Option<Arc<str>>,
     /// The run or session of the agent, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<String>,
+    pub run: Option<Arc<str>>,
     /// The agent, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
+    pub agent: Option<Arc<str>>,
     /// The action (namespaced tool), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
+    pub action: Option<Arc<str>>,
     /// The register version in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub register: Option<String>,
+    pub register: Option<Arc<str>>,
     /// Stage-specific facts: redacted arguments, the agent's reason, the decision, the result.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub detail: Value,
@@ -74,7 +78,8 @@ impl Event {
     /// These bytes are the Merkle leaf; they are what the store keeps, byte for byte.
     pub fn canonical(&self) -> Vec<u8> {
         // the fields in code-point order, written straight out: this runs three times per call
-        let mut out = Vec::with_capacity(256);
+        // a call's events are 300-500 bytes: most fit without growing
+        let mut out = Vec::with_capacity(512);
         out.push(b'{');
         let mut first = true;
         let mut key = |out: &mut Vec<u8>, name: &str| {
@@ -104,7 +109,7 @@ impl Event {
             ("register", self.register.as_deref()),
             ("run", self.run.as_deref()),
             ("stage", Some(self.stage.as_str())),
-            ("time", Some(self.time.as_str())),
+            ("time", Some(&*self.time)),
         ];
         for (name, value) in text {
             if let Some(v) = value {

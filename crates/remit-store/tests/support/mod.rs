@@ -245,13 +245,13 @@ fn with_database(url: &str, name: &str) -> String {
 /// A realistic event, about 300 bytes once canonical, numbered `i`.
 pub(crate) fn event(i: usize) -> Event {
     Event {
-        time: "2026-08-01T12:00:00.000Z".to_owned(),
+        time: "2026-08-01T12:00:00.000Z".into(),
         stage: Stage::Proposed,
-        call: Some(format!("call_{i:08}")),
-        run: Some("run_7f3a".to_owned()),
-        agent: Some("support-bot".to_owned()),
-        action: Some("billing.issue_refund".to_owned()),
-        register: Some("sha256:4be1c0de".to_owned()),
+        call: Some(format!("call_{i:08}").into()),
+        run: Some("run_7f3a".into()),
+        agent: Some("support-bot".into()),
+        action: Some("billing.issue_refund".into()),
+        register: Some("sha256:4be1c0de".into()),
         detail: json!({
             "args": { "customer": format!("cus_{i:06}"), "amount": 42.5, "currency": "EUR" },
             "reason": "customer was charged twice for order 1182; refund the duplicate",

@@ -310,6 +310,48 @@ fn freeze_takes_effect_within_a_second_and_is_recorded() {
 }
 
 #[test]
+fn every_event_carries_the_time_it_happened() {
+    let r = remit_with_echo_as("slow", "", "sleep", "read");
+    for ms in [60, 1] {
+        let (status, _) = r.call("slow.sleep", json!({ "ms": ms }));
+        assert_eq!(status, 200);
+    }
+    let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
+    let events: Vec<Value> = export
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .filter(|e| e["action"] == "slow.sleep")
+        .collect();
+    let times: Vec<&str> = events.iter().map(|e| e["time"].as_str().unwrap()).collect();
+    let stages: Vec<&str> = events
+        .iter()
+        .map(|e| e["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "proposed", "decided", "executed", "proposed", "decided", "executed"
+        ],
+        "{export}"
+    );
+    // RFC 3339, UTC, milliseconds (2026-11-27T05:30:13.123Z); milliseconds of the day
+    let ms = |t: &str| -> i64 {
+        assert!(
+            t.len() == 24 && t.ends_with('Z') && &t[10..11] == "T",
+            "{t}"
+        );
+        let n = |a: usize, b: usize| t[a..b].parse::<i64>().unwrap();
+        ((n(11, 13) * 60 + n(14, 16)) * 60 + n(17, 19)) * 1000 + n(20, 23)
+    };
+    let since = |a: usize, b: usize| (ms(times[b]) - ms(times[a])).rem_euclid(86_400_000);
+    assert!(
+        since(1, 2) >= 60,
+        "the executed event is stamped when the 60 ms call ended, not when it was decided: {times:?}"
+    );
+    assert!(since(2, 3) < 60_000 && since(3, 5) < 60_000, "{times:?}");
+}
+
+#[test]
 fn reason_and_redaction_are_recorded_as_the_register_says() {
     let r = Remit::start(STANDARD);
     let (status, answer) = r.call(

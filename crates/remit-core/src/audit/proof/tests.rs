@@ -285,12 +285,12 @@ fn builder_ignores_leaves_past_the_tree_size() {
 
 fn event(i: u32) -> String {
     let body = Event {
-        time: format!("2026-01-01T00:00:{:02}.000Z", i % 60),
+        time: format!("2026-01-01T00:00:{:02}.000Z", i % 60).into(),
         stage: Stage::Proposed,
-        call: Some(format!("call-{i}")),
+        call: Some(format!("call-{i}").into()),
         run: None,
-        agent: Some("support-bot".to_owned()),
-        action: Some("billing.issue_refund".to_owned()),
+        agent: Some("support-bot".into()),
+        action: Some("billing.issue_refund".into()),
         register: None,
         detail: serde_json::json!({"amount": i}),
     }

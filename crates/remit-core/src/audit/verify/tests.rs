@@ -6,13 +6,13 @@ const ORIGIN: &str = "remit.example/log";
 
 fn body(i: u64) -> String {
     let event = Event {
-        time: format!("2026-03-01T12:00:{:02}.{:03}Z", i % 60, i % 1000),
+        time: format!("2026-03-01T12:00:{:02}.{:03}Z", i % 60, i % 1000).into(),
         stage: Stage::Executed,
-        call: Some(format!("01J{i:023}")),
-        run: Some("run-7".to_owned()),
-        agent: Some("support-bot".to_owned()),
-        action: Some("billing.issue_refund".to_owned()),
-        register: Some("sha256:4f2a".to_owned()),
+        call: Some(format!("01J{i:023}").into()),
+        run: Some("run-7".into()),
+        agent: Some("support-bot".into()),
+        action: Some("billing.issue_refund".into()),
+        register: Some("sha256:4f2a".into()),
         detail: serde_json::json!({"args": {"amount": i, "order": format!("ord_{i}")}, "result": "ok"}),
     };
     String::from_utf8(event.canonical()).unwrap()
