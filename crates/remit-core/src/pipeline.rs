@@ -529,9 +529,10 @@ impl Gateway {
                     .get("isError")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                // The result is recorded as the agent gets it unless it is too large or
-                // echoes a redacted value: then it moves into the event and comes back
-                // out once the event is written (no copy), otherwise the event gets its own.
+                // A result recorded whole and unscrubbed (the usual case) moves into the
+                // event and comes back out for the agent once the event is written, with
+                // no copy; one too large for the audit gets a summary in its place, and
+                // one that echoes a redacted value a scrubbed copy.
                 let (recorded, reply) = match cap(&result) {
                     None if trail.secrets.is_empty() => (result, Ok(None)),
                     None => {
