@@ -316,10 +316,10 @@ fn every_event_carries_the_time_it_happened() {
         let (status, _) = r.call("slow.sleep", json!({ "ms": ms }));
         assert_eq!(status, 200);
     }
-    let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
-    let events: Vec<Value> = export
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+    let events: Vec<Value> = r
+        .events()
+        .into_iter()
+        .map(|l| l["event"].clone())
         .filter(|e| e["action"] == "slow.sleep")
         .collect();
     let times: Vec<&str> = events.iter().map(|e| e["time"].as_str().unwrap()).collect();
@@ -332,7 +332,7 @@ fn every_event_carries_the_time_it_happened() {
         [
             "proposed", "decided", "executed", "proposed", "decided", "executed"
         ],
-        "{export}"
+        "{events:?}"
     );
     // RFC 3339, UTC, milliseconds (2026-11-27T05:30:13.123Z); milliseconds of the day
     let ms = |t: &str| -> i64 {
