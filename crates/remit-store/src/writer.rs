@@ -198,10 +198,7 @@ impl Writer {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = events
-            .iter()
-            .map(EventRow::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = rows_of(events)?;
         let (reply, answer) = oneshot::channel();
         self.send(Job::Append { rows, reply }, commit).await?;
         answer.await.map_err(|_| stopped())?
@@ -244,10 +241,7 @@ impl Writer {
                 .map(|_| ChargeOutcome::Charged);
         }
         budget::check_charges(charges)?;
-        let rows = events
-            .iter()
-            .map(EventRow::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = rows_of(events)?;
         let (reply, answer) = oneshot::channel();
         self.send(
             Job::ChargeThenAppend {
@@ -370,6 +364,11 @@ pub(crate) fn answer(jobs: &mut Vec<Job>, result: Result<Committed, StoreError>)
             }
         }
     }
+}
+
+/// Events turned into their rows (canonical body and leaf hash), on the caller's task.
+fn rows_of(events: &[Event]) -> Result<Vec<EventRow>, StoreError> {
+    events.iter().map(EventRow::new).collect()
 }
 
 /// The outcome of a batch's next charge.
