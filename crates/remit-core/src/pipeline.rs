@@ -5,7 +5,8 @@ use crate::condition::Bindings;
 use crate::decision::{Decision, Refusal, decide};
 use crate::ids::{AgentId, CallId, RunId, fresh};
 use crate::ports::{
-    ChargeOutcome, Cleared, Clock, FreezeTarget, Store, ToolSpec, UpstreamError, Upstreams,
+    CallsRunning, ChargeOutcome, Cleared, Clock, FreezeTarget, Store, ToolSpec, UpstreamError,
+    Upstreams,
 };
 use crate::register::compile::did_you_mean;
 use crate::register::{Action, Agent, Register, Tier};
@@ -340,6 +341,7 @@ impl Gateway {
 
     /// Runs one call through the pipeline; every path records its events and fails closed.
     pub async fn call(&self, call: Call) -> Outcome {
+        let _running = self.store.calls_running().map(CallsRunning::enter);
         let id = CallId::new(fresh("call"));
         let mut trail = Trail::new(self, &id, &call);
         let mut call = call;

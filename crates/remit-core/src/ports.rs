@@ -155,6 +155,40 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn frozen(&self) -> Result<Vec<FreezeTarget>, StoreError>;
     /// A cheap round trip that proves the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The count the pipeline keeps of its calls running, for a store that group-commits by it.
+    fn calls_running(&self) -> Option<&CallsRunning> {
+        None
+    }
+}
+
+/// How many calls the pipeline is running now, entry to answer.
+///
+/// A store that sees many calls running can wait a moment before a commit so that one
+/// commit takes many of them, as PostgreSQL's `commit_delay` does past `commit_siblings`.
+#[derive(Debug, Default)]
+pub struct CallsRunning(std::sync::atomic::AtomicUsize);
+
+impl CallsRunning {
+    /// Counts one call until the guard drops.
+    pub fn enter(&self) -> RunningCall<'_> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RunningCall(self)
+    }
+
+    /// How many calls are running.
+    pub fn now(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// One call counted in [`CallsRunning`] while it lives.
+#[derive(Debug)]
+pub struct RunningCall<'a>(&'a CallsRunning);
+
+impl Drop for RunningCall<'_> {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A tool as an upstream describes it.
@@ -353,5 +387,23 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_counted_until_its_guard_drops_however_it_ends() {
+        let running = CallsRunning::default();
+        let first = running.enter();
+        let calls = vec![running.enter(), running.enter()];
+        assert_eq!(running.now(), 3);
+        // a call whose future is dropped midway (its client hung up) drops its guard too
+        drop(calls);
+        assert_eq!(running.now(), 1);
+        drop(first);
+        assert_eq!(running.now(), 0);
     }
 }

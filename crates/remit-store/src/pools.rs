@@ -139,6 +139,10 @@ macro_rules! store_over_pools {
                     .collect()
             }
 
+            fn calls_running(&self) -> Option<&remit_core::ports::CallsRunning> {
+                Some(self.writer.calls_running())
+            }
+
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("SELECT 1")
                     .execute(&self.$reads)

@@ -15,7 +15,7 @@ use crate::error::repeat;
 use crate::record::EventRow;
 use async_trait::async_trait;
 use remit_core::audit::event::Event;
-use remit_core::ports::{BudgetCharge, ChargeOutcome, StoreError, StoreErrorKind};
+use remit_core::ports::{BudgetCharge, CallsRunning, ChargeOutcome, StoreError, StoreErrorKind};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -139,6 +139,8 @@ impl Job {
 pub(crate) struct Writer {
     route: Route,
     closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The pipeline's count of calls running, which the writer may wait for.
+    running: std::sync::Arc<CallsRunning>,
 }
 
 /// Where a job goes: a writer task's queue, or a committer a caller may run itself.
@@ -173,15 +175,26 @@ impl Writer {
         Self {
             route: Route::Task(jobs),
             closed: std::sync::Arc::default(),
+            running: std::sync::Arc::default(),
         }
     }
 
-    /// A writer whose jobs go to `submit`, which answers each job's reply itself.
-    pub(crate) fn direct(submit: std::sync::Arc<dyn Submit>) -> Self {
+    /// A writer whose jobs go to `submit`, which answers each job's reply itself and may
+    /// wait for some of the calls `running` counts.
+    pub(crate) fn direct(
+        submit: std::sync::Arc<dyn Submit>,
+        running: std::sync::Arc<CallsRunning>,
+    ) -> Self {
         Self {
             route: Route::Direct(submit),
             closed: std::sync::Arc::default(),
+            running,
         }
+    }
+
+    /// The count of calls running that the pipeline keeps for this writer.
+    pub(crate) fn calls_running(&self) -> &CallsRunning {
+        &self.running
     }
 
     /// Refuses every later append and charge, in every clone.
