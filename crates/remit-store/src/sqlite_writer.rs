@@ -515,10 +515,19 @@ mod tests {
 
     /// A migrated store file, and a committer of its own on it.
     async fn committer(dir: &tempfile::TempDir, busy: Duration) -> Committer {
+        committer_lingering(dir, busy, LINGER).await
+    }
+
+    /// A committer whose thread waits for calls running as `linger` says.
+    async fn committer_lingering(
+        dir: &tempfile::TempDir,
+        busy: Duration,
+        linger: Linger,
+    ) -> Committer {
         let path = dir.path().join("remit.db");
         let store = crate::sqlite::SqliteStore::open(&path).await.unwrap();
         store.close().await;
-        Committer(start_shared(&path, busy, Arc::default(), LINGER).unwrap())
+        Committer(start_shared(&path, busy, Arc::default(), linger).unwrap())
     }
 
     /// Submits `n` events to an idle writer: answered before `submit` returned, with no
@@ -633,21 +642,35 @@ mod tests {
         assert_eq!(commit_here(&committer, 1).unwrap(), vec![2]);
     }
 
-    /// A committer whose thread waits up to `wait` for half the calls running once at least `siblings` run.
-    async fn lingering(dir: &tempfile::TempDir, siblings: usize, wait: Duration) -> Committer {
-        let path = dir.path().join("remit.db");
-        let store = crate::sqlite::SqliteStore::open(&path).await.unwrap();
-        store.close().await;
-        let linger = Linger { siblings, wait };
-        Committer(start_shared(&path, Duration::from_secs(5), Arc::default(), linger).unwrap())
+    /// A committer whose thread waits up to `wait` for half the calls running once at least 4 run.
+    async fn lingering(dir: &tempfile::TempDir, wait: Duration) -> Committer {
+        let linger = Linger { siblings: 4, wait };
+        committer_lingering(dir, Duration::from_secs(5), linger).await
+    }
+
+    /// `n` calls counted as running until the guards drop.
+    fn calls(running: &CallsRunning, n: usize) -> Vec<remit_core::ports::RunningCall<'_>> {
+        (0..n).map(|_| running.enter()).collect()
+    }
+
+    /// The seqs a job was answered with, within five seconds (`why` says what should have ended the wait).
+    async fn answered(
+        answer: oneshot::Receiver<Result<Vec<u64>, StoreError>>,
+        why: &str,
+    ) -> Vec<u64> {
+        tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .expect(why)
+            .unwrap()
+            .unwrap()
     }
 
     #[tokio::test]
     async fn with_many_calls_running_the_thread_waits_until_half_of_them_queued() {
         let dir = tempfile::tempdir().unwrap();
-        let committer = lingering(&dir, 4, Duration::from_secs(30)).await;
+        let committer = lingering(&dir, Duration::from_secs(30)).await;
         let running = Arc::clone(&committer.0.running);
-        let _calls: Vec<_> = (0..10).map(|_| running.enter()).collect();
+        let _calls = calls(&running, 10);
         let mut first = submitted_during_a_commit(&committer, &[1]).remove(0);
         // five of the ten running are wanted; one has queued, so the thread waits
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -678,44 +701,41 @@ mod tests {
     #[tokio::test]
     async fn a_lingering_thread_commits_what_it_has_when_its_wait_ends() {
         let dir = tempfile::tempdir().unwrap();
-        let committer = lingering(&dir, 4, Duration::from_millis(20)).await;
+        let committer = lingering(&dir, Duration::from_millis(20)).await;
         let running = Arc::clone(&committer.0.running);
         // calls running that never queue (a slow upstream) hold a commit back only for the wait
-        let _calls: Vec<_> = (0..10).map(|_| running.enter()).collect();
+        let _calls = calls(&running, 10);
         let answer = submitted_during_a_commit(&committer, &[2]).remove(0);
-        let seqs = tokio::time::timeout(Duration::from_secs(5), answer)
-            .await
-            .expect("committed once the wait ended");
-        assert_eq!(seqs.unwrap().unwrap(), vec![0, 1]);
+        assert_eq!(
+            answered(answer, "committed once the wait ended").await,
+            vec![0, 1]
+        );
         until_idle(&committer).await;
     }
 
     #[tokio::test]
     async fn with_few_calls_running_the_thread_commits_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let committer = lingering(&dir, 4, Duration::from_secs(30)).await;
+        let committer = lingering(&dir, Duration::from_secs(30)).await;
         let running = Arc::clone(&committer.0.running);
-        let _calls: Vec<_> = (0..3).map(|_| running.enter()).collect();
+        let _calls = calls(&running, 3);
         let answer = submitted_during_a_commit(&committer, &[1]).remove(0);
-        let seqs = tokio::time::timeout(Duration::from_secs(5), answer)
-            .await
-            .expect("no wait below the siblings");
-        assert_eq!(seqs.unwrap().unwrap(), vec![0]);
+        assert_eq!(
+            answered(answer, "no wait below the siblings").await,
+            vec![0]
+        );
     }
 
     #[tokio::test]
     async fn a_writer_dropped_while_its_thread_waits_still_commits_the_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let committer = lingering(&dir, 4, Duration::from_secs(30)).await;
+        let committer = lingering(&dir, Duration::from_secs(30)).await;
         let running = Arc::clone(&committer.0.running);
-        let calls: Vec<_> = (0..10).map(|_| running.enter()).collect();
+        let _calls = calls(&running, 10);
         let answer = submitted_during_a_commit(&committer, &[1]).remove(0);
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(committer);
-        let seqs = tokio::time::timeout(Duration::from_secs(5), answer)
-            .await
-            .expect("the last handle's drop ends the wait");
-        assert_eq!(seqs.unwrap().unwrap(), vec![0]);
-        drop(calls);
+        let seqs = answered(answer, "the last handle's drop ends the wait").await;
+        assert_eq!(seqs, vec![0]);
     }
 }
