@@ -140,7 +140,7 @@ macro_rules! store_over_pools {
             }
 
             fn calls_running(&self) -> Option<&remit_core::ports::CallsRunning> {
-                Some(self.writer.calls_running())
+                self.writer.calls_running()
             }
 
             async fn ping(&self) -> Result<(), StoreError> {

@@ -139,8 +139,8 @@ impl Job {
 pub(crate) struct Writer {
     route: Route,
     closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// The pipeline's count of calls running, which the writer may wait for.
-    running: std::sync::Arc<CallsRunning>,
+    /// The pipeline's count of calls running, when the writer waits for them.
+    running: Option<std::sync::Arc<CallsRunning>>,
 }
 
 /// Where a job goes: a writer task's queue, or a committer a caller may run itself.
@@ -175,7 +175,7 @@ impl Writer {
         Self {
             route: Route::Task(jobs),
             closed: std::sync::Arc::default(),
-            running: std::sync::Arc::default(),
+            running: None,
         }
     }
 
@@ -188,13 +188,16 @@ impl Writer {
         Self {
             route: Route::Direct(submit),
             closed: std::sync::Arc::default(),
-            running,
+            running: Some(running),
         }
     }
 
-    /// The count of calls running that the pipeline keeps for this writer.
-    pub(crate) fn calls_running(&self) -> &CallsRunning {
-        &self.running
+    /// The count of calls running that the pipeline keeps for this writer, if it waits for them.
+    ///
+    /// The writer task (PostgreSQL's) does not: it batches what has queued after a few
+    /// scheduler turns, whatever is running.
+    pub(crate) fn calls_running(&self) -> Option<&CallsRunning> {
+        self.running.as_deref()
     }
 
     /// Refuses every later append and charge, in every clone.
