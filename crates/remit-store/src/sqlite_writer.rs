@@ -159,13 +159,18 @@ struct State {
 }
 
 impl State {
-    /// Queues a job; wakes the thread if it waits for this many.
+    /// Queues a job; wakes the thread if it waits for this many jobs, or now has a batch.
     fn push(&mut self, job: Job, wake: &Condvar) {
         self.jobs.push(job);
-        if self.want != 0 && self.jobs.len() >= self.want {
+        if self.want != 0 && (self.jobs.len() >= self.want || self.holds_a_batch()) {
             self.want = 0;
             wake.notify_one();
         }
+    }
+
+    /// Whether the jobs queued make a full batch.
+    fn holds_a_batch(&self) -> bool {
+        self.jobs.iter().map(Job::weight).sum::<usize>() >= MAX_BATCH_EVENTS
     }
 }
 
@@ -174,14 +179,17 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// With many calls running, waits (a bounded moment) until half of them have queued.
+    /// With many calls running, waits (a bounded moment) until half of them have queued,
+    /// or a batch's worth.
     fn linger<'s>(&'s self, mut state: MutexGuard<'s, State>) -> MutexGuard<'s, State> {
         let running = self.running.now();
-        let want = running / 2;
+        // a read's end is three events: a batch holds this many of them
+        let want = (running / 2).min(MAX_BATCH_EVENTS / 3);
         if self.linger.wait.is_zero()
             || running < self.linger.siblings
             || state.stopped
             || state.jobs.len() >= want
+            || state.holds_a_batch()
         {
             return state;
         }
@@ -737,5 +745,28 @@ mod tests {
         drop(committer);
         let seqs = answered(answer, "the last handle's drop ends the wait").await;
         assert_eq!(seqs, vec![0]);
+    }
+
+    #[tokio::test]
+    async fn with_more_calls_running_than_a_batch_holds_the_thread_waits_for_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let committer = lingering(&dir, Duration::from_secs(30)).await;
+        let running = Arc::clone(&committer.0.running);
+        let _calls = calls(&running, 1_000);
+        // a batch's worth of reads (85 of three events) queues: the thread takes them at once
+        let answers = submitted_during_a_commit(&committer, &[3; MAX_BATCH_EVENTS / 3]);
+        for (i, answer) in answers.into_iter().enumerate() {
+            let seqs = answered(answer, "a full batch was not held back").await;
+            assert_eq!(seqs[0], 3 * i as u64);
+        }
+        // one job of a batch's weight wakes a thread that waits for 85 jobs
+        let answer = submitted_during_a_commit(&committer, &[1]).remove(0);
+        let (job, heavy) = append(MAX_BATCH_EVENTS);
+        committer.submit(job);
+        assert_eq!(
+            answered(answer, "a batch's weight woke the thread").await,
+            vec![255]
+        );
+        answered(heavy, "a batch's weight was not held back").await;
     }
 }
