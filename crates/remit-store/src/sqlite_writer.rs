@@ -44,9 +44,10 @@ struct Linger {
     wait: Duration,
 }
 
-/// From 16 calls running, a commit waits up to 1 ms for half of them. Side by side at 64
-/// clients: 10 % less CPU per call and 0.42× against 0.39× (BENCHMARKS.md, run 14); no
-/// change at 8 clients, where an unconditional 1 ms wait had cost a third of the throughput.
+/// From 16 calls running, a commit waits up to 1 ms for half of them (at most a batch's
+/// worth, [`Shared::linger`]). Side by side at 64 clients: 10 % less CPU per call and
+/// 0.42× against 0.39× (BENCHMARKS.md, run 14); no change at 8 clients, where an
+/// unconditional 1 ms wait had cost a third of the throughput.
 const LINGER: Linger = Linger {
     siblings: 16,
     wait: Duration::from_millis(1),
