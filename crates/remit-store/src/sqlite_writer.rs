@@ -707,32 +707,40 @@ mod tests {
         assert_eq!(all, vec![vec![0], vec![1], vec![2], vec![3], vec![4]]);
     }
 
+    /// The seqs of one job of `events` handed to a thread that may wait `wait` with `running` calls running.
+    async fn one_job_while_running(
+        running: usize,
+        wait: Duration,
+        events: usize,
+        why: &str,
+    ) -> Vec<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        let committer = lingering(&dir, wait).await;
+        let count = Arc::clone(&committer.0.running);
+        let _calls = calls(&count, running);
+        let answer = submitted_during_a_commit(&committer, &[events]).remove(0);
+        let seqs = answered(answer, why).await;
+        until_idle(&committer).await;
+        seqs
+    }
+
     #[tokio::test]
     async fn a_lingering_thread_commits_what_it_has_when_its_wait_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let committer = lingering(&dir, Duration::from_millis(20)).await;
-        let running = Arc::clone(&committer.0.running);
         // calls running that never queue (a slow upstream) hold a commit back only for the wait
-        let _calls = calls(&running, 10);
-        let answer = submitted_during_a_commit(&committer, &[2]).remove(0);
-        assert_eq!(
-            answered(answer, "committed once the wait ended").await,
-            vec![0, 1]
+        let seqs = one_job_while_running(
+            10,
+            Duration::from_millis(20),
+            2,
+            "committed once the wait ended",
         );
-        until_idle(&committer).await;
+        assert_eq!(seqs.await, vec![0, 1]);
     }
 
     #[tokio::test]
     async fn with_few_calls_running_the_thread_commits_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let committer = lingering(&dir, Duration::from_secs(30)).await;
-        let running = Arc::clone(&committer.0.running);
-        let _calls = calls(&running, 3);
-        let answer = submitted_during_a_commit(&committer, &[1]).remove(0);
-        assert_eq!(
-            answered(answer, "no wait below the siblings").await,
-            vec![0]
-        );
+        let seqs =
+            one_job_while_running(3, Duration::from_secs(30), 1, "no wait below the siblings");
+        assert_eq!(seqs.await, vec![0]);
     }
 
     #[tokio::test]
