@@ -186,8 +186,7 @@ impl Shared {
         let running = self.running.now();
         // a read's end is three events: a batch holds this many of them
         let want = (running / 2).min(MAX_BATCH_EVENTS / 3);
-        if self.linger.wait.is_zero()
-            || running < self.linger.siblings
+        if running < self.linger.siblings
             || state.stopped
             || state.jobs.len() >= want
             || state.holds_a_batch()
@@ -695,15 +694,10 @@ mod tests {
             })
             .collect();
         // the fifth wakes it well before its wait ends, and one commit takes all five
-        let all = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut seqs = vec![first.await.unwrap().unwrap()];
-            for answer in rest {
-                seqs.push(answer.await.unwrap().unwrap());
-            }
-            seqs
-        })
-        .await
-        .expect("the fifth job woke the thread");
+        let mut all = vec![answered(first, "the fifth job woke the thread").await];
+        for answer in rest {
+            all.push(answered(answer, "the fifth job woke the thread").await);
+        }
         assert_eq!(all, vec![vec![0], vec![1], vec![2], vec![3], vec![4]]);
     }
 
