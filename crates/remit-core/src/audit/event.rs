@@ -82,13 +82,15 @@ impl Event {
         let mut out = Vec::with_capacity(512);
         out.push(b'{');
         let mut first = true;
+        // the names are this struct's own, with nothing to escape
         let mut key = |out: &mut Vec<u8>, name: &str| {
             if !first {
                 out.push(b',');
             }
             first = false;
-            write_str(out, name);
-            out.push(b':');
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
         };
         let text = [
             ("action", self.action.as_deref()),
@@ -129,10 +131,74 @@ pub fn canonical_json(value: &Value) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// A JSON string, escaped as serde_json escapes it.
+/// A JSON string, escaped byte for byte as serde_json escapes it.
+///
+/// Every call writes about sixty strings of its events through here, most of them short
+/// and with nothing to escape: those are checked eight bytes at a time and copied whole,
+/// where serde_json looks each byte up in a table.
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    // writing to a Vec cannot fail
-    let _ = serde_json::to_writer(&mut *out, s);
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    if needs_no_escape(bytes) {
+        out.extend_from_slice(bytes);
+    } else {
+        // `bytes[start..i]` needs no escape and is not written yet
+        let mut start = 0;
+        for (i, byte) in bytes.iter().enumerate() {
+            if let Some(escaped) = escape(*byte) {
+                out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+                out.extend_from_slice(escaped.as_bytes());
+                start = i + 1;
+            }
+        }
+        out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    }
+    out.push(b'"');
+}
+
+/// Whether no byte of `bytes` is escaped in a JSON string.
+fn needs_no_escape(bytes: &[u8]) -> bool {
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    tail.iter().all(|b| *b >= 0x20 && *b != b'"' && *b != b'\\')
+        && words
+            .map(|w| <[u8; 8]>::try_from(w).map_or(u64::MAX, u64::from_le_bytes))
+            .all(|word| !may_need_escape(word))
+}
+
+/// Whether any of the eight bytes in `word` may be a control character, a quote or a backslash.
+///
+/// Never false when one is (a true answer may be wrong: each byte is then checked).
+fn may_need_escape(word: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS != 0;
+    // a byte below 0x20: the same trick with 0x20 in place of 1
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+    below_space
+        || has_zero(word ^ (ONES * u64::from(b'"')))
+        || has_zero(word ^ (ONES * u64::from(b'\\')))
+}
+
+/// How serde_json writes `byte` inside a string, if not as itself.
+fn escape(byte: u8) -> Option<std::borrow::Cow<'static, str>> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = match byte {
+        b'"' => "\\\"",
+        b'\\' => "\\\\",
+        0x08 => "\\b",
+        0x09 => "\\t",
+        0x0a => "\\n",
+        0x0c => "\\f",
+        0x0d => "\\r",
+        0x00..=0x1f => {
+            let hex = |n: u8| char::from(HEX.get(usize::from(n)).copied().unwrap_or(b'0'));
+            return Some(format!("\\u00{}{}", hex(byte >> 4), hex(byte & 0xf)).into());
+        }
+        _ => return None,
+    };
+    Some(short.into())
 }
 
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
@@ -155,7 +221,9 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
+        Value::String(text) => write_str(out, text),
         other => {
+            // writing to a Vec cannot fail
             let _ = serde_json::to_writer(&mut *out, other);
         }
     }
@@ -253,5 +321,51 @@ mod canonical_tests {
         let one: Value = serde_json::from_str(r#"{"x": 1, "y": {"q": true, "p": null}}"#).unwrap();
         let two: Value = serde_json::from_str(r#"{"y": {"p": null, "q": true}, "x": 1}"#).unwrap();
         assert_eq!(canonical_json(&one), canonical_json(&two));
+    }
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        let ours = |text: &str| {
+            let mut out = Vec::new();
+            write_str(&mut out, text);
+            String::from_utf8(out).unwrap()
+        };
+        let theirs = |text: &str| serde_json::to_string(text).unwrap();
+        // every ASCII byte and some wider characters, at every offset within and across
+        // the eight-byte words the fast path reads
+        let mut specials: Vec<char> = (0u8..=0x7f).map(char::from).collect();
+        specials.extend(['é', '€', '\u{2028}', '\u{10ffff}', '\u{fffd}']);
+        for c in &specials {
+            for before in 0..18 {
+                for after in [0, 1, 7, 8, 9] {
+                    let text = format!("{}{c}{}", "a".repeat(before), "b".repeat(after));
+                    assert_eq!(ours(&text), theirs(&text), "{text:?}");
+                }
+            }
+        }
+        // runs of specials, and pseudo-random strings from the same alphabet
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for len in 0..200 {
+            let text: String = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    specials[usize::try_from(seed % specials.len() as u64).unwrap()]
+                })
+                .collect();
+            assert_eq!(ours(&text), theirs(&text), "{text:?}");
+        }
+        assert_eq!(ours(""), "\"\"");
+        assert_eq!(ours("\"\\\u{1}\n"), r#""\"\\\u0001\n""#);
+    }
+
+    #[test]
+    fn string_values_inside_the_detail_are_escaped_as_serde_json_does() {
+        let value = json!({ "k\"ey": ["line\none", "tab\tand \u{7f} and \u{0}", { "q": "\\" }] });
+        let canonical = canonical_json(&value);
+        assert_eq!(canonical, serde_json::to_string(&value).unwrap());
+        let back: Value = serde_json::from_str(&canonical).unwrap();
+        assert_eq!(back, value);
     }
 }
