@@ -361,23 +361,18 @@ fn reply(
     key: &str,
     value: &Value,
 ) -> (http::StatusCode, Vec<u8>) {
-    /// The JSON-RPC message, written straight from its parts: `id`, `jsonrpc`, then `key`.
-    struct Message<'a> {
-        id: &'a Value,
-        key: &'a str,
-        value: &'a Value,
-    }
-    impl serde::Serialize for Message<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            use serde::ser::SerializeMap as _;
-            let mut map = s.serialize_map(Some(3))?;
-            map.serialize_entry("id", self.id)?;
-            map.serialize_entry("jsonrpc", "2.0")?;
-            map.serialize_entry(self.key, self.value)?;
-            map.end()
-        }
-    }
-    let body = serde_json::to_vec(&Message { id, key, value }).unwrap_or_default();
+    // the JSON-RPC message, written straight from its parts: `id`, `jsonrpc`, then `key`
+    // (the bytes serde_json would write, as the answers' test against rmcp holds)
+    let mut body = Vec::with_capacity(256);
+    body.extend_from_slice(b"{\"id\":");
+    remit_core::audit::event::write_canonical_json(id, &mut body);
+    body.extend_from_slice(b",\"jsonrpc\":\"2.0\",");
+    // `result` or `error`: nothing to escape
+    body.push(b'"');
+    body.extend_from_slice(key.as_bytes());
+    body.extend_from_slice(b"\":");
+    remit_core::audit::event::write_canonical_json(value, &mut body);
+    body.push(b'}');
     (status, body)
 }
 
