@@ -24,6 +24,7 @@ struct AppState {
     max_body: usize,
     short_way: Arc<remit_mcp::ShortWay>,
     auth_failures: Arc<AuthFailures>,
+    status_token: remit_core::audit::checkpoint::StatusToken,
 }
 
 /// The OpenAPI document of `/v1`.
@@ -80,6 +81,7 @@ pub fn app(runtime: &crate::Runtime) -> App {
         max_body,
         short_way: Arc::new(remit_mcp::ShortWay::new(&hosts)),
         auth_failures: Arc::default(),
+        status_token: runtime.status_token,
     };
     let mcp = remit_mcp::http_service(Arc::clone(&gateway), hosts);
     let router = Router::new()
@@ -489,9 +491,18 @@ pub struct Health {
     pub upstreams: Vec<Value>,
 }
 
-/// Report store, audit and upstream state.
+/// Report store, audit and upstream state; the errors behind a failure only to the operator.
+///
+/// An error's text can name hosts, paths and users inside the deployment, and anyone who
+/// reaches remit (an agent, say) can ask for `/health`; so the store's `error` and each
+/// upstream's `last_error` are given only with the operator's token (`Authorization:
+/// Bearer`, derived from the audit signing key; `remit status` sends it).
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health), (status = 503, body = Health)))]
-async fn health(State(state): State<AppState>) -> Response {
+async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let operator = match bearer(&headers) {
+        Credential::Bearer(token) => state.status_token.admits(&token),
+        Credential::Local(_) | Credential::None => false,
+    };
     use remit_core::ports::Upstreams;
     let store = state.gateway.store();
     let store_ok = store.ping().await;
@@ -509,7 +520,8 @@ async fn health(State(state): State<AppState>) -> Response {
         register: state.gateway.register().version.to_string(),
         store: match &store_ok {
             Ok(()) => json!({ "ok": true }),
-            Err(e) => json!({ "ok": false, "error": e.to_string() }),
+            Err(e) if operator => json!({ "ok": false, "error": e.to_string() }),
+            Err(_) => json!({ "ok": false }),
         },
         audit: json!({
             "events": events,
@@ -517,7 +529,13 @@ async fn health(State(state): State<AppState>) -> Response {
         }),
         upstreams: ups
             .iter()
-            .map(|u| serde_json::to_value(u).unwrap_or(Value::Null))
+            .map(|u| {
+                let mut u = serde_json::to_value(u).unwrap_or(Value::Null);
+                if !operator && let Some(u) = u.as_object_mut() {
+                    u.remove("last_error");
+                }
+                u
+            })
             .collect(),
     };
     let status = if store_ok.is_ok() {

@@ -1,6 +1,6 @@
 //! Builds the gateway from a compiled register and keeps its background work running.
 
-use remit_core::audit::checkpoint::AuditKey;
+use remit_core::audit::checkpoint::{AuditKey, StatusToken};
 use remit_core::checkpointer::Checkpointer;
 use remit_core::pipeline::Gateway;
 use remit_core::ports::{Clock, Store, SystemClock, Upstreams};
@@ -31,6 +31,8 @@ pub struct Runtime {
     pub upstreams: Arc<McpUpstreams>,
     /// The audit verifier key text (public), for `audit verify` and proofs.
     pub verifier: String,
+    /// The check of the operator's token for `/health`'s error details ([`AuditKey::status_token`]).
+    pub status_token: StatusToken,
     signer: Arc<tokio::sync::Mutex<Checkpointer>>,
     clock: Arc<dyn Clock>,
     tasks: Vec<JoinHandle<()>>,
@@ -87,6 +89,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::Store(e.to_string()))?;
         let key = load_or_create_key(&register.gateway.audit_key, &register.gateway.audit_origin)?;
         let verifier = key.verifier().to_text();
+        let status_token = StatusToken::of(&key);
         let upstreams = McpUpstreams::start(register.upstreams.values().cloned());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let gateway = Arc::new(Gateway::new(
@@ -151,6 +154,7 @@ impl Runtime {
             gateway,
             upstreams,
             verifier,
+            status_token,
             signer,
             clock,
             tasks,

@@ -4,6 +4,7 @@ use crate::Exit;
 use crate::registry::load_for;
 use anyhow::Context;
 use none::NoUpstreams;
+use remit_core::audit::AuditKey;
 use remit_core::audit::event::{Event, Stage};
 use remit_core::ids::{ActionName, AgentId};
 use remit_core::pipeline::Gateway;
@@ -137,12 +138,25 @@ pub(crate) async fn stdio(path: &Path, agent: &str) -> anyhow::Result<Exit> {
 pub(crate) async fn status(path: &Path) -> anyhow::Result<Exit> {
     let register = load_for(path, Strictness::Check)?;
     let url = format!("http://{}/health", register.gateway.listen);
-    let resp = match reqwest::Client::new()
+    // the operator's token, made from the audit signing key, has the errors shown too;
+    // without the key the status is shown without them
+    let token = std::fs::read_to_string(&register.gateway.audit_key)
+        .ok()
+        .and_then(|text| AuditKey::from_text(text.trim()).ok())
+        .map(|key| key.status_token());
+    if token.is_none() {
+        eprintln!(
+            "note: cannot read the audit key {}: errors are not shown",
+            register.gateway.audit_key.display()
+        );
+    }
+    let mut request = reqwest::Client::new()
         .get(&url)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-    {
+        .timeout(Duration::from_secs(5));
+    if let Some(token) = &token {
+        request = request.bearer_auth(token);
+    }
+    let resp = match request.send().await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("remit is not answering at {url}: {e}");

@@ -157,6 +157,30 @@ impl fmt::Debug for AuditKey {
     }
 }
 
+/// What checks the operator's token for `/health`'s error details: its SHA-256, compared in constant time.
+#[derive(Clone, Copy)]
+pub struct StatusToken([u8; 32]);
+
+impl fmt::Debug for StatusToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StatusToken(<redacted>)")
+    }
+}
+
+impl StatusToken {
+    /// The check for `key`'s token ([`AuditKey::status_token`]).
+    pub fn of(key: &AuditKey) -> Self {
+        Self(Sha256::digest(key.status_token().as_bytes()).into())
+    }
+
+    /// Whether `presented` is the token.
+    pub fn admits(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        bool::from(self.0.ct_eq(&presented))
+    }
+}
+
 impl AuditKey {
     /// A new random key with the given name (usually the log's origin).
     pub fn generate(name: &str) -> Result<Self, CheckpointError> {
@@ -166,6 +190,17 @@ impl AuditKey {
         let key = Self::from_seed(name, &seed);
         seed.fill(0);
         Ok(key)
+    }
+
+    /// The operator's token for `/health`'s error details, derived from this private key.
+    ///
+    /// Whoever can read the key file (the operator, `remit status`) can make it; the public
+    /// key does not give it, and it signs nothing.
+    pub fn status_token(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"remit status token v1\0");
+        h.update(self.signing.to_bytes());
+        hex::encode(h.finalize())
     }
 
     /// The key with this name and 32-byte Ed25519 seed.

@@ -446,16 +446,19 @@ fn an_upstream_that_never_answers_is_reported_and_its_tools_refused() {
     let (status, body) = r.call("silent.anything", json!({}));
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "unavailable");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let h = r.health();
-        let silent = h["upstreams"]
+    let silent_in = |h: &Value| {
+        h["upstreams"]
             .as_array()
             .unwrap()
             .iter()
             .find(|u| u["upstream"] == "silent")
             .unwrap()
-            .clone();
+            .clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let h = r.health_as_operator();
+        let silent = silent_in(&h);
         assert_eq!(silent["up"], json!(false));
         if let Some(e) = silent["last_error"].as_str() {
             assert!(e.contains("handshake"), "{e}");
@@ -465,6 +468,37 @@ fn an_upstream_that_never_answers_is_reported_and_its_tools_refused() {
         assert!(Instant::now() < deadline, "{h}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // anyone else (an agent with its own token too) sees that it is down, not why
+    for h in [
+        r.health(),
+        r.client
+            .get(r.url("/health"))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap(),
+    ] {
+        let silent = silent_in(&h);
+        assert_eq!(
+            (silent["up"].clone(), h["status"].clone()),
+            (json!(false), json!("degraded"))
+        );
+        assert!(silent.get("last_error").is_none(), "{h}");
+    }
+    // `remit status` reads the key and shows the error
+    let out = r.command(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let silent_line = text
+        .lines()
+        .find(|l| l.contains("silent"))
+        .unwrap_or_default();
+    assert!(
+        silent_line.contains("DOWN")
+            && silent_line.contains("last error: ")
+            && silent_line.contains("handshake"),
+        "{text}"
+    );
     // the other upstream is unaffected
     assert_eq!(
         r.call("billing.get_customer", json!({ "id": "cus_001" })).0,

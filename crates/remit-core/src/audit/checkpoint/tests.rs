@@ -305,3 +305,27 @@ fn messages_are_lowercase_one_line() {
         "checkpoint is not signed by key `k`"
     );
 }
+
+#[test]
+fn the_status_token_is_the_private_keys_alone_and_checked_whole() {
+    let token = key().status_token();
+    let check = StatusToken::of(&key());
+    assert!(check.admits(&token));
+    // another key's token, a changed character, a prefix, nothing, the public key's text
+    let other = AuditKey::from_seed("remit.example/log", &[8u8; 32]).status_token();
+    assert_ne!(other, token);
+    let mut changed = token.clone().into_bytes();
+    changed[0] = if changed[0] == b'0' { b'1' } else { b'0' };
+    for wrong in [
+        other,
+        String::from_utf8(changed).unwrap(),
+        token[..63].to_owned(),
+        String::new(),
+        key().verifier().to_text(),
+    ] {
+        assert!(!check.admits(&wrong), "{wrong}");
+    }
+    // the token is not the seed, and neither it nor its check is printed
+    assert!(!token.contains(&hex::encode([7u8; 32])));
+    assert_eq!(format!("{check:?}"), "StatusToken(<redacted>)");
+}
