@@ -499,11 +499,11 @@ pub struct Health {
 /// Bearer`, derived from the audit signing key; `remit status` sends it).
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    use remit_core::ports::Upstreams;
     let operator = match bearer(&headers) {
         Credential::Bearer(token) => state.status_token.admits(&token),
         Credential::Local(_) | Credential::None => false,
     };
-    use remit_core::ports::Upstreams;
     let store = state.gateway.store();
     let store_ok = store.ping().await;
     let events = store.event_count().await.ok();

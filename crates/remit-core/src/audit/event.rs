@@ -169,7 +169,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 fn needs_no_escape(bytes: &[u8]) -> bool {
     let words = bytes.chunks_exact(8);
     let tail = words.remainder();
-    tail.iter().all(|b| *b >= 0x20 && *b != b'"' && *b != b'\\')
+    tail.iter().all(|b| escape(*b).is_none())
         && words
             .map(|w| <[u8; 8]>::try_from(w).map_or(u64::MAX, u64::from_le_bytes))
             .all(|word| !may_need_escape(word))
