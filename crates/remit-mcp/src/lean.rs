@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use remit_core::ports::UpstreamError;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -83,26 +83,7 @@ impl LeanHttp {
         capabilities: Option<&Map<String, Value>>,
     ) -> Result<Value, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let none = Map::new();
-        let body = serde_json::to_vec(&CallBody {
-            jsonrpc: "2.0",
-            id,
-            method: "tools/call",
-            params: CallParams {
-                name: tool,
-                arguments: args,
-                meta: CallMeta {
-                    protocol_version: crate::STATELESS_REVISION,
-                    // the agent's: the upstream's input requests go to it
-                    client_capabilities: capabilities.unwrap_or(&none),
-                    client_info: ClientInfo {
-                        name: "remit",
-                        version: env!("CARGO_PKG_VERSION"),
-                    },
-                },
-            },
-        })
-        .map_err(|e| self.protocol(format!("cannot encode the call: {e}")))?;
+        let body = call_body(id, tool, args, capabilities);
         let sent = match &self.way {
             Way::Raw(raw) => {
                 match tokio::time::timeout(self.timeout, raw.post(tool, &body)).await {
@@ -256,37 +237,41 @@ impl<'de> Deserialize<'de> for Reply {
     }
 }
 
-/// A `tools/call` request as it goes out, borrowing the call's arguments.
-#[derive(Serialize)]
-struct CallBody<'a> {
-    jsonrpc: &'static str,
+/// A `tools/call` request's JSON-RPC body as it goes out.
+///
+/// Written straight from its parts by the audit's canonical writer (one buffer, strings
+/// checked eight bytes at a time); the same bytes serde_json wrote for the struct this
+/// replaced, which a test holds.
+fn call_body(
     id: u64,
-    method: &'static str,
-    params: CallParams<'a>,
-}
-
-#[derive(Serialize)]
-struct CallParams<'a> {
-    name: &'a str,
-    arguments: &'a Map<String, Value>,
-    #[serde(rename = "_meta")]
-    meta: CallMeta<'a>,
-}
-
-#[derive(Serialize)]
-struct CallMeta<'a> {
-    #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
-    protocol_version: &'static str,
-    #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
-    client_capabilities: &'a Map<String, Value>,
-    #[serde(rename = "io.modelcontextprotocol/clientInfo")]
-    client_info: ClientInfo,
-}
-
-#[derive(Serialize)]
-struct ClientInfo {
-    name: &'static str,
-    version: &'static str,
+    tool: &str,
+    args: &Map<String, Value>,
+    capabilities: Option<&Map<String, Value>>,
+) -> Vec<u8> {
+    use remit_core::audit::event::{write_canonical_object, write_json_string};
+    use std::io::Write as _;
+    let mut body = Vec::with_capacity(384 + tool.len());
+    body.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    // writing to a Vec cannot fail
+    let _ = write!(body, "{id}");
+    body.extend_from_slice(b",\"method\":\"tools/call\",\"params\":{\"name\":");
+    write_json_string(tool, &mut body);
+    body.extend_from_slice(b",\"arguments\":");
+    write_canonical_object(args, &mut body);
+    body.extend_from_slice(b",\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":");
+    write_json_string(crate::STATELESS_REVISION, &mut body);
+    // the agent's capabilities: the upstream's input requests go to it
+    body.extend_from_slice(b",\"io.modelcontextprotocol/clientCapabilities\":");
+    match capabilities {
+        Some(capabilities) => write_canonical_object(capabilities, &mut body),
+        None => body.extend_from_slice(b"{}"),
+    }
+    body.extend_from_slice(
+        b",\"io.modelcontextprotocol/clientInfo\":{\"name\":\"remit\",\"version\":",
+    );
+    write_json_string(env!("CARGO_PKG_VERSION"), &mut body);
+    body.extend_from_slice(b"}}}}");
+    body
 }
 
 /// Whether the environment names an HTTP proxy, which only the reqwest way follows.
@@ -720,6 +705,7 @@ impl RawHttp {
 
     /// The bytes of the request for `tool` with `body`.
     fn request(&self, tool: &str, body: &[u8]) -> Result<Vec<u8>, Sent> {
+        use std::io::Write as _;
         if http::HeaderValue::from_str(tool).is_err() {
             return Err(Sent::Unreached(format!(
                 "tool name `{tool}` cannot be sent in a header"
@@ -730,7 +716,8 @@ impl RawHttp {
         request.extend_from_slice(b"mcp-name: ");
         request.extend_from_slice(tool.as_bytes());
         request.extend_from_slice(b"\r\ncontent-length: ");
-        request.extend_from_slice(body.len().to_string().as_bytes());
+        // writing to a Vec cannot fail
+        let _ = write!(request, "{}", body.len());
         request.extend_from_slice(b"\r\n\r\n");
         request.extend_from_slice(body);
         Ok(request)
@@ -792,6 +779,82 @@ fn find_in_sse(text: &str, id: u64) -> Option<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_call_body_is_the_json_serde_writes_for_its_parts() {
+        #[derive(serde::Serialize)]
+        struct CallBody<'a> {
+            jsonrpc: &'static str,
+            id: u64,
+            method: &'static str,
+            params: CallParams<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct CallParams<'a> {
+            name: &'a str,
+            arguments: &'a Map<String, Value>,
+            #[serde(rename = "_meta")]
+            meta: CallMeta<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct CallMeta<'a> {
+            #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+            protocol_version: &'static str,
+            #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
+            client_capabilities: &'a Map<String, Value>,
+            #[serde(rename = "io.modelcontextprotocol/clientInfo")]
+            client_info: ClientInfo,
+        }
+        #[derive(serde::Serialize)]
+        struct ClientInfo {
+            name: &'static str,
+            version: &'static str,
+        }
+        let object = |v: Value| v.as_object().unwrap().clone();
+        let none = Map::new();
+        let args = [
+            object(json!({})),
+            object(json!({ "text": "plain" })),
+            object(
+                json!({ "z\"q": "line\nbreak \u{1} é", "a": [1, -2.5, true, null, { "y": 1, "b": "\\" }], "m": 18446744073709551615u64 }),
+            ),
+        ];
+        let capabilities = [
+            None,
+            Some(object(
+                json!({ "elicitation": { "form": {} }, "sampling": {} }),
+            )),
+        ];
+        for (i, args) in args.iter().enumerate() {
+            for capabilities in &capabilities {
+                let id = [0, 7, u64::MAX][i];
+                let tool = ["echo", "weird \"tool\"\t", "get-sum"][i];
+                let theirs = serde_json::to_vec(&CallBody {
+                    jsonrpc: "2.0",
+                    id,
+                    method: "tools/call",
+                    params: CallParams {
+                        name: tool,
+                        arguments: args,
+                        meta: CallMeta {
+                            protocol_version: crate::STATELESS_REVISION,
+                            client_capabilities: capabilities.as_ref().unwrap_or(&none),
+                            client_info: ClientInfo {
+                                name: "remit",
+                                version: env!("CARGO_PKG_VERSION"),
+                            },
+                        },
+                    },
+                })
+                .unwrap();
+                let ours = call_body(id, tool, args, capabilities.as_ref());
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    String::from_utf8(theirs).unwrap()
+                );
+            }
+        }
+    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]

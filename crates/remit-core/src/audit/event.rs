@@ -132,6 +132,16 @@ pub fn write_canonical_json(value: &Value, out: &mut Vec<u8>) {
     write_canonical(value, out);
 }
 
+/// Appends a JSON object to `out` as [`write_canonical_json`] writes it.
+pub fn write_canonical_object(map: &serde_json::Map<String, Value>, out: &mut Vec<u8>) {
+    write_object(map, out);
+}
+
+/// Appends `text` to `out` as a JSON string, escaped as serde_json escapes it.
+pub fn write_json_string(text: &str, out: &mut Vec<u8>) {
+    write_str(out, text);
+}
+
 /// Writes a JSON value with object keys sorted by code point and no whitespace.
 pub fn canonical_json(value: &Value) -> String {
     let mut out = Vec::new();
@@ -211,14 +221,7 @@ fn escape(byte: u8) -> Option<std::borrow::Cow<'static, str>> {
 
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
-        // serde_json's map is a BTreeMap unless a crate turns on `preserve_order`: then
-        // its keys come in code-point order already and need no sorted copy
-        Value::Object(map) if map.keys().is_sorted() => write_entries(map.iter(), out),
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            write_entries(entries.into_iter(), out);
-        }
+        Value::Object(map) => write_object(map, out),
         Value::Array(items) => {
             out.push(b'[');
             for (i, v) in items.iter().enumerate() {
@@ -234,6 +237,18 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
             // writing to a Vec cannot fail
             let _ = serde_json::to_writer(&mut *out, other);
         }
+    }
+}
+
+fn write_object(map: &serde_json::Map<String, Value>, out: &mut Vec<u8>) {
+    // serde_json's map is a BTreeMap unless a crate turns on `preserve_order`: then
+    // its keys come in code-point order already and need no sorted copy
+    if map.keys().is_sorted() {
+        write_entries(map.iter(), out);
+    } else {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        write_entries(entries.into_iter(), out);
     }
 }
 
