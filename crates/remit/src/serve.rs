@@ -141,15 +141,19 @@ pub(crate) async fn status(path: &Path) -> anyhow::Result<Exit> {
     // the operator's token, made from the audit signing key, has the errors shown too;
     // without the key the status is shown without them
     let token = std::fs::read_to_string(&register.gateway.audit_key)
-        .ok()
-        .and_then(|text| AuditKey::from_text(text.trim()).ok())
+        .map_err(|e| e.to_string())
+        .and_then(|text| AuditKey::from_text(text.trim()).map_err(|e| e.to_string()))
         .map(|key| key.status_token());
-    if token.is_none() {
-        eprintln!(
-            "note: cannot read the audit key {}: errors are not shown",
-            register.gateway.audit_key.display()
-        );
-    }
+    let token = match token {
+        Ok(token) => Some(token),
+        Err(why) => {
+            eprintln!(
+                "note: cannot read the audit key {} ({why}): errors are not shown",
+                register.gateway.audit_key.display()
+            );
+            None
+        }
+    };
     let mut request = reqwest::Client::new()
         .get(&url)
         .timeout(Duration::from_secs(5));
