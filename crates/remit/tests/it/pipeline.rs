@@ -469,16 +469,7 @@ fn an_upstream_that_never_answers_is_reported_and_its_tools_refused() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // anyone else (an agent with its own token too) sees that it is down, not why
-    for h in [
-        r.health(),
-        r.client
-            .get(r.url("/health"))
-            .bearer_auth(TOKEN)
-            .send()
-            .unwrap()
-            .json::<Value>()
-            .unwrap(),
-    ] {
+    for h in [r.health(), r.health_with(Some(TOKEN))] {
         let silent = silent_in(&h);
         assert_eq!(
             (silent["up"].clone(), h["status"].clone()),

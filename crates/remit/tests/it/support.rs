@@ -179,25 +179,23 @@ impl Remit {
 
     /// The health document anyone who reaches remit gets.
     pub(crate) fn health(&self) -> Value {
-        self.client
-            .get(self.url("/health"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+        self.health_with(None)
     }
 
     /// The health document with the operator's token (made from the audit key), errors included.
     pub(crate) fn health_as_operator(&self) -> Value {
         let key = std::fs::read_to_string(self.dir.path().join("remit-audit.key")).unwrap();
         let key = remit_core::audit::AuditKey::from_text(key.trim()).unwrap();
-        self.client
-            .get(self.url("/health"))
-            .bearer_auth(key.status_token())
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+        self.health_with(Some(&key.status_token()))
+    }
+
+    /// The health document as asked with `bearer`, if any.
+    pub(crate) fn health_with(&self, bearer: Option<&str>) -> Value {
+        let mut request = self.client.get(self.url("/health"));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().unwrap().json().unwrap()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
