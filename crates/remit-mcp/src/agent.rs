@@ -76,14 +76,24 @@ pub(crate) fn bearer_credential(authorization: Option<&str>) -> Credential {
 
 /// The agent's stated reason in a request's `_meta["remit/reason"]`, capped at 2,000 characters.
 pub(crate) fn reason_in(meta: &serde_json::Map<String, Value>) -> Option<String> {
-    meta.get("remit/reason")
+    reason_of(meta.get("remit/reason"))
+}
+
+/// The stated reason, from the value of `_meta["remit/reason"]`.
+pub(crate) fn reason_of(value: Option<&Value>) -> Option<String> {
+    value
         .and_then(Value::as_str)
         .map(|s| s.chars().take(2000).collect())
 }
 
 /// The run a request's `_meta["remit/run"]` names, capped at 128 characters.
 pub(crate) fn run_in(meta: &serde_json::Map<String, Value>) -> Option<RunId> {
-    meta.get("remit/run")
+    run_of_value(meta.get("remit/run"))
+}
+
+/// The run, from the value of `_meta["remit/run"]`.
+pub(crate) fn run_of_value(value: Option<&Value>) -> Option<RunId> {
+    value
         .and_then(Value::as_str)
         .map(|r| RunId::new(r.chars().take(128).collect::<String>()))
 }

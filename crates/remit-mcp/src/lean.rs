@@ -123,7 +123,10 @@ impl LeanHttp {
             find_in_sse(&String::from_utf8_lossy(&text), id)
                 .and_then(|message| Reply::deserialize(message).ok())
         } else {
-            serde_json::from_slice::<Reply>(&text).ok()
+            // one UTF-8 check of the whole body: serde_json then checks no string again
+            std::str::from_utf8(&text)
+                .ok()
+                .and_then(|text| serde_json::from_str::<Reply>(text).ok())
         };
         let Some(reply) = reply else {
             return Err(self.protocol(format!("HTTP {status} with no JSON-RPC answer")));

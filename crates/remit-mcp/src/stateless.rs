@@ -10,7 +10,7 @@
 //! is left to rmcp, which gives the protocol's errors: this path never refuses a request
 //! on protocol grounds, so it cannot answer differently from the full service.
 
-use crate::agent::{bearer_credential, outcome_to_mcp, reason_in, run_in};
+use crate::agent::{bearer_credential, outcome_to_mcp, reason_of, run_of_value};
 use remit_core::pipeline::{Call, Caller, Credential, Entry, Gateway, Outcome};
 use remit_core::wire::StrictValue;
 use serde::Deserialize;
@@ -40,8 +40,9 @@ impl ShortWay {
         Self { hosts }
     }
 
-    fn host_allowed<H: Headers + ?Sized>(&self, headers: &H) -> bool {
-        let Some(host) = one(headers, "host") else {
+    /// Whether the request's one `Host` header names an allowed host.
+    fn host_allowed(&self, host: Option<&str>) -> bool {
+        let Some(host) = host else {
             return false;
         };
         let Ok(authority) = http::uri::Authority::try_from(host) else {
@@ -77,7 +78,7 @@ struct Params {
     #[serde(default, deserialize_with = "strict_arguments")]
     arguments: Option<Map<String, Value>>,
     #[serde(rename = "_meta", deserialize_with = "strict_meta")]
-    meta: Map<String, Value>,
+    meta: Meta,
 }
 
 // The request's open-ended parts are read as strictly as `check_strict_json` reads a body
@@ -107,97 +108,279 @@ fn strict_arguments<'de, D: serde::Deserializer<'de>>(
     strict_object(d, "arguments")
 }
 
-fn strict_meta<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
-    use serde::de::Error as _;
-    strict_object(d, "_meta")?.ok_or_else(|| D::Error::custom("_meta is null"))
+fn strict_meta<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Meta, D::Error> {
+    d.deserialize_map(MetaReader)
+}
+
+/// What the short way reads of a request's `_meta`; the rest is read as strictly and dropped.
+#[derive(Debug, Default)]
+struct Meta {
+    /// `io.modelcontextprotocol/protocolVersion` names this path's revision.
+    revision: bool,
+    /// `io.modelcontextprotocol/clientCapabilities`, as sent.
+    capabilities: Option<Value>,
+    /// `remit/reason`, as sent.
+    reason: Option<Value>,
+    /// `remit/run`, as sent.
+    run: Option<Value>,
+    /// A key the short way leaves to rmcp: `progressToken` (rmcp answers it as a stream),
+    /// or a protocol key other than the three it reads.
+    unusual: bool,
+}
+
+/// Most keys the short way reads in a `_meta` (more go the long way).
+const MAX_META_KEYS: usize = 32;
+
+/// Reads `_meta` into a [`Meta`] without building the map.
+struct MetaReader;
+
+impl<'de> serde::de::Visitor<'de> for MetaReader {
+    type Value = Meta;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a _meta object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
+        use serde::de::Error as _;
+        // `_meta` is at depth 2 of the document, its values at 3 (as `StrictValue::at(2)` reads them)
+        let value = StrictValue::at(3);
+        let mut meta = Meta::default();
+        let mut seen: Vec<Key<'de>> = Vec::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if seen.contains(&key) {
+                return Err(A::Error::custom("duplicate key in _meta"));
+            }
+            if seen.len() == MAX_META_KEYS {
+                return Err(A::Error::custom("more _meta keys than the short way reads"));
+            }
+            match key.0.as_ref() {
+                "io.modelcontextprotocol/protocolVersion" => {
+                    // not a string: not this revision (and not the short way)
+                    meta.revision = map.next_value::<Key<'de>>()?.0 == REVISION;
+                }
+                "io.modelcontextprotocol/clientCapabilities" => {
+                    meta.capabilities = Some(map.next_value_seed(value)?);
+                }
+                "io.modelcontextprotocol/clientInfo" => {
+                    map.next_value_seed(value)?;
+                }
+                "remit/reason" => meta.reason = Some(map.next_value_seed(value)?),
+                "remit/run" => meta.run = Some(map.next_value_seed(value)?),
+                other => {
+                    meta.unusual |=
+                        other == "progressToken" || other.starts_with("io.modelcontextprotocol/");
+                    map.next_value_seed(value)?;
+                }
+            }
+            seen.push(key);
+        }
+        Ok(meta)
+    }
+}
+
+/// A JSON string, borrowed from the body when it has no escapes.
+#[derive(Debug, PartialEq, Eq)]
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(v.to_owned().into()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+        }
+        d.deserialize_str(Text)
+    }
 }
 
 /// A request's headers as the short way reads them: hyper's map, or httparse's slice of
 /// the bytes read off the wire (no map, no copies: `short_http` in remit-server).
 pub trait Headers {
-    /// Every value of the header `name` (given in lower case; names match in any case), in
-    /// order; `None` for a value that is not visible ASCII text.
-    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Option<&'a str>> + 'a;
-
-    /// Whether any header's name starts with `prefix` (given in lower case), in any case.
-    fn has_name_starting(&self, prefix: &str) -> bool;
+    /// Calls `f` with every header's name (in any case) and value, in order.
+    fn each<'a>(&'a self, f: impl FnMut(&'a str, &'a [u8]));
 }
 
 impl Headers for http::HeaderMap {
-    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Option<&'a str>> + 'a {
-        self.get_all(name).iter().map(|v| v.to_str().ok())
-    }
-
-    fn has_name_starting(&self, prefix: &str) -> bool {
-        self.keys().any(|k| k.as_str().starts_with(prefix))
+    fn each<'a>(&'a self, mut f: impl FnMut(&'a str, &'a [u8])) {
+        for (name, value) in self {
+            f(name.as_str(), value.as_bytes());
+        }
     }
 }
 
 impl Headers for [httparse::Header<'_>] {
-    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Option<&'a str>> + 'a {
-        self.iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| visible_ascii(h.value))
-    }
-
-    fn has_name_starting(&self, prefix: &str) -> bool {
-        self.iter().any(|h| {
-            h.name
-                .as_bytes()
-                .get(..prefix.len())
-                .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
-        })
+    fn each<'a>(&'a self, mut f: impl FnMut(&'a str, &'a [u8])) {
+        for header in self {
+            f(header.name, header.value);
+        }
     }
 }
 
 /// A header value as text, if it is what `HeaderValue::to_str` accepts: visible ASCII and tabs.
 fn visible_ascii(value: &[u8]) -> Option<&str> {
-    if value.iter().all(|&b| b == b'\t' || (32..127).contains(&b)) {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    // eight bytes at a time: none below a space (the tab is checked byte by byte), none at or above DEL
+    let visible = |w: u64| {
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+        let del_or_above = ((w & !HIGHS) + ONES) | w;
+        (below_space | del_or_above) & HIGHS == 0
+    };
+    let byte = |b: &u8| *b == b'\t' || (32..127).contains(b);
+    let words = value.chunks_exact(8);
+    let tail = words.remainder();
+    let plain = tail.iter().all(byte)
+        && words
+            .map(|w| <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes))
+            .all(visible);
+    if plain || value.iter().all(byte) {
         std::str::from_utf8(value).ok()
     } else {
         None
     }
 }
 
-/// The single value of a header, if it has exactly one and it is text.
-fn one<'a, H: Headers + ?Sized>(headers: &'a H, name: &'a str) -> Option<&'a str> {
-    let mut all = headers.values(name);
-    let first = all.next()?;
-    if all.next().is_some() {
-        return None;
+/// The values a header had: none, one, or more than one.
+#[derive(Clone, Copy, Debug, Default)]
+enum Slot<'a> {
+    #[default]
+    Absent,
+    One(&'a [u8]),
+    Many,
+}
+
+impl<'a> Slot<'a> {
+    fn put(&mut self, value: &'a [u8]) {
+        *self = match self {
+            Self::Absent => Self::One(value),
+            Self::One(_) | Self::Many => Self::Many,
+        };
     }
-    first
+
+    /// The single value, if the header came exactly once and its value is text.
+    fn one(self) -> Option<&'a str> {
+        match self {
+            Self::One(value) => visible_ascii(value),
+            Self::Absent | Self::Many => None,
+        }
+    }
+}
+
+/// What the short way reads of a request's headers, in one pass over them.
+#[derive(Debug, Default)]
+struct Seen<'a> {
+    host: Slot<'a>,
+    content_type: Slot<'a>,
+    protocol_version: Slot<'a>,
+    method: Slot<'a>,
+    name: Slot<'a>,
+    authorization: Slot<'a>,
+    /// An `Mcp-Session-Id`, an `Origin` or an `Mcp-Param-*` header: the long way.
+    unusual: bool,
+    /// `Accept` named `application/json`.
+    accept_json: bool,
+    /// `Accept` named `text/event-stream`.
+    accept_sse: bool,
+    /// `Accept` had a value that is not text, or a weight (`;`).
+    accept_unusual: bool,
+}
+
+impl<'a> Seen<'a> {
+    fn of<H: Headers + ?Sized>(headers: &'a H) -> Self {
+        let mut seen = Self::default();
+        headers.each(|name, value| seen.take(name, value));
+        seen
+    }
+
+    fn take(&mut self, name: &str, value: &'a [u8]) {
+        // names usually come in lower case: compared as bytes first
+        let is = |known: &str| name == known || name.eq_ignore_ascii_case(known);
+        let slot = match name.len() {
+            4 if is("host") => &mut self.host,
+            6 if is("accept") => {
+                self.accept(value);
+                return;
+            }
+            6 | 14 if is("origin") || is("mcp-session-id") => {
+                self.unusual = true;
+                return;
+            }
+            8 if is("mcp-name") => &mut self.name,
+            10 if is("mcp-method") => &mut self.method,
+            12 if is("content-type") => &mut self.content_type,
+            13 if is("authorization") => &mut self.authorization,
+            20 if is("mcp-protocol-version") => &mut self.protocol_version,
+            _ => {
+                self.unusual |= name
+                    .as_bytes()
+                    .get(..b"mcp-param-".len())
+                    .is_some_and(|start| start.eq_ignore_ascii_case(b"mcp-param-"));
+                return;
+            }
+        };
+        slot.put(value);
+    }
+
+    fn accept(&mut self, value: &[u8]) {
+        let Some(value) = visible_ascii(value) else {
+            self.accept_unusual = true;
+            return;
+        };
+        for item in value.split(',') {
+            let item = item.trim();
+            if item.contains(';') {
+                self.accept_unusual = true;
+                return;
+            }
+            self.accept_json |= item.eq_ignore_ascii_case("application/json");
+            self.accept_sse |= item.eq_ignore_ascii_case("text/event-stream");
+        }
+    }
+
+    /// Whether `Accept` plainly names both `application/json` and `text/event-stream` (no weights).
+    fn accepts_both(&self) -> bool {
+        self.accept_json && self.accept_sse && !self.accept_unusual
+    }
+
+    /// Whether the JSON body is all the request says: `application/json`, whatever its parameters.
+    fn json_body(&self) -> bool {
+        self.content_type.one().is_some_and(|c| {
+            c.split(';')
+                .next()
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
+        })
+    }
 }
 
 /// The credential in a request's one `Authorization` header (none when it has two).
 pub fn bearer_in<H: Headers + ?Sized>(headers: &H) -> Credential {
-    bearer_credential(one(headers, "authorization"))
+    let mut authorization = Slot::Absent;
+    headers.each(|name, value| {
+        if name.eq_ignore_ascii_case("authorization") {
+            authorization.put(value);
+        }
+    });
+    bearer_credential(authorization.one())
 }
 
 /// Whether the client's capabilities read as rmcp reads them (a malformed set is rmcp's to refuse).
 fn capabilities_read(value: &Value) -> bool {
     use serde::Deserialize as _;
-    value.is_object() && rmcp::model::ClientCapabilities::deserialize(value).is_ok()
-}
-
-/// Whether `Accept` plainly names both `application/json` and `text/event-stream` (no weights).
-fn accepts_both<H: Headers + ?Sized>(headers: &H) -> bool {
-    let mut json = false;
-    let mut sse = false;
-    for value in headers.values("accept") {
-        let Some(value) = value else {
-            return false;
-        };
-        for item in value.split(',') {
-            let item = item.trim();
-            if item.contains(';') {
-                return false;
-            }
-            json |= item.eq_ignore_ascii_case("application/json");
-            sse |= item.eq_ignore_ascii_case("text/event-stream");
-        }
-    }
-    json && sse
+    // none declared, the usual case, reads as the empty set without rmcp's deserializer
+    value.as_object().is_some_and(Map::is_empty)
+        || value.is_object() && rmcp::model::ClientCapabilities::deserialize(value).is_ok()
 }
 
 impl StatelessCall {
@@ -225,65 +408,43 @@ impl StatelessCall {
         body: &[u8],
         param_headers: impl FnOnce(&str) -> bool,
     ) -> Option<Self> {
+        let seen = Seen::of(headers);
         if method != http::Method::POST
-            || headers.values("mcp-session-id").next().is_some()
-            || headers.values("origin").next().is_some()
-            || one(headers, "mcp-protocol-version") != Some(REVISION)
-            || one(headers, "mcp-method") != Some("tools/call")
-            || !one(headers, "content-type").is_some_and(|c| {
-                c.split(';')
-                    .next()
-                    .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
-            })
-            || !accepts_both(headers)
-            || headers.has_name_starting("mcp-param-")
-            || !way.host_allowed(headers)
+            || seen.unusual
+            || seen.protocol_version.one() != Some(REVISION)
+            || seen.method.one() != Some("tools/call")
+            || !seen.json_body()
+            || !seen.accepts_both()
+            || !way.host_allowed(seen.host.one())
         {
             return None;
         }
-        let name = one(headers, "mcp-name")?;
-        let mut request: Request<'_> = serde_json::from_slice(body).ok()?;
+        let name = seen.name.one()?;
+        // one UTF-8 check of the whole body: serde_json then checks no string again
+        let request: Request<'_> = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
         if request.jsonrpc != "2.0"
             || request.method != "tools/call"
             || request.params.name != name
             || !matches!(request.id, Value::String(_) | Value::Number(_))
-            || request
-                .params
-                .meta
-                .get("io.modelcontextprotocol/protocolVersion")
-                .and_then(Value::as_str)
-                != Some(REVISION)
+            || !request.params.meta.revision
             || !request
                 .params
                 .meta
-                .get("io.modelcontextprotocol/clientCapabilities")
+                .capabilities
+                .as_ref()
                 .is_some_and(capabilities_read)
-            || request.params.meta.keys().any(|k| {
-                k.starts_with("io.modelcontextprotocol/")
-                    && !matches!(
-                        k.as_str(),
-                        "io.modelcontextprotocol/protocolVersion"
-                            | "io.modelcontextprotocol/clientCapabilities"
-                            | "io.modelcontextprotocol/clientInfo"
-                    )
-            })
-            // progress reports make rmcp answer as an SSE stream: its path does that
-            || request.params.meta.contains_key("progressToken")
+            || request.params.meta.unusual
             || param_headers(name)
         {
             return None;
         }
-        let reason = reason_in(&request.params.meta);
-        let run = run_in(&request.params.meta);
-        let capabilities = match request
-            .params
-            .meta
-            .remove("io.modelcontextprotocol/clientCapabilities")
-        {
+        let reason = reason_of(request.params.meta.reason.as_ref());
+        let run = run_of_value(request.params.meta.run.as_ref());
+        let capabilities = match request.params.meta.capabilities {
             Some(Value::Object(declared)) => Some(declared),
             _ => None,
         };
-        let credential = bearer_in(headers);
+        let credential = bearer_credential(seen.authorization.one());
         if credential == Credential::None {
             return None;
         }
@@ -487,23 +648,66 @@ mod tests {
     }
 
     #[test]
+    fn a_header_value_is_text_exactly_when_hyper_reads_it_as_text() {
+        for len in [1, 7, 8, 9, 16, 23] {
+            for at in 0..len {
+                for b in 0..=255_u8 {
+                    let mut value = vec![b'a'; len];
+                    value[at] = b;
+                    let ours = visible_ascii(&value);
+                    let hypers = http::HeaderValue::from_bytes(&value)
+                        .ok()
+                        .and_then(|v| v.to_str().ok().map(str::to_owned));
+                    // bytes hyper refuses outright (NUL, CR, LF) are not text either way
+                    assert_eq!(
+                        ours.map(str::to_owned),
+                        hypers,
+                        "byte {b:#04x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+        // UTF-8 text beyond ASCII is not what hyper calls text, wherever it falls
+        for text in [
+            "é",
+            "aaaaaaé",
+            "aaaaaaaé",
+            "aaaaaaaaaaaé",
+            "tools/call\u{7f}",
+        ] {
+            assert_eq!(visible_ascii(text.as_bytes()), None, "{text:?}");
+        }
+    }
+
+    #[test]
     fn accept_must_name_both_types_without_weights() {
         let mut h = http::HeaderMap::new();
         h.insert(
             http::header::ACCEPT,
             http::HeaderValue::from_static("application/json, text/event-stream"),
         );
-        assert!(accepts_both(&h));
+        assert!(Seen::of(&h).accepts_both());
         h.insert(
             http::header::ACCEPT,
             http::HeaderValue::from_static("application/json;q=0, text/event-stream"),
         );
-        assert!(!accepts_both(&h));
+        assert!(!Seen::of(&h).accepts_both());
         h.insert(
             http::header::ACCEPT,
             http::HeaderValue::from_static("application/json"),
         );
-        assert!(!accepts_both(&h));
+        assert!(!Seen::of(&h).accepts_both());
+        // the two named across two headers
+        h.append(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        assert!(Seen::of(&h).accepts_both());
+        h.append(
+            http::header::ACCEPT,
+            http::HeaderValue::from_bytes(b"text/\xffhtml").unwrap(),
+        );
+        assert!(!Seen::of(&h).accepts_both(), "a value that is not text");
     }
 
     fn request() -> (http::HeaderMap, Value) {
@@ -536,7 +740,7 @@ mod tests {
         let way = ShortWay::new(&["127.0.0.1".to_owned()]);
         let bytes = serde_json::to_vec(body).unwrap();
         let from_map = StatelessCall::parse_with(&way, &http::Method::POST, h, &bytes, |_| false);
-        let mut head = String::from("POST /mcp HTTP/1.1\r\n");
+        let mut head = b"POST /mcp HTTP/1.1\r\n".to_vec();
         for (name, value) in h {
             let title: Vec<String> = name
                 .as_str()
@@ -548,18 +752,22 @@ mod tests {
                     })
                 })
                 .collect();
-            head += &format!("{}: {}\r\n", title.join("-"), value.to_str().unwrap());
+            head.extend_from_slice(title.join("-").as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
         }
-        head += "\r\n";
+        head.extend_from_slice(b"\r\n");
+        let shown = String::from_utf8_lossy(&head).into_owned();
         let mut slots = [httparse::EMPTY_HEADER; 32];
         let mut wire = httparse::Request::new(&mut slots);
-        assert!(wire.parse(head.as_bytes()).unwrap().is_complete(), "{head}");
+        assert!(wire.parse(&head).unwrap().is_complete(), "{shown}");
         let from_wire =
             StatelessCall::parse_with(&way, &http::Method::POST, wire.headers, &bytes, |_| false);
         assert_eq!(
             format!("{from_map:?}"),
             format!("{from_wire:?}"),
-            "read from the wire:\n{head}"
+            "read from the wire:\n{shown}"
         );
         assert_eq!(
             from_map.as_ref().map(|c| &c.call.credential),
@@ -606,9 +814,31 @@ mod tests {
             h.remove(k);
             assert!(parse(&h, &body).is_none(), "without {k}");
         }
-        let mut twice = h.clone();
-        twice.append("mcp-method", http::HeaderValue::from_static("tools/call"));
-        assert!(parse(&twice, &body).is_none(), "two Mcp-Method values");
+        for (k, v) in [
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "billing.get_customer"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("content-type", "application/json"),
+            ("host", "127.0.0.1:8080"),
+            ("authorization", "Bearer t0k3n"),
+        ] {
+            let mut twice = h.clone();
+            twice.append(k, http::HeaderValue::from_static(v));
+            assert!(parse(&twice, &body).is_none(), "two {k} values");
+        }
+        for k in ["mcp-method", "mcp-name", "host", "authorization"] {
+            let mut not_text = h.clone();
+            not_text.insert(k, http::HeaderValue::from_bytes(b"tools/\xffcall").unwrap());
+            assert!(parse(&not_text, &body).is_none(), "{k} not text");
+        }
+        for k in ["mcp-param-", "Mcp-Param-Region", "mcp-session-id", "origin"] {
+            let mut unusual = h.clone();
+            unusual.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_static(""),
+            );
+            assert!(parse(&unusual, &body).is_none(), "with {k}, even empty");
+        }
         let body_variants = [
             (
                 "/params/_meta/io.modelcontextprotocol~1protocolVersion",
@@ -719,14 +949,10 @@ mod tests {
             "[::1]".to_owned(),
             "remit.internal:8443".to_owned(),
         ]);
-        let host = |h: &'static str| {
-            let mut m = http::HeaderMap::new();
-            m.insert(http::header::HOST, http::HeaderValue::from_static(h));
-            m
-        };
-        assert!(way.host_allowed(&host("localhost:8080")));
-        assert!(way.host_allowed(&host("[::1]:8080")));
-        assert!(!way.host_allowed(&host("remit.internal:8443")));
-        assert!(!way.host_allowed(&host("evil.example")));
+        assert!(way.host_allowed(Some("localhost:8080")));
+        assert!(way.host_allowed(Some("[::1]:8080")));
+        assert!(!way.host_allowed(Some("remit.internal:8443")));
+        assert!(!way.host_allowed(Some("evil.example")));
+        assert!(!way.host_allowed(None));
     }
 }

@@ -156,33 +156,49 @@ pub fn canonical_json(value: &Value) -> String {
 /// where serde_json looks each byte up in a table.
 fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
     if needs_no_escape(bytes) {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
         out.extend_from_slice(bytes);
+        out.push(b'"');
     } else {
-        // `bytes[start..i]` needs no escape and is not written yet
-        let mut start = 0;
-        for (i, byte) in bytes.iter().enumerate() {
-            if let Some(escaped) = escape(*byte) {
-                out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
-                out.extend_from_slice(escaped.as_bytes());
-                start = i + 1;
-            }
-        }
-        out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+        write_escaped(out, bytes);
     }
+}
+
+/// [`write_str`] for a string with something to escape: the rare case, kept out of its way.
+#[cold]
+#[inline(never)]
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 8);
+    out.push(b'"');
+    // `bytes[start..i]` needs no escape and is not written yet
+    let mut start = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if let Some(escaped) = escape(*byte) {
+            out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+            out.extend_from_slice(escaped.as_bytes());
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
     out.push(b'"');
 }
 
 /// Whether no byte of `bytes` is escaped in a JSON string.
 fn needs_no_escape(bytes: &[u8]) -> bool {
+    let word = |w: &[u8]| <[u8; 8]>::try_from(w).map_or(u64::MAX, u64::from_le_bytes);
     let words = bytes.chunks_exact(8);
     let tail = words.remainder();
-    tail.iter().all(|b| escape(*b).is_none())
-        && words
-            .map(|w| <[u8; 8]>::try_from(w).map_or(u64::MAX, u64::from_le_bytes))
-            .all(|word| !may_need_escape(word))
+    let tail_clear = if tail.is_empty() {
+        true
+    } else if let Some(last) = bytes.len().checked_sub(8).and_then(|at| bytes.get(at..)) {
+        // the last eight bytes, overlapping the last whole word: no byte-by-byte tail
+        !may_need_escape(word(last))
+    } else {
+        tail.iter().all(|b| escape(*b).is_none())
+    };
+    tail_clear && words.map(word).all(|w| !may_need_escape(w))
 }
 
 /// Whether any of the eight bytes in `word` may be a control character, a quote or a backslash.
