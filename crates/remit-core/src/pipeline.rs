@@ -857,6 +857,10 @@ fn cap(result: &Value) -> Option<Value> {
             Ok(())
         }
     }
+    // the usual result is far below the limit: a bound on its size says so without writing it
+    if most_bytes(result) <= MAX_AUDITED_RESULT {
+        return None;
+    }
     let mut count = Count(0);
     if serde_json::to_writer(&mut count, result).is_ok() && count.0 <= MAX_AUDITED_RESULT {
         return None;
@@ -864,6 +868,25 @@ fn cap(result: &Value) -> Option<Value> {
     let text = result.to_string();
     let digest = hex::encode(Sha256::digest(text.as_bytes()));
     Some(json!({ "truncated": true, "bytes": text.len(), "sha256": digest }))
+}
+
+/// The most bytes `value`'s JSON text can take: never less than serde_json writes, often more.
+fn most_bytes(value: &Value) -> usize {
+    // a string's bytes may each be escaped as `\u00XX`; a number is at most 24 characters
+    let string = |s: &str| s.len().saturating_mul(6).saturating_add(2);
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 24,
+        Value::String(s) => string(s),
+        Value::Array(items) => items
+            .iter()
+            .fold(2, |n, v| n.saturating_add(most_bytes(v)).saturating_add(1)),
+        Value::Object(map) => map.iter().fold(2, |n, (k, v)| {
+            n.saturating_add(string(k))
+                .saturating_add(most_bytes(v))
+                .saturating_add(2)
+        }),
+    }
 }
 
 /// A tool name as it may be shown: control characters escaped, length capped.
@@ -959,6 +982,32 @@ mod tests {
             capped["sha256"],
             json!(hex::encode(Sha256::digest(big.to_string().as_bytes())))
         );
+        // within the limit, though the bound on its size is not: counted exactly, kept whole
+        let text = "\n".repeat(MAX_AUDITED_RESULT / 4);
+        let escaped = json!({"content": [{"type": "text", "text": text}]});
+        assert!(most_bytes(&escaped) > MAX_AUDITED_RESULT);
+        assert_eq!(cap(&escaped), None);
+    }
+
+    #[test]
+    fn the_bound_on_a_results_size_is_never_below_its_size() {
+        let cases = [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(-1.0e-300),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(0.1 + 0.2),
+            json!("\u{0}\u{1f}\"\\é"),
+            json!([]),
+            json!({}),
+            json!({"\u{1}k": [1, "two", {"three": [null, 3.5]}], "": ""}),
+        ];
+        for case in cases {
+            let written = serde_json::to_vec(&case).unwrap().len();
+            assert!(most_bytes(&case) >= written, "{case}: {written}");
+        }
     }
 
     #[test]
