@@ -937,6 +937,48 @@ mod tests {
     }
 
     #[test]
+    fn meta_is_read_key_by_key_within_bounds() {
+        let (h, body) = request();
+        let with_extra = |n: usize| {
+            let mut b = body.clone();
+            let meta = b["params"]["_meta"].as_object_mut().unwrap();
+            for i in 0..n {
+                meta.insert(format!("x/{i}"), json!({"nested": [i]}));
+            }
+            b
+        };
+        // the request's four keys plus 28 of the agent's own: read, and dropped
+        let c = parse(&h, &with_extra(28)).expect("32 keys take the short way");
+        assert_eq!(c.call.reason.as_deref(), Some("the customer asked"));
+        assert!(
+            parse(&h, &with_extra(29)).is_none(),
+            "33 keys go the long way"
+        );
+        // a key or value written with escapes reads as its text
+        let way = ShortWay::new(&["127.0.0.1".to_owned()]);
+        let plain = serde_json::to_string(&body).unwrap();
+        let escaped = plain
+            .replace(r#""2026-07-28""#, r#""2026\u002d07-28""#)
+            .replace(r#""remit/reason""#, r#""remit\/reason""#);
+        assert_ne!(escaped, plain);
+        let c =
+            StatelessCall::parse_with(&way, &http::Method::POST, &h, escaped.as_bytes(), |_| false)
+                .expect("escapes are text");
+        assert_eq!(c.call.reason.as_deref(), Some("the customer asked"));
+        let not_a_string = plain.replace(r#""2026-07-28""#, "20260728");
+        assert!(
+            StatelessCall::parse_with(
+                &way,
+                &http::Method::POST,
+                &h,
+                not_a_string.as_bytes(),
+                |_| false
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
     fn hosts_with_a_port_are_left_to_the_full_check() {
         let way = ShortWay::new(&[
             "localhost".to_owned(),
