@@ -32,7 +32,8 @@ fn body(i: u64) -> String {
             "args": {"amount": i % 500, "order": format!("ord_{i}")},
             "reason": "customer reported a duplicate charge",
             "result": "ok",
-        }),
+        })
+        .into(),
     };
     String::from_utf8(event.canonical()).unwrap_or_default()
 }

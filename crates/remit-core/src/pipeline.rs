@@ -1,6 +1,6 @@
 //! The one call pipeline every entry point goes through: authenticate, look up, validate, decide, execute, record.
 
-use crate::audit::event::{Event, Stage};
+use crate::audit::event::{Detail, DetailWriter, Event, Stage};
 use crate::condition::Bindings;
 use crate::decision::{Decision, Refusal, decide};
 use crate::ids::{AgentId, CallId, RunId, fresh};
@@ -272,7 +272,7 @@ impl Gateway {
             agent,
             action,
             register: Some(self.register.version.as_str().into()),
-            detail: json!({ "by": by }),
+            detail: json!({ "by": by }).into(),
         };
         self.store.append(&[event]).await?;
         self.refresh_frozen().await
@@ -396,9 +396,8 @@ impl Gateway {
                 }
             })?;
         trail.reason = call.reason.clone().or(reason);
-        trail.args = Some(redact(&args, &action.redact));
         trail.secrets = redacted_values(&args, &action.redact);
-        let detail = trail.proposed_detail(call);
+        let detail = trail.proposed_detail(call, &args, &action.redact);
         let proposed = trail.event(Stage::Proposed, detail);
         trail.pending.push(proposed);
         let catalog = self.catalog();
@@ -440,10 +439,12 @@ impl Gateway {
             Decision::Allow(charges) => charges,
             Decision::Deny(refusal) => return Err(refusal.into()),
         };
-        let decided = trail.event(
-            Stage::Decided,
-            json!({ "decision": "allow", "tier": action.tier.as_str() }),
-        );
+        let decided = {
+            let mut d = DetailWriter::new();
+            d.text("decision", "allow");
+            d.text("tier", action.tier.as_str());
+            trail.event(Stage::Decided, d.finish())
+        };
         // 5 record, write-ahead: an action that can change something is on disk before the
         // upstream sees it, in one transaction with its budget charges (a charge is never
         // kept for a call that could not be recorded). A read changes nothing, so its
@@ -531,25 +532,21 @@ impl Gateway {
                     .get("isError")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                // A result recorded whole and unscrubbed (the usual case) moves into the
-                // event and comes back out for the agent once the event is written, with
-                // no copy; one too large for the audit gets a summary in its place, and
-                // one that echoes a redacted value a scrubbed copy.
-                let (recorded, reply) = match cap(&result) {
-                    None if trail.secrets.is_empty() => (result, Ok(None)),
+                // The result is written into the event from where it is (the usual case);
+                // one too large for the audit gets a summary in its place, and one that
+                // echoes a redacted value a scrubbed copy. The agent gets the result as it came.
+                let mut detail = DetailWriter::new();
+                detail.flag("is_error", is_error);
+                match cap(&result) {
+                    None if trail.secrets.is_empty() => detail.value("result", &result),
                     None => {
                         let mut recorded = result.clone();
                         scrub(&mut recorded, &trail.secrets);
-                        (recorded, Ok(Some(result)))
+                        detail.value("result", &recorded);
                     }
-                    Some(summary) => (summary, Ok(Some(result))),
-                };
-                // built by hand: `json!` would copy `recorded` through `to_value`
-                let mut detail = Map::with_capacity(2);
-                detail.insert("is_error".into(), Value::Bool(is_error));
-                detail.insert("result".into(), recorded);
-                let detail = Value::Object(detail);
-                (trail.event(Stage::Executed, detail), reply)
+                    Some(summary) => detail.value("result", &summary),
+                }
+                (trail.event(Stage::Executed, detail.finish()), Ok(result))
             }
             Some(Err(UpstreamError::Rejected {
                 code,
@@ -592,18 +589,7 @@ impl Gateway {
                 )
             }));
         }
-        match reply {
-            Ok(Some(result)) => Ok(result),
-            // the result went into the `executed` event: the agent gets it back from there
-            Ok(None) => Ok(events
-                .pop()
-                .and_then(|e| match e.detail {
-                    Value::Object(mut detail) => detail.remove("result"),
-                    _ => None,
-                })
-                .unwrap_or(Value::Null)),
-            Err(stop) => Err(stop),
-        }
+        reply
     }
 
     /// Records that remit stopped a call whose upstream wanted input the agent could not
@@ -628,7 +614,7 @@ impl Gateway {
             agent: agent.map(|a| a.id.as_str().into()),
             action: action.map(|a| a.name.as_str().into()),
             register: Some(self.register.version.as_str().into()),
-            detail: json!({ "error": why, "code": "input_failed", "sent": false }),
+            detail: json!({ "error": why, "code": "input_failed", "sent": false }).into(),
         };
         self.store.append(&[event]).await.map(drop)
     }
@@ -676,7 +662,6 @@ struct Trail<'g> {
     tool: String,
     entry: Entry,
     reason: Option<String>,
-    args: Option<Value>,
     /// Values of redacted arguments, scrubbed from anything else recorded (an upstream may echo them).
     secrets: Vec<String>,
     pending: Vec<Event>,
@@ -695,22 +680,29 @@ impl<'g> Trail<'g> {
             tool: printable(&c.tool),
             entry: c.entry,
             reason: c.reason.clone(),
-            args: None,
             secrets: Vec::new(),
             pending: Vec::new(),
         }
     }
 
-    /// The detail of `proposed`; it takes the redacted arguments, recorded once.
-    fn proposed_detail(&mut self, call: &Call) -> Value {
-        let mut d = Map::new();
-        d.insert("tool".into(), Value::String(self.tool.clone()));
-        d.insert("entry".into(), Value::String(self.entry.as_str().into()));
-        if let Some(a) = self.args.take() {
-            d.insert("args".into(), a);
+    /// The detail of `proposed`: what was asked, with the arguments as the audit keeps them
+    /// (redacted as the register says), written straight from the call's parts.
+    fn proposed_detail(
+        &self,
+        call: &Call,
+        args: &Map<String, Value>,
+        redact_paths: &[Vec<String>],
+    ) -> Detail {
+        // fields in code-point order: args, entry, reason, resume, tool
+        let mut d = DetailWriter::new();
+        if redact_paths.is_empty() {
+            d.object("args", args);
+        } else {
+            d.value("args", &redact(args, redact_paths));
         }
+        d.text("entry", self.entry.as_str());
         if let Some(r) = &self.reason {
-            d.insert("reason".into(), Value::String(r.clone()));
+            d.text("reason", r);
         }
         if let Some(resume) = &call.resume {
             // the agent's answers as sent; the upstream's opaque state by its digest
@@ -724,12 +716,13 @@ impl<'g> Trail<'g> {
                     Value::String(hex::encode(Sha256::digest(state.as_bytes()))),
                 );
             }
-            d.insert("resume".into(), Value::Object(r));
+            d.value("resume", &Value::Object(r));
         }
-        Value::Object(d)
+        d.text("tool", &self.tool);
+        d.finish()
     }
 
-    fn event(&self, stage: Stage, detail: Value) -> Event {
+    fn event(&self, stage: Stage, detail: impl Into<Detail>) -> Event {
         let now = self.gateway.clock.now_ms();
         let mut last = self.time.borrow_mut();
         let time = match &*last {
@@ -748,7 +741,7 @@ impl<'g> Trail<'g> {
             agent: self.agent.clone(),
             action: self.action.clone(),
             register: Some(self.register.clone()),
-            detail,
+            detail: detail.into(),
         }
     }
 

@@ -195,6 +195,6 @@ fn event(i: u64, ids: Ids) -> Event {
         detail: json!({
             "args": { "customer": format!("cus_{:08}", i % 100_000_000), "amount": 42.5, "currency": "EUR" },
             "reason": "customer was charged twice for order 1182; refund the duplicate",
-        }),
+        }).into(),
     }
 }

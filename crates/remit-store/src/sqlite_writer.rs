@@ -512,7 +512,7 @@ mod tests {
                     agent: Some("support-bot".into()),
                     action: Some("billing.read".into()),
                     register: None,
-                    detail: serde_json::json!({ "i": i }),
+                    detail: serde_json::json!({ "i": i }).into(),
                 })
                 .unwrap()
             })

@@ -116,7 +116,8 @@ store_test!(body_and_leaf_hash_round_trip_exactly, |store| async move {
             "z": [1, 2.5, -0.0, 1e300, null, true],
             "a": "naïve \u{1F600} \"quoted\" \\ \n \u{0007} </script>",
             "m": { "b": 1, "a": { "d": [], "c": {} } },
-        }),
+        })
+        .into(),
     };
     let seqs = store.append(std::slice::from_ref(&event)).await.unwrap();
     assert_eq!(seqs, vec![0]);

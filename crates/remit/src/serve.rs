@@ -49,7 +49,7 @@ async fn record_start(runtime: &Runtime, entry: &str) -> anyhow::Result<()> {
         agent: None,
         action: None,
         register: Some(g.register().version.as_str().into()),
-        detail: json!({ "entry": entry, "actions": g.register().actions.len(), "version": env!("CARGO_PKG_VERSION") }),
+        detail: json!({ "entry": entry, "actions": g.register().actions.len(), "version": env!("CARGO_PKG_VERSION") }).into(),
     };
     g.store()
         .append(&[event])

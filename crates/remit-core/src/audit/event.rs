@@ -68,8 +68,133 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub register: Option<Arc<str>>,
     /// Stage-specific facts: redacted arguments, the agent's reason, the decision, the result.
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub detail: Value,
+    #[serde(default, skip_serializing_if = "Detail::is_null")]
+    pub detail: Detail,
+}
+
+/// An event's stage-specific facts: a JSON value, or an object already written canonically.
+///
+/// The pipeline writes its own events' details straight from their parts ([`DetailWriter`]),
+/// so a call's arguments and result are not copied into maps to be written once and dropped.
+/// Both forms give the same bytes in [`Event::canonical`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Detail {
+    /// A JSON value (`null`: no detail).
+    Value(Value),
+    /// A JSON object's canonical bytes, as [`DetailWriter`] writes them.
+    Written(Vec<u8>),
+}
+
+impl Default for Detail {
+    fn default() -> Self {
+        Self::Value(Value::Null)
+    }
+}
+
+impl From<Value> for Detail {
+    fn from(value: Value) -> Self {
+        Self::Value(value)
+    }
+}
+
+impl Detail {
+    /// Whether there is no detail.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Self::Value(Value::Null))
+    }
+
+    /// The detail as a JSON value (a written one is read back).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Self::Value(v) => v.clone(),
+            Self::Written(bytes) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
+        }
+    }
+}
+
+impl Serialize for Detail {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Value(v) => v.serialize(s),
+            Self::Written(_) => self.to_value().serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Detail {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(Self::Value)
+    }
+}
+
+/// Writes a detail object field by field, in the canonical order its caller gives.
+///
+/// Fields must come in code-point order of their names, as [`write_canonical_json`] sorts
+/// them (checked in debug builds); each value is written as that function writes it.
+#[derive(Debug)]
+pub struct DetailWriter {
+    out: Vec<u8>,
+    last: Option<&'static str>,
+}
+
+impl Default for DetailWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DetailWriter {
+    /// An empty object.
+    pub fn new() -> Self {
+        let mut out = Vec::with_capacity(192);
+        out.push(b'{');
+        Self { out, last: None }
+    }
+
+    fn key(&mut self, name: &'static str) {
+        debug_assert!(
+            self.last.is_none_or(|last| last < name),
+            "detail fields out of order: {:?} then {name:?}",
+            self.last
+        );
+        if self.last.is_some() {
+            self.out.push(b',');
+        }
+        self.last = Some(name);
+        write_str(&mut self.out, name);
+        self.out.push(b':');
+    }
+
+    /// A JSON value.
+    pub fn value(&mut self, name: &'static str, value: &Value) {
+        self.key(name);
+        write_canonical(value, &mut self.out);
+    }
+
+    /// A JSON object.
+    pub fn object(&mut self, name: &'static str, map: &serde_json::Map<String, Value>) {
+        self.key(name);
+        write_object(map, &mut self.out);
+    }
+
+    /// A string.
+    pub fn text(&mut self, name: &'static str, text: &str) {
+        self.key(name);
+        write_str(&mut self.out, text);
+    }
+
+    /// A boolean.
+    pub fn flag(&mut self, name: &'static str, flag: bool) {
+        self.key(name);
+        self.out
+            .extend_from_slice(if flag { b"true" } else { b"false" });
+    }
+
+    /// The object written.
+    pub fn finish(mut self) -> Detail {
+        self.out.push(b'}');
+        Detail::Written(self.out)
+    }
 }
 
 impl Event {
@@ -103,9 +228,16 @@ impl Event {
                 write_str(&mut out, v);
             }
         }
-        if !self.detail.is_null() {
-            key(&mut out, "detail");
-            write_canonical(&self.detail, &mut out);
+        match &self.detail {
+            Detail::Value(Value::Null) => {}
+            Detail::Value(detail) => {
+                key(&mut out, "detail");
+                write_canonical(detail, &mut out);
+            }
+            Detail::Written(bytes) => {
+                key(&mut out, "detail");
+                out.extend_from_slice(bytes);
+            }
         }
         let text = [
             ("register", self.register.as_deref()),
@@ -337,7 +469,8 @@ mod canonical_tests {
             agent: Some("support-bot".into()),
             action: Some("billing.issue_refund".into()),
             register: Some("sha256:ab".into()),
-            detail: json!({"z": [1, 2.5, -3, {"b": null, "a": "é\n"}], "a": true, "é": 1e30}),
+            detail: json!({"z": [1, 2.5, -3, {"b": null, "a": "é\n"}], "a": true, "é": 1e30})
+                .into(),
         };
         let bare = Event {
             time: "t".into(),
@@ -347,12 +480,65 @@ mod canonical_tests {
             agent: None,
             action: None,
             register: None,
-            detail: Value::Null,
+            detail: Value::Null.into(),
         };
         for e in [full, bare] {
             let via_serde = canonical_json(&serde_json::to_value(&e).unwrap());
             assert_eq!(String::from_utf8(e.canonical()).unwrap(), via_serde);
         }
+    }
+
+    #[test]
+    fn a_written_detail_is_the_canonical_form_of_its_value() {
+        let args: serde_json::Map<String, Value> =
+            serde_json::from_value(json!({"z": "é\n\"", "a": [1, -2.5, null, {"y": 1, "b": 2}]}))
+                .unwrap();
+        let result = json!({"content": [{"type": "text", "text": "\u{1}ok"}], "isError": false});
+        let mut d = DetailWriter::new();
+        d.object("args", &args);
+        d.text("entry", "mcp\t");
+        d.flag("is_error", true);
+        d.flag("r", false);
+        d.value("result", &result);
+        let written = d.finish();
+        let value = json!({
+            "args": args, "entry": "mcp\t", "is_error": true, "r": false, "result": result
+        });
+        let Detail::Written(bytes) = &written else {
+            panic!("a writer gives written bytes");
+        };
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            canonical_json(&value)
+        );
+        assert_eq!(written.to_value(), value);
+        assert_eq!(DetailWriter::new().finish().to_value(), json!({}));
+        // an event holding either form is written the same, and serialised the same
+        let event = |detail: Detail| Event {
+            time: "2026-11-25T21:00:00.000Z".into(),
+            stage: Stage::Proposed,
+            call: Some("call_1".into()),
+            run: None,
+            agent: Some("support-bot".into()),
+            action: Some("billing.issue_refund".into()),
+            register: Some("sha256:ab".into()),
+            detail,
+        };
+        let (a, b) = (event(written), event(value.into()));
+        assert_eq!(a.canonical(), b.canonical());
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::to_value(&b).unwrap()
+        );
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "out of order")]
+    fn a_detail_written_out_of_order_is_a_bug_caught_in_tests() {
+        let mut d = DetailWriter::new();
+        d.text("tool", "x");
+        d.text("args", "y");
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod tree;
 pub mod verify;
 
 pub use checkpoint::{AuditKey, Checkpoint, CheckpointError, Verifier};
-pub use event::{Event, Stage, StoredCheckpoint, StoredEvent};
+pub use event::{Detail, DetailWriter, Event, Stage, StoredCheckpoint, StoredEvent};
 pub use proof::{
     InclusionProof, PathBuilder, ProofError, consistency_path, inclusion_path, verify_consistency,
     verify_inclusion,

@@ -255,7 +255,8 @@ pub(crate) fn event(i: usize) -> Event {
         detail: json!({
             "args": { "customer": format!("cus_{i:06}"), "amount": 42.5, "currency": "EUR" },
             "reason": "customer was charged twice for order 1182; refund the duplicate",
-        }),
+        })
+        .into(),
     }
 }
 

@@ -292,7 +292,7 @@ fn event(i: u32) -> String {
         agent: Some("support-bot".into()),
         action: Some("billing.issue_refund".into()),
         register: None,
-        detail: serde_json::json!({"amount": i}),
+        detail: serde_json::json!({"amount": i}).into(),
     }
     .canonical();
     String::from_utf8(body).unwrap()

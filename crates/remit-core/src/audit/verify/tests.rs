@@ -13,7 +13,9 @@ fn body(i: u64) -> String {
         agent: Some("support-bot".into()),
         action: Some("billing.issue_refund".into()),
         register: Some("sha256:4f2a".into()),
-        detail: serde_json::json!({"args": {"amount": i, "order": format!("ord_{i}")}, "result": "ok"}),
+        detail:
+            serde_json::json!({"args": {"amount": i, "order": format!("ord_{i}")}, "result": "ok"})
+                .into(),
     };
     String::from_utf8(event.canonical()).unwrap()
 }
