@@ -147,6 +147,9 @@ async def test_billing_agent_session(gateway, transport: str, mode: str) -> None
     assert proposed[0]["detail"]["reason"] == "customer wrote in"
     assert {e["agent"] for e in proposed} == {"support-bot"}
     assert {e["detail"]["entry"] for e in proposed} == {"mcp"}
+    # every call names its tool, the refused ones too (those before their arguments were read have none)
+    assert all(isinstance(e["detail"]["tool"], str) and e["detail"]["tool"] for e in proposed)
+    assert sum("args" not in e["detail"] for e in proposed) == refused.count("unlisted")
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -397,7 +397,7 @@ impl Gateway {
             })?;
         trail.reason = call.reason.clone().or(reason);
         trail.secrets = redacted_values(&args, &action.redact);
-        let detail = trail.proposed_detail(call, &args, &action.redact);
+        let detail = trail.proposed_detail(call.resume.as_ref(), Some(&args), &action.redact);
         let proposed = trail.event(Stage::Proposed, detail);
         trail.pending.push(proposed);
         let catalog = self.catalog();
@@ -686,25 +686,26 @@ impl<'g> Trail<'g> {
     }
 
     /// The detail of `proposed`: what was asked, with the arguments as the audit keeps them
-    /// (redacted as the register says), written straight from the call's parts.
+    /// (redacted along `redact_paths`), written straight from the call's parts. Without
+    /// arguments (a refusal before they were read), only the tool, entry and reason.
     fn proposed_detail(
         &self,
-        call: &Call,
-        args: &Map<String, Value>,
+        resume: Option<&crate::ports::Resume>,
+        args: Option<&Map<String, Value>>,
         redact_paths: &[Vec<String>],
     ) -> Detail {
         // fields in code-point order: args, entry, reason, resume, tool
         let mut d = DetailWriter::new();
-        if redact_paths.is_empty() {
-            d.object("args", args);
-        } else {
-            d.value("args", &redact(args, redact_paths));
+        match args {
+            Some(args) if redact_paths.is_empty() => d.object("args", args),
+            Some(args) => d.value("args", &redact(args, redact_paths)),
+            None => {}
         }
         d.text("entry", self.entry.as_str());
         if let Some(r) = &self.reason {
             d.text("reason", r);
         }
-        if let Some(resume) = &call.resume {
+        if let Some(resume) = resume {
             // the agent's answers as sent; the upstream's opaque state by its digest
             let mut r = Map::new();
             if let Some(answers) = &resume.input_responses {
@@ -748,13 +749,7 @@ impl<'g> Trail<'g> {
     /// Events not yet written; a refusal before `proposed` was built still records what was asked.
     fn take_pending(&mut self) -> Vec<Event> {
         if self.pending.is_empty() {
-            let mut d = Map::new();
-            d.insert("tool".into(), Value::String(self.tool.clone()));
-            d.insert("entry".into(), Value::String(self.entry.as_str().into()));
-            if let Some(r) = &self.reason {
-                d.insert("reason".into(), Value::String(r.clone()));
-            }
-            return vec![self.event(Stage::Proposed, Value::Object(d))];
+            return vec![self.event(Stage::Proposed, self.proposed_detail(None, None, &[]))];
         }
         std::mem::take(&mut self.pending)
     }
