@@ -402,7 +402,7 @@ impl Bench {
         let us = |ticks: u64| ticks as f64 * 1e6 / self.tick_hz / n;
         let secs = m.round.elapsed.as_secs_f64();
         format!(
-            "{:>6.0} calls/s  p50 {:.3} ms  p99 {:.3} ms  cpu/call remit {:>6.1} echo {:>5.1} client {:>5.1} µs  remit ctx switches/call {:.1}  others busy {:.2} cores",
+            "{:>6.0} calls/s  p50 {:.3} ms  p99 {:.3} ms  cpu/call remit {:>6.1} echo {:>5.1} client {:>5.1} µs  remit ctx switches/call {:.1}  others busy {:.2} cores  idle {:.1} %",
             n / secs,
             ms(pct(&lat, 0.50)),
             ms(pct(&lat, 0.99)),
@@ -411,6 +411,7 @@ impl Bench {
             us(m.cpu.client),
             m.cpu.remit_switches as f64 / n,
             m.cpu.others() as f64 / self.tick_hz / secs,
+            m.cpu.idle_share() * 100.0,
         )
     }
 }
@@ -783,13 +784,16 @@ fn report(
         "With both cores saturated, CPU per call predicts a ratio of {predicted:.2}× \
          ((echo + client) / (remit + echo + client)); measured {ratio:.2}×. \
          Under load, p50 / p99 latency: direct {:.2} / {:.2} ms, through remit {:.2} / {:.2} ms. \
-         Other processes kept {:.2} cores busy on average during the direct throughput rounds, {:.2} during these remit rounds.\n",
+         Other processes kept {:.2} cores busy on average during the direct throughput rounds, {:.2} during these remit rounds. \
+         The cores stood idle (idle and iowait in /proc/stat) {:.1} % of the direct throughput rounds and {:.1} % of these remit rounds.\n",
         ms(pct(&dl, 0.5)),
         ms(pct(&dl, 0.99)),
         ms(pct(&rl, 0.5)),
         ms(pct(&rl, 0.99)),
         others(dcpu, ds),
-        others(rcpu, rs)
+        others(rcpu, rs),
+        dcpu.idle_share() * 100.0,
+        rcpu.idle_share() * 100.0
     )?;
     Ok(())
 }

@@ -228,6 +228,8 @@ pub(crate) struct Ticks {
     pub(crate) client: u64,
     /// The whole machine's busy time (all cores, every process).
     pub(crate) machine: u64,
+    /// The whole machine's idle time (all cores; idle and iowait).
+    pub(crate) machine_idle: u64,
     /// Context switches of remit's live threads (voluntary and not); not a time.
     pub(crate) remit_switches: u64,
 }
@@ -235,11 +237,13 @@ pub(crate) struct Ticks {
 impl Ticks {
     /// Reads all four now.
     pub(crate) fn now(remit: u32, echo: u32) -> anyhow::Result<Self> {
+        let (machine, machine_idle) = machine_ticks()?;
         Ok(Self {
             remit: process_ticks(&format!("/proc/{remit}/stat"))?,
             echo: process_ticks(&format!("/proc/{echo}/stat"))?,
             client: process_ticks("/proc/self/stat")?,
-            machine: machine_busy_ticks()?,
+            machine,
+            machine_idle,
             remit_switches: context_switches(remit),
         })
     }
@@ -251,6 +255,7 @@ impl Ticks {
             echo: after.echo.saturating_sub(self.echo),
             client: after.client.saturating_sub(self.client),
             machine: after.machine.saturating_sub(self.machine),
+            machine_idle: after.machine_idle.saturating_sub(self.machine_idle),
             remit_switches: after.remit_switches.saturating_sub(self.remit_switches),
         }
     }
@@ -262,6 +267,7 @@ impl Ticks {
             echo: self.echo + other.echo,
             client: self.client + other.client,
             machine: self.machine + other.machine,
+            machine_idle: self.machine_idle + other.machine_idle,
             remit_switches: self.remit_switches + other.remit_switches,
         }
     }
@@ -270,6 +276,15 @@ impl Ticks {
     pub(crate) fn others(self) -> u64 {
         self.machine
             .saturating_sub(self.remit + self.echo + self.client)
+    }
+
+    /// The share of all cores' time that nothing ran (idle and iowait), 0..=1.
+    pub(crate) fn idle_share(self) -> f64 {
+        let all = self.machine + self.machine_idle;
+        if all == 0 {
+            return 0.0;
+        }
+        self.machine_idle as f64 / all as f64
     }
 }
 
@@ -305,8 +320,8 @@ fn context_switches(pid: u32) -> u64 {
     sum
 }
 
-/// All cores' non-idle time from the first line of `/proc/stat`.
-fn machine_busy_ticks() -> anyhow::Result<u64> {
+/// All cores' busy and idle (with iowait) time from the first line of `/proc/stat`.
+fn machine_ticks() -> anyhow::Result<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let line = stat.lines().next().context("empty /proc/stat")?;
     let values: Vec<u64> = line
@@ -318,7 +333,7 @@ fn machine_busy_ticks() -> anyhow::Result<u64> {
     let total: u64 = values.iter().sum();
     // idle and iowait are the 4th and 5th.
     let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
-    Ok(total.saturating_sub(idle))
+    Ok((total.saturating_sub(idle), idle))
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`), 100 if it cannot be asked.
@@ -330,4 +345,37 @@ pub(crate) fn ticks_per_second() -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ticks;
+
+    #[test]
+    fn idle_share_is_idle_time_over_all_time() {
+        let ticks = Ticks {
+            machine: 300,
+            machine_idle: 100,
+            ..Ticks::default()
+        };
+        assert!((ticks.idle_share() - 0.25).abs() < 1e-12);
+        assert!(Ticks::default().idle_share().abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_interval_subtracts_idle_time_too() {
+        let before = Ticks {
+            machine: 100,
+            machine_idle: 50,
+            ..Ticks::default()
+        };
+        let after = Ticks {
+            machine: 190,
+            machine_idle: 60,
+            ..Ticks::default()
+        };
+        let spent = before.until(after);
+        assert_eq!((spent.machine, spent.machine_idle), (90, 10));
+        assert!((spent.idle_share() - 0.1).abs() < 1e-12);
+    }
 }
