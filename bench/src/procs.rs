@@ -235,7 +235,7 @@ pub(crate) struct Ticks {
 }
 
 impl Ticks {
-    /// Reads all four now.
+    /// Reads every figure now.
     pub(crate) fn now(remit: u32, echo: u32) -> anyhow::Result<Self> {
         let (machine, machine_idle) = machine_ticks()?;
         Ok(Self {
