@@ -19,6 +19,7 @@ mod record;
 mod sql;
 mod sqlite;
 mod sqlite_writer;
+mod wal_backfill;
 mod writer;
 
 use remit_core::ports::{Store, StoreError};

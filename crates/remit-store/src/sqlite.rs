@@ -4,7 +4,8 @@
 //! (`sqlite_writer`); the rare other writes (checkpoints, the kill switch) use a pool of
 //! one connection. `BEGIN IMMEDIATE` and a busy timeout keep them, and a second process
 //! on the same file, correct. Reads use their own small pool and, in WAL mode, never
-//! wait for a writer.
+//! wait for a writer. A thread of its own copies the write-ahead log into the file
+//! (`wal_backfill`), so the writer seldom stops for it.
 
 use crate::error::store_error;
 use crate::recent::RecentLeaves;

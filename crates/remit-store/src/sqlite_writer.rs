@@ -28,6 +28,7 @@ use crate::budget;
 use crate::recent::RecentLeaves;
 use crate::record::EventRow;
 use crate::sql;
+use crate::wal_backfill::Backfill;
 use crate::writer::{Batch, Committed, Job, MAX_BATCH_EVENTS, Submit, Writer, answer};
 use remit_core::ports::{BudgetCharge, CallsRunning, ChargeOutcome, StoreError, StoreErrorKind};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -110,6 +111,12 @@ fn start_shared(
         .map_err(|e| error("cannot set up the sqlite writer", &e))?;
     // BEGIN, COMMIT, the next seq, the budget statements and an insert per row count
     conn.set_prepared_statement_cache_capacity(32);
+    let backfill = Backfill::start(path, busy_timeout).map_err(|e| {
+        error(
+            "cannot start copying the sqlite store's write-ahead log",
+            &e,
+        )
+    })?;
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         wake: Condvar::new(),
@@ -117,6 +124,7 @@ fn start_shared(
         recent,
         running: Arc::default(),
         linger,
+        backfill,
     });
     let thread = Arc::clone(&shared);
     std::thread::Builder::new()
@@ -140,6 +148,8 @@ struct Shared {
     running: Arc<CallsRunning>,
     /// When the thread waits for more of them before a commit.
     linger: Linger,
+    /// Copies the committed log into the database file off this thread.
+    backfill: Backfill,
 }
 
 /// Who commits, and what waits.
@@ -214,11 +224,13 @@ impl Shared {
     fn commit(&self, jobs: &mut Vec<Job>) {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let result = commit(&mut conn, jobs).map(|(committed, appended)| {
+            let bytes = appended.iter().map(|row| row.body.len() as u64).sum();
             // kept while the connection is held, so batches arrive in commit order
             self.recent.committed(
                 committed.first_seq,
                 appended.into_iter().map(|row| row.leaf_hash),
             );
+            self.backfill.committed(bytes);
             committed
         });
         drop(conn);
@@ -502,6 +514,14 @@ mod tests {
     use tokio::sync::oneshot;
 
     fn append(n: usize) -> (Job, oneshot::Receiver<Result<Vec<u64>, StoreError>>) {
+        append_padded(n, 0)
+    }
+
+    /// `n` events, each with `pad` more bytes in its detail.
+    fn append_padded(
+        n: usize,
+        pad: usize,
+    ) -> (Job, oneshot::Receiver<Result<Vec<u64>, StoreError>>) {
         let rows = (0..n)
             .map(|i| {
                 EventRow::new(&Event {
@@ -512,7 +532,7 @@ mod tests {
                     agent: Some("support-bot".into()),
                     action: Some("billing.read".into()),
                     register: None,
-                    detail: serde_json::json!({ "i": i }).into(),
+                    detail: serde_json::json!({ "i": i, "pad": "p".repeat(pad) }).into(),
                 })
                 .unwrap()
             })
@@ -587,6 +607,29 @@ mod tests {
             assert_eq!(commit_here(&committer, expected.len()).unwrap(), expected);
             assert!(!committer.0.state().busy);
         }
+    }
+
+    #[tokio::test]
+    async fn the_write_ahead_log_stays_bounded_while_it_is_copied_off_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let committer = committer(&dir, Duration::from_secs(5)).await;
+        let wal = dir.path().join("remit.db-wal");
+        let mut largest = 0;
+        // 200 commits of 64 events of about 2 KB: 26 MB in all
+        for i in 0..200 {
+            let (job, mut answer) = append_padded(64, 2_000);
+            committer.submit(job);
+            let seqs = answer.try_recv().unwrap().unwrap();
+            assert_eq!(seqs.first(), Some(&(i * 64)));
+            largest = largest.max(std::fs::metadata(&wal).unwrap().len());
+        }
+        assert!(committer.0.backfill.passes() > 0, "the copier never ran");
+        // the log restarts from its beginning once all of it was copied (between these
+        // commits by the copier, else by the writer's own copy at 1,000 pages of 16 KiB)
+        assert!(
+            largest < 20 << 20,
+            "the log grew to {largest} bytes: it was never restarted"
+        );
     }
 
     #[tokio::test]
