@@ -623,6 +623,12 @@ mod tests {
             assert_eq!(seqs.first(), Some(&(i * 64)));
             largest = largest.max(std::fs::metadata(&wal).unwrap().len());
         }
+        for _ in 0..500 {
+            if committer.0.backfill.passes() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(committer.0.backfill.passes() > 0, "the copier never ran");
         // the log restarts from its beginning once all of it was copied (between these
         // commits by the copier, else by the writer's own copy at 1,000 pages of 16 KiB)
