@@ -403,8 +403,10 @@ impl Upstreams for McpUpstreams {
             meta
         });
         // one way for every call rmcp's client sends: rmcp's own timeout, which also tells
-        // the upstream (`notifications/cancelled`) that remit gave up
-        let answer = crate::progress::call_tool(
+        // the upstream (`notifications/cancelled`) that remit gave up. Boxed: rmcp's call is
+        // a large future, and inline it made every call's future (boxed per call, lean or
+        // not) as large, a few kilobytes copied each time
+        let answer = Box::pin(crate::progress::call_tool(
             &peer,
             cleared
                 .progress()
@@ -412,7 +414,7 @@ impl Upstreams for McpUpstreams {
             params,
             declared,
             timeout,
-        )
+        ))
         .await;
         match answer {
             Err(rmcp::service::ServiceError::Timeout { .. }) => Err(UpstreamError::Timeout {

@@ -102,8 +102,10 @@ pub(crate) async fn serve(
             }
         }
         // the head again, for its headers as slices of the bytes read (a second parse of a
-        // few hundred bytes costs less than copying them into a header map)
-        let answer = {
+        // few hundred bytes costs less than copying them into a header map). The call's
+        // future (about 3 KB) is pinned where it is made, inside its `Option`: taking it out
+        // and pinning it copied it twice per call.
+        let mut answer = std::pin::pin!({
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut request = httparse::Request::new(&mut slots);
             match (
@@ -115,17 +117,23 @@ pub(crate) async fn serve(
                 }
                 _ => None,
             }
-        };
-        let Some(answer) = answer else {
+        });
+        if answer.as_ref().get_ref().is_none() {
             return After::Hyper(Rewound::new(buf, stream));
-        };
+        }
         buf.drain(..end);
         // the call, while watching for the client hanging up
-        tokio::pin!(answer);
+        let mut call = std::future::poll_fn(|cx| match answer.as_mut().as_pin_mut() {
+            Some(call) => call.poll(cx).map(Some),
+            None => Poll::Ready(None),
+        });
         let (status, body) = loop {
             tokio::select! {
                 biased;
-                answered = &mut answer => break answered,
+                answered = &mut call => match answered {
+                    Some(answered) => break answered,
+                    None => return After::Closed,
+                },
                 read = stream.read_buf(&mut buf), if buf.len() < MAX_AHEAD => match read {
                     Ok(0) | Err(_) => return After::Closed,
                     Ok(_) => {}
