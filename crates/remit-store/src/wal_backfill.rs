@@ -9,7 +9,7 @@
 //!
 //! This thread copies, in SQLite's `PASSIVE` mode (it never blocks the writer or a
 //! reader), whenever about a mebibyte of events has been committed since its last pass,
-//! and once more when commits stop. When the writer's own copy comes due, little is left
+//! and once more when commits stop for a second with less than that left. When the writer's own copy comes due, little is left
 //! to copy and little to sync; if it finds this thread copying, SQLite skips it for that
 //! commit and the next commit tries again. The log restarts from its beginning at the
 //! first commit after everything in it was copied, by either; under sustained load the
@@ -62,21 +62,26 @@ impl Shared {
 impl Backfill {
     /// Opens a connection of its own on the database at `path` and starts the thread.
     pub(crate) fn start(path: &Path, busy_timeout: Duration) -> Result<Self, rusqlite::Error> {
-        Self::start_quiet(path, busy_timeout, AFTER_QUIET)
+        Self::start_quiet(path, busy_timeout, AFTER_QUIET, 0)
     }
 
-    /// [`Backfill::start`] with a pass once commits have stopped for `quiet`.
+    /// [`Backfill::start`] with a pass once commits have stopped for `quiet`, and `pending`
+    /// bytes already counted.
     fn start_quiet(
         path: &Path,
         busy_timeout: Duration,
         quiet: Duration,
+        pending: u64,
     ) -> Result<Self, rusqlite::Error> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(busy_timeout)?;
         // FULL: a pass syncs the log before it copies and the database file after.
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                pending,
+                ..State::default()
+            }),
             wake: Condvar::new(),
         });
         let thread = Arc::clone(&shared);
@@ -122,16 +127,18 @@ fn run(shared: &Shared, conn: &Connection, quiet_for: Duration) {
         if state.stopped {
             return;
         }
-        let quiet = state.pending < EVERY_BYTES;
-        let (next, timeout) = shared
-            .wake
-            .wait_timeout(state, quiet_for)
-            .unwrap_or_else(PoisonError::into_inner);
-        state = next;
-        let due =
-            state.pending >= EVERY_BYTES || (quiet && timeout.timed_out() && state.pending > 0);
-        if state.stopped || !due {
-            continue;
+        // a mebibyte that came during the last pass is due at once: its wake-up came then
+        if state.pending < EVERY_BYTES {
+            let before = state.pending;
+            let (next, waited) = shared
+                .wake
+                .wait_timeout(state, quiet_for)
+                .unwrap_or_else(PoisonError::into_inner);
+            state = next;
+            let commits_stopped = waited.timed_out() && before > 0 && state.pending == before;
+            if state.stopped || (state.pending < EVERY_BYTES && !commits_stopped) {
+                continue;
+            }
         }
         state.pending = 0;
         drop(state);
@@ -229,7 +236,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, writer) = store_file(&dir).await;
         let hour = Duration::from_secs(3600);
-        let backfill = Backfill::start_quiet(&path, Duration::from_secs(5), hour).unwrap();
+        let backfill = Backfill::start_quiet(&path, Duration::from_secs(5), hour, 0).unwrap();
         // below the mark, nothing is copied: the events are in the log only
         commit(&writer, &backfill, 100, 1_000);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -242,11 +249,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mebibyte_counted_while_the_thread_was_copying_is_copied_without_a_wake_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, writer) = store_file(&dir).await;
+        let hour = Duration::from_secs(3600);
+        // as if the mark was crossed during a pass: its wake-up came while nobody waited
+        let backfill = Backfill::start_quiet(&path, Duration::from_secs(5), hour, 0).unwrap();
+        commit(&writer, &backfill, 10, 1_000);
+        drop(backfill);
+        let counted = 2 * EVERY_BYTES;
+        let backfill = Backfill::start_quiet(&path, Duration::from_secs(5), hour, counted).unwrap();
+        until_passes(&backfill, 1).await;
+        assert_eq!(events_in_the_file(&path), 10);
+    }
+
+    #[tokio::test]
     async fn what_is_left_below_the_mark_is_copied_once_commits_stop() {
         let dir = tempfile::tempdir().unwrap();
         let (path, writer) = store_file(&dir).await;
         let quiet = Duration::from_millis(50);
-        let backfill = Backfill::start_quiet(&path, Duration::from_secs(5), quiet).unwrap();
+        let backfill = Backfill::start_quiet(&path, Duration::from_secs(5), quiet, 0).unwrap();
         commit(&writer, &backfill, 10, 500);
         until_passes(&backfill, 1).await;
         assert_eq!(events_in_the_file(&path), 10);
@@ -260,7 +282,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, writer) = store_file(&dir).await;
         let quiet = Duration::from_millis(50);
-        let backfill = Backfill::start_quiet(&path, Duration::from_millis(10), quiet).unwrap();
+        let backfill = Backfill::start_quiet(&path, Duration::from_millis(10), quiet, 0).unwrap();
         // a reader still on the snapshot before the commit needs the log's pages as they were
         let other = Connection::open(&path).unwrap();
         other.busy_timeout(Duration::from_secs(5)).unwrap();
