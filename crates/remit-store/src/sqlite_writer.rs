@@ -111,12 +111,7 @@ fn start_shared(
         .map_err(|e| error("cannot set up the sqlite writer", &e))?;
     // BEGIN, COMMIT, the next seq, the budget statements and an insert per row count
     conn.set_prepared_statement_cache_capacity(32);
-    let backfill = Backfill::start(path, busy_timeout).map_err(|e| {
-        error(
-            "cannot start copying the sqlite store's write-ahead log",
-            &e,
-        )
-    })?;
+    let backfill = Backfill::start(path, busy_timeout)?;
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         wake: Condvar::new(),

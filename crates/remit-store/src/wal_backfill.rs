@@ -20,6 +20,7 @@
 //! logged and the next pass tries again.
 
 use crate::sqlite_writer::error;
+use remit_core::ports::StoreError;
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -61,7 +62,7 @@ impl Shared {
 
 impl Backfill {
     /// Opens a connection of its own on the database at `path` and starts the thread.
-    pub(crate) fn start(path: &Path, busy_timeout: Duration) -> Result<Self, rusqlite::Error> {
+    pub(crate) fn start(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         Self::start_quiet(path, busy_timeout, AFTER_QUIET, 0)
     }
 
@@ -72,11 +73,16 @@ impl Backfill {
         busy_timeout: Duration,
         quiet: Duration,
         pending: u64,
-    ) -> Result<Self, rusqlite::Error> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(busy_timeout)?;
-        // FULL: a pass syncs the log before it copies and the database file after.
-        conn.execute_batch("PRAGMA synchronous = FULL;")?;
+    ) -> Result<Self, StoreError> {
+        let doing = "cannot start copying the sqlite store's write-ahead log";
+        let conn = Connection::open(path)
+            .and_then(|conn| {
+                conn.busy_timeout(busy_timeout)?;
+                // FULL: a pass syncs the log before it copies and the database file after.
+                conn.execute_batch("PRAGMA synchronous = FULL;")?;
+                Ok(conn)
+            })
+            .map_err(|e| error(doing, &e))?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 pending,
@@ -88,11 +94,7 @@ impl Backfill {
         std::thread::Builder::new()
             .name("remit-wal-copy".to_owned())
             .spawn(move || run(&thread, &conn, quiet))
-            .map_err(|e| {
-                rusqlite::Error::ToSqlConversionFailure(
-                    format!("cannot start the WAL copier: {e}").into(),
-                )
-            })?;
+            .map_err(|e| StoreError::unavailable(format!("{doing}: {e}")))?;
         Ok(Self { shared })
     }
 
@@ -151,7 +153,7 @@ fn run(shared: &Shared, conn: &Connection, quiet_for: Duration) {
 }
 
 /// One `PASSIVE` copy: as many committed pages as no reader still needs from the log.
-fn pass(conn: &Connection) -> Result<(), remit_core::ports::StoreError> {
+fn pass(conn: &Connection) -> Result<(), StoreError> {
     let doing = "cannot copy the write-ahead log";
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
         row.get::<_, i64>(0)
@@ -185,8 +187,8 @@ mod tests {
         (path, writer)
     }
 
-    /// Commits `rows` events of `size` bytes and tells the copier.
-    fn commit(writer: &Connection, backfill: &Backfill, rows: usize, size: usize) {
+    /// Commits `rows` events of `size` bytes; their bytes, to tell the copier.
+    fn commit(writer: &Connection, rows: usize, size: usize) -> u64 {
         writer.execute_batch("BEGIN IMMEDIATE").unwrap();
         let next: i64 = writer
             .query_row(
@@ -204,7 +206,7 @@ mod tests {
                 .unwrap();
         }
         writer.execute_batch("COMMIT").unwrap();
-        backfill.committed((rows * size) as u64);
+        (rows * size) as u64
     }
 
     /// The events in the database file itself: a copy of the file alone, without its log, read.
@@ -238,12 +240,12 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let backfill = Backfill::start_quiet(&path, Duration::from_secs(5), hour, 0).unwrap();
         // below the mark, nothing is copied: the events are in the log only
-        commit(&writer, &backfill, 100, 1_000);
+        backfill.committed(commit(&writer, 100, 1_000));
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(backfill.passes(), 0);
         assert_eq!(events_in_the_file(&path), 0);
         // across it, one pass copies everything committed
-        commit(&writer, &backfill, 1_000, 1_000);
+        backfill.committed(commit(&writer, 1_000, 1_000));
         until_passes(&backfill, 1).await;
         assert_eq!(events_in_the_file(&path), 1_100);
     }
@@ -253,10 +255,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, writer) = store_file(&dir).await;
         let hour = Duration::from_secs(3600);
+        commit(&writer, 10, 1_000);
         // as if the mark was crossed during a pass: its wake-up came while nobody waited
-        let backfill = Backfill::start_quiet(&path, Duration::from_secs(5), hour, 0).unwrap();
-        commit(&writer, &backfill, 10, 1_000);
-        drop(backfill);
         let counted = 2 * EVERY_BYTES;
         let backfill = Backfill::start_quiet(&path, Duration::from_secs(5), hour, counted).unwrap();
         until_passes(&backfill, 1).await;
@@ -269,7 +269,7 @@ mod tests {
         let (path, writer) = store_file(&dir).await;
         let quiet = Duration::from_millis(50);
         let backfill = Backfill::start_quiet(&path, Duration::from_secs(5), quiet, 0).unwrap();
-        commit(&writer, &backfill, 10, 500);
+        backfill.committed(commit(&writer, 10, 500));
         until_passes(&backfill, 1).await;
         assert_eq!(events_in_the_file(&path), 10);
         // with nothing more committed, no pass follows
@@ -289,12 +289,12 @@ mod tests {
         other
             .execute_batch("BEGIN; SELECT COUNT(*) FROM audit_events;")
             .unwrap();
-        commit(&writer, &backfill, 10, 500);
+        backfill.committed(commit(&writer, 10, 500));
         until_passes(&backfill, 1).await;
         // the pass did not wait for the reader, and copied nothing it still needs
         assert_eq!(events_in_the_file(&path), 0);
         other.execute_batch("COMMIT").unwrap();
-        commit(&writer, &backfill, 5, 500);
+        backfill.committed(commit(&writer, 5, 500));
         until_passes(&backfill, 2).await;
         assert_eq!(events_in_the_file(&path), 15);
     }
