@@ -64,6 +64,7 @@ impl LeanHttp {
                     .build()
                     .map_err(|e| e.to_string())?,
                 url: url.to_owned(),
+                max_answer: MAX_ANSWER_BYTES,
             },
         };
         Ok(Self {
@@ -91,7 +92,11 @@ impl LeanHttp {
                     Err(_) => Err(Sent::TimedOut),
                 }
             }
-            Way::Reqwest { client, url } => post_reqwest(client, url, tool, body).await,
+            Way::Reqwest {
+                client,
+                url,
+                max_answer,
+            } => post_reqwest(client, url, tool, body, *max_answer).await,
         };
         let (status, sse, text) = match sent {
             Ok(answer) => answer,
@@ -131,6 +136,11 @@ impl LeanHttp {
         let Some(reply) = reply else {
             return Err(self.protocol(format!("HTTP {status} with no JSON-RPC answer")));
         };
+        if !reply.answers(id) {
+            return Err(self.protocol(format!(
+                "HTTP {status} with a JSON-RPC message that does not answer this call (id {id})"
+            )));
+        }
         if let Some(result) = reply.result {
             return Ok(result);
         }
@@ -158,14 +168,15 @@ impl LeanHttp {
     }
 }
 
-/// One POST through reqwest (`https://` upstreams, or any behind a proxy).
+/// One POST through reqwest (`https://` upstreams, or any behind a proxy); an answer over `max` bytes is not read.
 async fn post_reqwest(
     client: &reqwest::Client,
     url: &str,
     tool: &str,
     body: Vec<u8>,
+    max: usize,
 ) -> Result<(http::StatusCode, bool, Bytes), Sent> {
-    let resp = match client
+    let mut resp = match client
         .post(url)
         .header("mcp-method", "tools/call")
         .header("mcp-name", tool)
@@ -183,23 +194,52 @@ async fn post_reqwest(
     };
     let status = resp.status();
     let sse = is_sse(resp.headers());
-    let text = resp.bytes().await.map_err(|e| {
-        if e.is_timeout() {
-            Sent::TimedOut
-        } else {
-            Sent::Lost
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+    {
+        return Err(Sent::TooLarge(max));
+    }
+    // read piece by piece: an answer with no length, or a lying one, stops at the limit
+    let mut text = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(piece)) if text.len().saturating_add(piece.len()) > max => {
+                return Err(Sent::TooLarge(max));
+            }
+            Ok(Some(piece)) => text.extend_from_slice(&piece),
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => return Err(Sent::TimedOut),
+            Err(_) => return Err(Sent::Lost),
         }
-    })?;
-    Ok((status, sse, text))
+    }
+    Ok((status, sse, Bytes::from(text)))
 }
 
-/// A JSON-RPC answer as the lean client reads it: its `result` (`null` included) or its
-/// `error`; nothing else of it is kept, and a repeated key counts once, the last, as in a
-/// `Value`.
+/// A JSON-RPC answer as the lean client reads it: its `id`, its `result` (`null` included)
+/// or its `error`, and whether it has a `method` (then it is a request, not an answer);
+/// nothing else of it is kept, and a repeated key counts once, the last, as in a `Value`.
 #[derive(Debug, Default)]
 struct Reply {
+    id: Option<Value>,
     result: Option<Value>,
     error: Option<Value>,
+    request: bool,
+}
+
+impl Reply {
+    /// Whether it answers the request `id`: its id, or, for an error, `null` (an upstream
+    /// that could not read the request's id says so).
+    fn answers(&self, id: u64) -> bool {
+        if self.request {
+            return false;
+        }
+        match &self.id {
+            Some(Value::Number(n)) => n.as_u64() == Some(id),
+            Some(Value::Null) => self.error.is_some() && self.result.is_none(),
+            _ => false,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Reply {
@@ -208,8 +248,10 @@ impl<'de> Deserialize<'de> for Reply {
         #[derive(Deserialize)]
         #[serde(field_identifier, rename_all = "lowercase")]
         enum Key {
+            Id,
             Result,
             Error,
+            Method,
             #[serde(other)]
             Other,
         }
@@ -226,8 +268,13 @@ impl<'de> Deserialize<'de> for Reply {
                 let mut reply = Reply::default();
                 while let Some(key) = map.next_key::<Key>()? {
                     match key {
+                        Key::Id => reply.id = Some(map.next_value()?),
                         Key::Result => reply.result = Some(map.next_value()?),
                         Key::Error => reply.error = Some(map.next_value()?),
+                        Key::Method => {
+                            reply.request = true;
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
                         Key::Other => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                         }
@@ -289,12 +336,15 @@ fn proxy_configured(var: impl Fn(&str) -> Option<String>) -> bool {
 enum Way {
     /// `http://` without a proxy: hyper connections of remit's own, no reqwest layers.
     Raw(RawHttp),
-    /// `https://`, or a proxy is configured: reqwest, which does TLS and follows the proxy.
+    /// `https://`, a proxy, or credentials in the URL: reqwest, which does TLS, follows the
+    /// proxy and sends the URL's user and password as basic authentication.
     Reqwest {
         /// The client, with the upstream's headers.
         client: reqwest::Client,
         /// The upstream's URL.
         url: String,
+        /// The largest answer read.
+        max_answer: usize,
     },
 }
 
@@ -319,9 +369,11 @@ fn is_sse(headers: &http::HeaderMap) -> bool {
         .is_some_and(is_sse_type)
 }
 
-/// Whether a `Content-Type` value is SSE's.
+/// Whether a `Content-Type` value is SSE's (media types are case-insensitive).
 fn is_sse_type(content_type: &str) -> bool {
-    content_type.starts_with("text/event-stream")
+    content_type
+        .get(.."text/event-stream".len())
+        .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
 }
 
 /// One kept-alive HTTP/1.1 connection to the upstream, read and written by the call that uses it.
@@ -338,12 +390,20 @@ struct Conn {
 
 impl Conn {
     /// Whether the connection can take a request: the upstream has not closed it or sent anything unasked.
+    ///
+    /// Asks the socket itself (a peek, which consumes nothing): tokio's `try_read` answers
+    /// from the readiness its event loop last saw, so bytes or a close that arrived since
+    /// (while the runtime was busy) went unnoticed, and the next call could be sent on a
+    /// closed connection or read an answer it did not ask for.
     fn is_usable(&self) -> bool {
         if !self.buf.is_empty() {
             return false;
         }
-        let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            socket2::SockRef::from(&self.stream).peek(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
     }
 
     /// Writes `bytes`; how many went out before an error, if one came.
@@ -400,12 +460,19 @@ impl Conn {
             }
             Framing::Chunked => {
                 let mut chunks = Dechunk::default();
-                while !chunks.step(&self.buf, max)? {
+                loop {
+                    let done = chunks.step(&self.buf, max)?;
+                    // what was decoded leaves the buffer: it holds at most a line or a fill
+                    self.buf.drain(..chunks.at);
+                    chunks.read += chunks.at;
+                    chunks.at = 0;
+                    if done {
+                        break;
+                    }
                     if !self.fill().await {
                         return Err(Sent::Lost);
                     }
                 }
-                self.buf.drain(..chunks.at);
                 chunks.out
             }
             Framing::ToEnd => {
@@ -481,19 +548,28 @@ fn response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Sent> {
         .ok_or(Sent::Lost)?;
     let mut keep = response.version == Some(1);
     let (mut sse, mut length, mut chunked) = (false, None, false);
+    let (mut has_length, mut has_coding) = (false, false);
     for h in response.headers.iter() {
-        let value = std::str::from_utf8(h.value).map_err(|_| Sent::Lost)?.trim();
+        // only the headers read below must be text; any other is passed over as it is
+        let value = || {
+            std::str::from_utf8(h.value)
+                .map(str::trim)
+                .map_err(|_| Sent::Lost)
+        };
         if h.name.eq_ignore_ascii_case("content-type") {
+            let value = value()?;
             sse = is_sse_type(value);
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            let n: usize = value.parse().map_err(|_| Sent::Lost)?;
+            has_length = true;
+            let n: usize = value()?.parse().map_err(|_| Sent::Lost)?;
             if length.is_some_and(|l| l != n) {
                 return Err(Sent::Lost);
             }
             length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            has_coding = true;
             // the last coding decides; remit asks for no other
-            chunked = value
+            chunked = value()?
                 .rsplit(',')
                 .next()
                 .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
@@ -501,10 +577,14 @@ fn response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Sent> {
                 return Err(Sent::Lost);
             }
         } else if h.name.eq_ignore_ascii_case("connection") {
-            keep &= !value
+            keep &= !value()?
                 .split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("close"));
         }
+    }
+    // both: the coding decides, and the connection is not used again (RFC 9112, 6.3)
+    if has_length && has_coding {
+        keep = false;
     }
     let framing = if status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED
@@ -532,6 +612,8 @@ fn response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Sent> {
 struct Dechunk {
     /// The next byte of the buffer to read.
     at: usize,
+    /// Bytes read off the wire in earlier steps (before `at` was last reset).
+    read: usize,
     /// The body so far.
     out: Vec<u8>,
     /// Bytes of the current chunk still to come.
@@ -558,8 +640,16 @@ const MAX_CHUNK_LINE: usize = 4096;
 
 impl Dechunk {
     /// Reads on from `buf`; true once the whole body is in.
+    ///
+    /// The bytes on the wire count against the limit too (at most twice `max`, and 64 KiB):
+    /// chunk extensions and trailer lines carry no body, and without a bound an upstream
+    /// could send them for ever.
     fn step(&mut self, buf: &[u8], max: usize) -> Result<bool, Sent> {
+        let most_read = max.saturating_mul(2).saturating_add(64 * 1024);
         loop {
+            if self.read.saturating_add(self.at) > most_read {
+                return Err(Sent::TooLarge(max));
+            }
             let rest = buf.get(self.at..).unwrap_or_default();
             match self.state {
                 Chunk::Size | Chunk::Trailer => {
@@ -647,6 +737,11 @@ impl RawHttp {
             return None;
         }
         let authority = uri.authority()?.clone();
+        // `user:password@`: reqwest sends it as basic authentication; the raw way would put
+        // it in the `Host` header
+        if authority.as_str().contains('@') {
+            return None;
+        }
         let port = authority.port_u16().unwrap_or(80);
         let host = authority.host();
         let mut headers = headers.clone();
@@ -685,7 +780,8 @@ impl RawHttp {
     }
 
     fn put_idle(&self, conn: Conn) {
-        if !conn.is_usable() {
+        // bytes past the answer: not reusable; anything arriving later is seen when it is taken
+        if !conn.buf.is_empty() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()
@@ -756,8 +852,10 @@ fn find_in_sse(text: &str, id: u64) -> Option<Value> {
     let mut found = None;
     let mut flush = |data: &mut String| {
         if !data.is_empty() {
+            // an answer with this id; a request from the upstream may carry the same number
             if let Ok(v) = serde_json::from_str::<Value>(data)
                 && v.get("id").and_then(Value::as_u64) == Some(id)
+                && v.get("method").is_none()
             {
                 found = Some(v);
             }
@@ -1371,6 +1469,28 @@ mod tests {
             Ok(Some((Framing::Length(1), false, false)))
         ));
         assert!(matches!(framing("HTTP/1.1 200 OK\r\ncontent-le"), Ok(None)));
+        // media types are case-insensitive
+        assert!(matches!(
+            framing(
+                "HTTP/1.1 200 OK\r\nContent-Type: Text/Event-Stream\r\ncontent-length: 1\r\n\r\n"
+            ),
+            Ok(Some((Framing::Length(1), true, true)))
+        ));
+        // a length beside a coding: the coding decides and the connection is not used again
+        assert!(matches!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n"),
+            Ok(Some((Framing::Chunked, false, false)))
+        ));
+        // a header remit does not read may hold any bytes; one it reads must be text
+        assert!(matches!(
+            response_head(b"HTTP/1.1 200 OK\r\nx-note: caf\xe9\r\ncontent-length: 2\r\n\r\n")
+                .map(|h| h.map(|h| h.framing)),
+            Ok(Some(Framing::Length(2)))
+        ));
+        assert!(matches!(
+            response_head(b"HTTP/1.1 200 OK\r\nconnection: clos\xe9\r\ncontent-length: 2\r\n\r\n"),
+            Err(Sent::Lost)
+        ));
         for bad in [
             "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
             "HTTP/1.1 200 OK\r\ncontent-length: -5\r\n\r\n",
@@ -1389,5 +1509,265 @@ mod tests {
             json!({"content": []})
         );
         assert!(find_in_sse(body, 8).is_none());
+        // a request from the upstream numbered like the call is not its answer
+        let body = "data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[]}}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\",\"params\":{}}\n\n";
+        assert_eq!(
+            find_in_sse(body, 7).unwrap()["result"],
+            json!({"content": []})
+        );
+    }
+
+    /// Reads one request off a blocking stream into `got`; its head and JSON body, or None at the end.
+    fn read_request(
+        stream: &mut std::net::TcpStream,
+        got: &mut Vec<u8>,
+    ) -> Option<(String, Value)> {
+        use std::io::Read as _;
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if got.len() >= end + 4 + len {
+                    let body = serde_json::from_slice(&got[end + 4..end + 4 + len]).unwrap();
+                    got.drain(..end + 4 + len);
+                    return Some((head, body));
+                }
+            }
+            let n = stream.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// An answer with `text` for the request `id`.
+    fn text_answer(id: &Value, text: &str) -> Vec<u8> {
+        let body = json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": text}]}})
+            .to_string();
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    /// An upstream on a thread of its own: `serve` gets each accepted connection.
+    fn thread_upstream(serve: fn(std::net::TcpStream)) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            while let Ok((stream, _)) = listener.accept() {
+                std::thread::spawn(move || serve(stream));
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn an_answer_nobody_asked_for_on_a_pooled_connection_never_answers_the_next_call() {
+        static FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+        let url = thread_upstream(|mut stream| {
+            use std::io::Write as _;
+            let mut got = Vec::new();
+            let Some((_, first)) = read_request(&mut stream, &mut got) else {
+                return;
+            };
+            if !FIRST.swap(false, Ordering::SeqCst) {
+                // a later connection: every call is answered as asked
+                let _ = stream.write_all(&text_answer(&first["id"], "fresh"));
+                while let Some((_, request)) = read_request(&mut stream, &mut got) {
+                    let _ = stream.write_all(&text_answer(&request["id"], "fresh"));
+                }
+                return;
+            }
+            stream
+                .write_all(&text_answer(&first["id"], "first"))
+                .unwrap();
+            // then an answer to nothing (a misbehaving upstream; a 408 before an idle close)
+            std::thread::sleep(Duration::from_millis(30));
+            let _ = stream.write_all(&text_answer(&json!(999), "stale"));
+            while let Some((_, request)) = read_request(&mut stream, &mut got) {
+                let _ = stream.write_all(&text_answer(&request["id"], "fresh"));
+            }
+        });
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        if !matches!(lean.way, Way::Raw(_)) {
+            return; // a proxy is configured
+        }
+        let first = lean.call("echo", &args("a"), None).await.unwrap();
+        assert_eq!(first["content"][0]["text"], json!("first"));
+        // the runtime busy elsewhere: its event loop does not see the stale bytes arrive
+        std::thread::sleep(Duration::from_millis(200));
+        let next = lean.call("echo", &args("b"), None).await.unwrap();
+        assert_eq!(next["content"][0]["text"], json!("fresh"));
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_closed_while_the_runtime_was_busy_is_replaced_not_reported() {
+        static SERVED: AtomicU64 = AtomicU64::new(0);
+        let url = thread_upstream(|mut stream| {
+            use std::io::Write as _;
+            let mut got = Vec::new();
+            if let Some((_, request)) = read_request(&mut stream, &mut got) {
+                SERVED.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.write_all(&text_answer(&request["id"], "ok"));
+            }
+            // an idle timeout: the connection closes a moment later, unannounced
+            std::thread::sleep(Duration::from_millis(30));
+        });
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        if !matches!(lean.way, Way::Raw(_)) {
+            return;
+        }
+        lean.call("echo", &args("a"), None).await.unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let next = lean.call("echo", &args("b"), None).await;
+        assert!(next.is_ok(), "{next:?}");
+        // each call ran once: the second went out on a new connection
+        assert_eq!(SERVED.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_answer_to_another_request_fails_the_call_instead_of_answering_it() {
+        let (url, _) = one_shot_upstream_answering(|_| {
+            json!({"jsonrpc": "2.0", "id": 999, "result": {"content": [{"type": "text", "text": "not yours"}]}})
+        })
+        .await;
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        match lean.call("echo", &args("x"), None).await {
+            Err(UpstreamError::Protocol { message, .. }) => {
+                assert!(message.contains("does not answer this call"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // an error the upstream could not tie to a request (id null) still reaches the agent
+        let (url, _) = one_shot_upstream_answering(|_| {
+            json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": "bad request"}})
+        })
+        .await;
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        assert!(matches!(
+            lean.call("echo", &args("x"), None).await,
+            Err(UpstreamError::Rejected { code: -32600, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn chunk_extensions_and_trailer_lines_count_against_the_limit() {
+        for tail in [false, true] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+            tokio::spawn(async move {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await;
+                // one byte of body per 4 KB on the wire, or an endless trailer: written until the client stops reading
+                let piece = if tail {
+                    let _ = stream.write_all(b"1\r\n{\r\n0\r\n").await;
+                    b"x-trailer: 1\r\n".repeat(4096)
+                } else {
+                    let mut chunk = b"1;".to_vec();
+                    chunk.extend(std::iter::repeat_n(b'a', 4000));
+                    chunk.extend_from_slice(b"\r\nX\r\n");
+                    chunk.repeat(16)
+                };
+                while stream.write_all(&piece).await.is_ok() {}
+            });
+            let raw = RawHttp::new(&url, &http::HeaderMap::new()).unwrap();
+            let mut conn = raw.connect().await.ok().unwrap();
+            conn.write(&raw.request("t", b"{}").ok().unwrap())
+                .await
+                .unwrap();
+            let max = 64 * 1024;
+            let answer = tokio::time::timeout(Duration::from_secs(10), conn.answer(max))
+                .await
+                .expect("the read stops at the limit, not at the timeout");
+            assert!(
+                matches!(answer, Err(Sent::TooLarge(m)) if m == max),
+                "trailer {tail}: {:?}",
+                answer.as_ref().map(|a| a.body.len())
+            );
+            assert!(conn.buf.len() < 64 * 1024, "{} bytes held", conn.buf.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reqwest_way_stops_reading_an_answer_at_the_limit() {
+        let url = thread_upstream(|mut stream| {
+            use std::io::Write as _;
+            let mut got = Vec::new();
+            while let Some((_, request)) = read_request(&mut stream, &mut got) {
+                let text = request["params"]["arguments"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let answer = text_answer(&request["id"], &text);
+                if text.starts_with("close") {
+                    // no length: the answer ends when the connection does
+                    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                    let head = String::from_utf8_lossy(&answer[..head_end]).replace(
+                        &format!("content-length: {}", answer.len() - head_end - 4),
+                        "connection: close",
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(&answer[head_end..]);
+                    return;
+                }
+                let _ = stream.write_all(&answer);
+            }
+        });
+        let mut lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        lean.way = Way::Reqwest {
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            url: url.clone(),
+            max_answer: 1000,
+        };
+        let small = lean.call("echo", &args("small"), None).await.unwrap();
+        assert_eq!(small["content"][0]["text"], json!("small"));
+        for text in ["x".repeat(2000), format!("close{}", "x".repeat(2000))] {
+            match lean.call("echo", &args(&text), None).await {
+                Err(UpstreamError::Protocol { message, .. }) => {
+                    assert!(message.contains("the call ran"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_in_the_url_go_as_basic_authentication_never_in_the_host_header() {
+        static HEAD: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+        let url = thread_upstream(|mut stream| {
+            use std::io::Write as _;
+            let mut got = Vec::new();
+            while let Some((head, request)) = read_request(&mut stream, &mut got) {
+                *HEAD.lock().unwrap() = head;
+                let _ = stream.write_all(&text_answer(&request["id"], "ok"));
+            }
+        });
+        let url = url.replace("http://", "http://user:secret@");
+        assert!(RawHttp::new(&url, &http::HeaderMap::new()).is_none());
+        let lean = LeanHttp::new("echo", &url, &[], Duration::from_secs(5)).unwrap();
+        assert!(matches!(lean.way, Way::Reqwest { .. }));
+        if proxy_configured(|name| std::env::var(name).ok()) {
+            return;
+        }
+        lean.call("echo", &args("x"), None).await.unwrap();
+        let head = HEAD.lock().unwrap().clone();
+        // base64 of `user:secret`
+        assert!(
+            head.contains("authorization: basic dxnlcjpzzwnyzxq="),
+            "{head}"
+        );
+        let host = head.lines().find(|l| l.starts_with("host:")).unwrap();
+        assert!(!host.contains("secret"), "{host}");
     }
 }
