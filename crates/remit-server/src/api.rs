@@ -101,24 +101,29 @@ impl App {
         self.inner.state.max_body
     }
 
-    /// The answer to a `POST /mcp` with these headers and body, if it is a plain stateless call from a known agent.
+    /// Whether these request headers carry a known agent's credential.
     ///
-    /// `None` leaves the request to the full service, which gives every other answer
-    /// (refusing a bad credential included, and counting it against the address).
+    /// The short way asks before it reads a body: any other caller's request goes to the
+    /// full service, which refuses it (and counts it against the address) unread.
+    pub(crate) fn authenticates(&self, headers: &[httparse::Header<'_>]) -> bool {
+        self.inner
+            .state
+            .gateway
+            .authenticate(&remit_mcp::bearer_in(headers))
+            .is_ok()
+    }
+
+    /// The answer to a `POST /mcp` with these headers and body, if it is a plain stateless call.
+    ///
+    /// For a request whose headers [`App::authenticates`] accepted (the pipeline checks the
+    /// credential again, as for every call). `None` leaves the request to the full service,
+    /// which gives every other answer.
     pub(crate) fn plain_call(
         &self,
         headers: &[httparse::Header<'_>],
         body: &[u8],
     ) -> Option<impl Future<Output = (StatusCode, Vec<u8>)> + Send + 'static> {
-        let state = &self.inner.state;
-        if state
-            .gateway
-            .authenticate(&remit_mcp::bearer_in(headers))
-            .is_err()
-        {
-            return None;
-        }
-        short_way(state, &http::Method::POST, headers, body)
+        short_way(&self.inner.state, &http::Method::POST, headers, body)
     }
 }
 

@@ -14,9 +14,15 @@
 //! What hyper did for these requests and this keeps:
 //! - a request's head must arrive within [`HEADER_READ_TIMEOUT`] of the connection
 //!   waiting for it, idle keep-alive included; the connection is closed otherwise;
+//! - a caller who is nobody's agent gets hyper's `401` before any of its body is read
+//!   (the short way takes a head only with a known agent's credential), and a body is
+//!   read as it arrives, within [`HEADER_READ_TIMEOUT`] of its head, never reserved whole
+//!   on the word of its `Content-Length`;
 //! - a client that hangs up while its call runs drops the call's future (so a call not
 //!   yet sent is not sent: [`remit_mcp::call_to_the_end`]);
-//! - pipelined requests are answered in order;
+//! - pipelined requests are answered in order; a client that half-closes after them
+//!   gets the answer to the request running then (hyper's reading: the end of the
+//!   stream is not a hang-up while requests it sent are still buffered);
 //! - on shutdown, the request being answered finishes and the connection closes.
 
 use crate::api::App;
@@ -41,6 +47,9 @@ const MAX_HEADERS: usize = 48;
 /// Most bytes of later (pipelined) requests read while a call runs.
 const MAX_AHEAD: usize = 64 * 1024;
 
+/// Most bytes of a body made room for at once, whatever its `Content-Length` says.
+const BODY_STEP: usize = 64 * 1024;
+
 /// What becomes of a connection after the short way.
 pub(crate) enum After {
     /// It is closed (the client left, its head timed out, or remit is stopping).
@@ -56,6 +65,8 @@ pub(crate) async fn serve(
     stopped: &mut watch::Receiver<bool>,
 ) -> After {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    // the client closed its side: what it sent before is still answered, nothing more is read
+    let mut ended = false;
     loop {
         let deadline = Instant::now() + HEADER_READ_TIMEOUT;
         // the head: parsed at once with the first bytes (usually all of it), then only once
@@ -67,7 +78,7 @@ pub(crate) async fn serve(
                 scanned == 0 || ends_head(buf.get(scanned.saturating_sub(3)..).unwrap_or_default());
             scanned = buf.len();
             let read = if may_end {
-                read_head(&buf, app.max_body())
+                read_head(&buf, app.max_body(), |headers| app.authenticates(headers))
             } else {
                 Head::Partial
             };
@@ -79,7 +90,7 @@ pub(crate) async fn serve(
                 }
                 Head::Partial => {}
             }
-            if buf.is_empty() && *stopped.borrow() {
+            if (buf.is_empty() && *stopped.borrow()) || ended {
                 return After::Closed;
             }
             buf.reserve(4096);
@@ -92,13 +103,21 @@ pub(crate) async fn serve(
                 Ok(Ok(_)) => {}
             }
         };
-        // the body
+        // the body: room made as it comes, within the head's time again
         let end = head.len + head.content_length;
+        let deadline = Instant::now() + HEADER_READ_TIMEOUT;
         while buf.len() < end {
-            buf.reserve(end - buf.len());
-            match stream.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return After::Closed,
-                Ok(_) => {}
+            if ended {
+                return After::Closed;
+            }
+            buf.reserve((end - buf.len()).min(BODY_STEP));
+            let read = tokio::select! {
+                read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
+                _ = stopped.changed() => return After::Closed,
+            };
+            match read {
+                Ok(Ok(0) | Err(_)) | Err(_) => return After::Closed,
+                Ok(Ok(_)) => {}
             }
         }
         // the head again, for its headers as slices of the bytes read (a second parse of a
@@ -122,6 +141,10 @@ pub(crate) async fn serve(
             return After::Hyper(Rewound::new(buf, stream));
         }
         buf.drain(..end);
+        if ended && buf.is_empty() {
+            // the client closed its side before this request's answer: it has gone
+            return After::Closed;
+        }
         // the call, while watching for the client hanging up
         let mut call = std::future::poll_fn(|cx| match answer.as_mut().as_pin_mut() {
             Some(call) => call.poll(cx).map(Some),
@@ -134,7 +157,10 @@ pub(crate) async fn serve(
                     Some(answered) => break answered,
                     None => return After::Closed,
                 },
-                read = stream.read_buf(&mut buf), if buf.len() < MAX_AHEAD => match read {
+                read = stream.read_buf(&mut buf), if !ended && buf.len() < MAX_AHEAD => match read {
+                    // the end of the stream with requests still buffered: they were sent
+                    // before it, so this call is answered (as hyper does)
+                    Ok(0) if !buf.is_empty() => ended = true,
                     Ok(0) | Err(_) => return After::Closed,
                     Ok(_) => {}
                 },
@@ -172,8 +198,13 @@ fn ends_head(bytes: &[u8]) -> bool {
     bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
-/// Reads a request head from `buf`, if there is a complete one that the short way may take.
-fn read_head(buf: &[u8], max_body: usize) -> Head {
+/// Reads a request head from `buf`, if there is a complete one that the short way may take:
+/// with a body of at most `max_body` bytes, from a caller `authenticated` accepts.
+fn read_head(
+    buf: &[u8],
+    max_body: usize,
+    authenticated: impl FnOnce(&[httparse::Header<'_>]) -> bool,
+) -> Head {
     if buf.is_empty() {
         return Head::Partial;
     }
@@ -218,7 +249,8 @@ fn read_head(buf: &[u8], max_body: usize) -> Head {
         }
     }
     match content_length {
-        Some(n) if n <= max_body => Head::Complete(PlainHead {
+        // a caller who is nobody's agent gets hyper's 401 before its body is read
+        Some(n) if n <= max_body && authenticated(request.headers) => Head::Complete(PlainHead {
             len,
             content_length: n,
         }),
@@ -331,7 +363,7 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> Head {
-        read_head(text.as_bytes(), 1000)
+        read_head(text.as_bytes(), 1000, |_| true)
     }
 
     const PLAIN: &str = "POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\n\r\n{}";

@@ -267,3 +267,47 @@ fn a_request_with_two_authorization_headers_is_unauthenticated_on_every_way_in()
     // only the one call with one header reached the upstream
     assert_eq!(r.ledger().len(), 1, "{:?}", r.ledger());
 }
+
+#[test]
+fn a_caller_without_a_credential_is_refused_before_its_body_is_sent() {
+    let r = Remit::start(STANDARD);
+    let (mut stream, mut reader) = connect(&r);
+    // a head announcing the largest body remit takes, and no body at all
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-type: application/json\r\n\
+         content-length: 1048576\r\n\r\n",
+        r.port
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let refused = Response::read(&mut reader);
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    // a known agent's head with the same length waits for its body
+    let (mut stream, mut reader) = connect(&r);
+    let call = plain_call(&r, 1, TOKEN);
+    let at = call.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    stream.write_all(&call[..at]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    stream.write_all(&call[at..]).unwrap();
+    assert_customer(&Response::read(&mut reader), 1);
+    assert_eq!(r.ledger().len(), 1, "{:?}", r.ledger());
+}
+
+#[test]
+fn a_client_that_closes_its_side_after_pipelined_calls_gets_the_answer_to_the_one_running() {
+    let r = Remit::start(STANDARD);
+    let (mut stream, mut reader) = connect(&r);
+    let mut bytes = plain_call(&r, 1, TOKEN);
+    bytes.extend(plain_call(&r, 2, TOKEN));
+    stream.write_all(&bytes).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    // as hyper reads it: the first call was running when the stream ended with the
+    // second still buffered, so it is answered; the second counts as hung up
+    assert_customer(&Response::read(&mut reader), 1);
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert_eq!(r.ledger().len(), 1, "{:?}", r.ledger());
+}
