@@ -87,7 +87,8 @@ impl LeanHttp {
         let body = call_body(id, tool, args, capabilities);
         let sent = match &self.way {
             Way::Raw(raw) => {
-                match tokio::time::timeout(self.timeout, raw.post(tool, &body)).await {
+                let deadline = tokio::time::Instant::now() + self.timeout;
+                match tokio::time::timeout_at(deadline, raw.post(tool, &body, deadline)).await {
                     Ok(answer) => answer,
                     Err(_) => Err(Sent::TimedOut),
                 }
@@ -839,12 +840,28 @@ impl RawHttp {
     }
 
     /// One POST; the status, whether the answer is SSE, and its body.
-    async fn post(&self, tool: &str, body: &[u8]) -> Result<(http::StatusCode, bool, Bytes), Sent> {
+    ///
+    /// A connection not made by `deadline` (the call's timeout) leaves the call unsent:
+    /// the upstream is unreachable, which the caller's own timeout would report as a call
+    /// that may have run.
+    async fn post(
+        &self,
+        tool: &str,
+        body: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<(http::StatusCode, bool, Bytes), Sent> {
         let request = self.request(tool, body)?;
         let mut conn = loop {
             let (mut conn, fresh) = match self.take_idle() {
                 Some(c) => (c, false),
-                None => (self.connect().await?, true),
+                None => match tokio::time::timeout_at(deadline, self.connect()).await {
+                    Ok(conn) => (conn?, true),
+                    Err(_) => {
+                        return Err(Sent::Unreached(
+                            "cannot connect: no connection within the call's timeout".to_owned(),
+                        ));
+                    }
+                },
             };
             match conn.write(&request).await {
                 Ok(()) => break conn,
@@ -1712,6 +1729,35 @@ mod tests {
                 answer.as_ref().map(|a| a.body.len())
             );
             assert!(conn.buf.len() < 64 * 1024, "{} bytes held", conn.buf.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_accepts_no_connection_is_unreachable_not_possibly_called() {
+        // a listener whose queue of one is full: the next connection hangs
+        let listener =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        listener
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let _queued = std::net::TcpStream::connect(addr).unwrap();
+        let lean = LeanHttp::new(
+            "echo",
+            &format!("http://{addr}/mcp"),
+            &[],
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        if !matches!(lean.way, Way::Raw(_)) {
+            return;
+        }
+        match lean.call("echo", &args("x"), None).await {
+            Err(UpstreamError::Unavailable { message, .. }) => {
+                assert!(message.contains("no connection"), "{message}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 
