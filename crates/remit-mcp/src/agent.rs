@@ -401,13 +401,19 @@ pub type McpHttpService = rmcp::transport::streamable_http_server::StreamableHtt
     rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
 >;
 
-/// Builds the `/mcp` service over a gateway; `allowed_hosts` guards against DNS rebinding.
-pub fn http_service(gateway: Arc<Gateway>, allowed_hosts: Vec<String>) -> McpHttpService {
+/// Builds the `/mcp` service over a gateway; `allowed_hosts` guards against DNS rebinding,
+/// and a body may have up to `max_body` bytes (the short way's limit too).
+pub fn http_service(
+    gateway: Arc<Gateway>,
+    allowed_hosts: Vec<String>,
+    max_body: usize,
+) -> McpHttpService {
     use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
     let server = AgentServer::new(gateway, CredentialSource::BearerHeader);
     let config = StreamableHttpServerConfig::default()
         .with_json_response(true)
-        .with_allowed_hosts(allowed_hosts);
+        .with_allowed_hosts(allowed_hosts)
+        .with_max_request_body_bytes(max_body);
     McpHttpService::new(move || Ok(server.clone()), Arc::default(), config)
 }
 

@@ -68,7 +68,27 @@ struct Request<'a> {
     #[serde(deserialize_with = "strict_id")]
     id: Value,
     method: &'a str,
+    #[serde(deserialize_with = "object_only")]
     params: Params,
+}
+
+/// Reads `T` from a JSON object only.
+///
+/// serde's derived structs also read an array, its items taken as the fields in order,
+/// which rmcp refuses as no JSON-RPC message at all: `[..., "tools/call", ["billing.refund",
+/// {...}]]` must not run here what the other way would not.
+fn object_only<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    struct Object<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(Object(std::marker::PhantomData))
 }
 
 #[derive(Deserialize)]
@@ -338,6 +358,11 @@ impl<'a> Seen<'a> {
             self.accept_unusual = true;
             return;
         };
+        // a quoted string may hold a comma, which rmcp's split passes over: left to rmcp
+        if value.contains('"') {
+            self.accept_unusual = true;
+            return;
+        }
         for item in value.split(',') {
             let item = item.trim();
             if item.contains(';') {
@@ -420,12 +445,20 @@ impl StatelessCall {
             return None;
         }
         let name = seen.name.one()?;
+        // an encoded header (`=?base64?...?=`) is rmcp's to decode and judge
+        if name.starts_with("=?") {
+            return None;
+        }
         // one UTF-8 check of the whole body: serde_json then checks no string again
-        let request: Request<'_> = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
+        let mut json = serde_json::Deserializer::from_str(std::str::from_utf8(body).ok()?);
+        let request: Request<'_> = object_only(&mut json).ok()?;
+        json.end().ok()?;
         if request.jsonrpc != "2.0"
             || request.method != "tools/call"
             || request.params.name != name
-            || !matches!(request.id, Value::String(_) | Value::Number(_))
+            // rmcp's ids are strings and 64-bit integers, which it writes back as it read
+            // them; any other number (`1.5`, `1.0`, `1e2`, `-0`, past `i64`) is its to judge
+            || !(request.id.is_string() || request.id.is_i64())
             || !request.params.meta.revision
             || !request
                 .params
@@ -783,6 +816,51 @@ mod tests {
             Some("r1")
         );
         assert_eq!(c.call.credential, Credential::Bearer("t0k3n".to_owned()));
+    }
+
+    #[test]
+    fn a_request_rmcp_would_read_otherwise_or_refuse_is_left_to_it() {
+        let (h, body) = request();
+        // serde's structs read arrays too; rmcp reads no JSON-RPC message in them
+        let mut params_array = body.clone();
+        params_array["params"] = json!([
+            "billing.get_customer", {"id": "c1"},
+            {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+             "io.modelcontextprotocol/clientCapabilities": {}}
+        ]);
+        assert!(parse(&h, &params_array).is_none());
+        let whole_array = json!(["2.0", 7, "tools/call", params_array["params"]]);
+        assert!(parse(&h, &whole_array).is_none());
+        // ids: strings and 64-bit integers only, as rmcp reads and writes them back
+        for id in [
+            json!(1.5),
+            json!(1.0),
+            json!(-0.0),
+            json!(1e2),
+            json!(u64::MAX),
+        ] {
+            let mut b = body.clone();
+            b["id"] = id.clone();
+            assert!(parse(&h, &b).is_none(), "id {id}");
+        }
+        for id in [json!("a-1"), json!(-3), json!(i64::MAX)] {
+            let mut b = body.clone();
+            b["id"] = id.clone();
+            assert_eq!(parse(&h, &b).map(|c| c.id), Some(id));
+        }
+        // a quoted comma in `Accept`, which rmcp's split passes over
+        let mut quoted = h.clone();
+        quoted.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("x\"y, application/json, z\"w, text/event-stream"),
+        );
+        assert!(parse(&quoted, &body).is_none());
+        // an encoded `Mcp-Name`, which rmcp decodes before it compares
+        let (mut encoded, mut b) = (h, body);
+        let name = "=?base64?YmlsbGluZy5nZXRfY3VzdG9tZXI=?=";
+        encoded.insert("mcp-name", http::HeaderValue::from_static(name));
+        b["params"]["name"] = json!(name);
+        assert!(parse(&encoded, &b).is_none());
     }
 
     #[test]

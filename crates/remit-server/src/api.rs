@@ -83,7 +83,7 @@ pub fn app(runtime: &crate::Runtime) -> App {
         auth_failures: Arc::default(),
         status_token: runtime.status_token,
     };
-    let mcp = remit_mcp::http_service(Arc::clone(&gateway), hosts);
+    let mcp = remit_mcp::http_service(Arc::clone(&gateway), hosts, max_body);
     let router = Router::new()
         .nest_service("/mcp", mcp)
         .route("/v1/calls", post(post_call))

@@ -1,6 +1,6 @@
 //! The brief's bad-input list: each is refused precisely and the upstream receives nothing.
 
-use crate::support::{Remit, STANDARD, TOKEN};
+use crate::support::{Remit, STANDARD, TOKEN, register, stateless_meta};
 use serde_json::json;
 
 #[test]
@@ -108,4 +108,36 @@ fn rejects_arguments_that_are_not_an_object() {
     }
     assert!(r.ledger().is_empty());
     let _ = TOKEN;
+}
+
+#[test]
+fn a_call_within_the_registers_body_limit_is_read_on_either_way_in() {
+    // a limit above rmcp's own (4 MiB): the plain short way and rmcp's way both take it
+    let r = Remit::start_with(|port| {
+        register(STANDARD, port).replace("[gateway]", "[gateway]\nmax_request_bytes = 8388608")
+    });
+    let pad = "x".repeat(5 << 20);
+    for progress in [false, true] {
+        let mut meta = stateless_meta();
+        meta["pad"] = json!(pad);
+        if progress {
+            // a progress token sends the call the long way, through rmcp
+            meta["progressToken"] = json!("p1");
+        }
+        let body = serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": { "name": "billing.get_customer", "arguments": { "id": "cus_001" }, "_meta": meta } }))
+        .unwrap();
+        let (status, text) = r.post_raw(
+            "/mcp",
+            body,
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "billing.get_customer"),
+            ],
+        );
+        assert_eq!(status, 200, "progress {progress}: {text}");
+        assert!(text.contains("cus_001"), "progress {progress}: {text}");
+    }
+    assert_eq!(r.ledger().len(), 2, "{:?}", r.ledger());
 }
