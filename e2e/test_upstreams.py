@@ -5,6 +5,8 @@ stdio, in both protocol eras:
   2025-11-25, and the register leaves `protocol` to `auto`: remit tries `server/discover`, is
   refused, and falls back to `initialize`.
 - `mcp-server-time` (PyPI) as a stdio upstream.
+- The conformance fixture (Python `mcp` SDK) as a Streamable HTTP upstream speaking 2026-07-28, for a
+  tool whose arguments also travel as `Mcp-Param-*` headers.
 """
 
 from __future__ import annotations
@@ -136,3 +138,27 @@ async def test_time_over_stdio_upstream(gateway, transport: str, mode: str) -> N
         "invalid_arguments",
     ]
     assert sum(e["stage"] == "executed" for e in events) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_tool_with_header_parameters_gets_them_from_a_2026_upstream_over_http(
+    gateway, conformance_url: str, mode: str
+) -> None:
+    # The conformance fixture over Streamable HTTP speaks 2026-07-28, so remit's calls to it skip
+    # rmcp's client; `test_custom_header` declares `x-mcp-header: Region`, which the fixture checks
+    # against an `Mcp-Param-Region` header. Such a tool's calls must still carry it.
+    gw = gateway(
+        helpers.agent("ops-bot")
+        + helpers.http_upstream("conf", conformance_url)
+        + helpers.action("conf.test_custom_header", ["ops-bot"])
+        + helpers.action("conf.test_simple_text", ["ops-bot"])
+    )
+    [upstream] = gw.health()["upstreams"]
+    assert (upstream["upstream"], upstream["up"], upstream["protocol"]) == ("conf", True, "2026-07-28")
+    async with gw.connect("http", "ops-bot", mode=mode) as client:
+        result = await client.call_tool("conf.test_custom_header", {"region": "eu-west-1"})
+        assert not result.is_error, text_of(result)
+        assert text_of(result) == "region=eu-west-1"
+        # and a tool without header parameters still goes the lean way, and works
+        simple = await client.call_tool("conf.test_simple_text", {})
+        assert not simple.is_error, text_of(simple)

@@ -606,7 +606,7 @@ fn plain_result(result: Value) -> Result<Value, Value> {
 }
 
 /// Whether a tool's input schema asks for `Mcp-Param-*` headers (`x-mcp-header` anywhere).
-fn mentions_param_headers(schema: &Value) -> bool {
+pub(crate) fn mentions_param_headers(schema: &Value) -> bool {
     match schema {
         Value::Object(map) => map
             .iter()

@@ -59,12 +59,30 @@ struct Link {
     progress: Arc<crate::progress::Waiting>,
 }
 
+impl LinkState {
+    /// Keeps the upstream's tools, and which of them need `Mcp-Param-*` headers.
+    fn set_tools(&mut self, tools: Vec<ToolSpec>) {
+        self.header_tools = tools
+            .iter()
+            .filter(|t| {
+                t.input_schema()
+                    .is_some_and(crate::stateless::mentions_param_headers)
+            })
+            .map(|t| t.name.clone())
+            .collect();
+        self.tools = tools;
+    }
+}
+
 #[derive(Default)]
 struct LinkState {
     peer: Option<Peer<RoleClient>>,
     /// Set when the upstream is HTTP and speaks 2026-07-28: calls skip rmcp's client.
     lean: Option<Arc<LeanHttp>>,
     tools: Vec<ToolSpec>,
+    /// Tools whose input schema asks for `Mcp-Param-*` headers: their calls go through
+    /// rmcp's client, which sends them (the lean client does not).
+    header_tools: std::collections::HashSet<String>,
     protocol: Option<String>,
     restarts: u64,
     last_error: Option<String>,
@@ -99,7 +117,7 @@ impl ClientHandler for UpstreamClient {
             if let Ok(tools) = list_tools(&link.config.name, &peer).await
                 && let Ok(mut s) = link.state.write()
             {
-                s.tools = tools;
+                s.set_tools(tools);
             }
             changes.send_modify(|g| *g += 1);
         });
@@ -287,7 +305,7 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
                 if let Ok(mut s) = link.state.write() {
                     match tools {
                         Ok(t) => {
-                            s.tools = t;
+                            s.set_tools(t);
                             s.last_error = None;
                         }
                         Err(e) => s.last_error = Some(format!("tools/list failed: {e}")),
@@ -310,7 +328,7 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
                 if let Ok(mut s) = link.state.write() {
                     s.peer = None;
                     s.lean = None;
-                    s.tools.clear();
+                    s.set_tools(Vec::new());
                     if s.last_error.is_none() {
                         s.last_error = Some("connection closed".to_owned());
                     }
@@ -355,7 +373,11 @@ impl Upstreams for McpUpstreams {
             .ok()
             .and_then(|s| {
                 let modern = s.protocol.as_deref() == Some(crate::STATELESS_REVISION);
-                s.peer.clone().map(|p| (p, s.lean.clone(), modern))
+                // a tool whose arguments go in headers too goes through rmcp's client
+                let lean = s.lean.clone().filter(|_| {
+                    s.header_tools.is_empty() || !s.header_tools.contains(cleared.tool())
+                });
+                s.peer.clone().map(|p| (p, lean, modern))
             })
             .ok_or_else(|| UpstreamError::Unavailable {
                 upstream: name.clone(),
