@@ -137,6 +137,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
     /// How many events the log holds.
     async fn event_count(&self) -> Result<u64, StoreError>;
+    /// The lowest event seq at or after `from`, if there is one (to step over a gap).
+    async fn next_seq_from(&self, from: u64) -> Result<Option<u64>, StoreError>;
+    /// How many rows the event table holds below seq 0, outside the log (none unless edited).
+    async fn events_below_zero(&self) -> Result<u64, StoreError>;
     /// Saves a signed checkpoint; the same one again is a no-op, a different root at a size already signed is a `Conflict` (a forked log).
     async fn put_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
     /// Every checkpoint, by tree size.

@@ -25,6 +25,8 @@ struct AppState {
     short_way: Arc<remit_mcp::ShortWay>,
     auth_failures: Arc<AuthFailures>,
     status_token: remit_core::audit::checkpoint::StatusToken,
+    /// Why checkpoints cannot be signed now, if they cannot.
+    signing_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The OpenAPI document of `/v1`.
@@ -82,6 +84,7 @@ pub fn app(runtime: &crate::Runtime) -> App {
         short_way: Arc::new(remit_mcp::ShortWay::new(&hosts)),
         auth_failures: Arc::default(),
         status_token: runtime.status_token,
+        signing_error: Arc::clone(&runtime.signing_error),
     };
     let mcp = remit_mcp::http_service(Arc::clone(&gateway), hosts, max_body);
     let router = Router::new()
@@ -488,7 +491,7 @@ pub struct Health {
     /// The store.
     #[schema(value_type = Object)]
     pub store: Value,
-    /// The audit log: events and the latest checkpoint.
+    /// The audit log: events, the latest checkpoint, whether checkpoints are being signed (and, for the operator, why not).
     #[schema(value_type = Object)]
     pub audit: Value,
     /// Each upstream.
@@ -515,8 +518,9 @@ async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let checkpoint = store.latest_checkpoint().await.ok().flatten();
     let ups = state.upstreams.health();
     let all_up = ups.iter().all(|u| u.up);
+    let signing = state.signing_error.lock().ok().and_then(|e| e.clone());
     let h = Health {
-        status: if store_ok.is_ok() && all_up {
+        status: if store_ok.is_ok() && all_up && signing.is_none() {
             "ok"
         } else {
             "degraded"
@@ -528,10 +532,20 @@ async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
             Err(e) if operator => json!({ "ok": false, "error": e.to_string() }),
             Err(_) => json!({ "ok": false }),
         },
-        audit: json!({
-            "events": events,
-            "checkpoint": checkpoint.map(|c| json!({ "tree_size": c.tree_size, "time": c.time })),
-        }),
+        audit: {
+            let mut audit = json!({
+                "events": events,
+                "checkpoint": checkpoint.map(|c| json!({ "tree_size": c.tree_size, "time": c.time })),
+                "signing": signing.is_none(),
+            });
+            if operator
+                && let Some(error) = &signing
+                && let Some(fields) = audit.as_object_mut()
+            {
+                fields.insert("signing_error".to_owned(), json!(error));
+            }
+            audit
+        },
         upstreams: ups
             .iter()
             .map(|u| {

@@ -33,6 +33,8 @@ pub struct Runtime {
     pub verifier: String,
     /// The check of the operator's token for `/health`'s error details ([`AuditKey::status_token`]).
     pub status_token: StatusToken,
+    /// Why the last checkpoint could not be signed, while it cannot (`/health` reports it).
+    pub(crate) signing_error: Arc<std::sync::Mutex<Option<String>>>,
     signer: Arc<tokio::sync::Mutex<Checkpointer>>,
     clock: Arc<dyn Clock>,
     tasks: Vec<JoinHandle<()>>,
@@ -131,21 +133,26 @@ impl Runtime {
             key,
             register.gateway.audit_origin.clone(),
         )));
+        let signing_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         {
             let store: Arc<dyn Store> = Arc::clone(&store);
             let clock = Arc::clone(&clock);
             let signer = Arc::clone(&signer);
+            let signing_error = Arc::clone(&signing_error);
             tasks.push(tokio::spawn(async move {
                 let mut every = tokio::time::interval(Duration::from_millis(1000));
                 loop {
                     every.tick().await;
-                    if let Err(e) = signer
+                    let signed = signer
                         .lock()
                         .await
                         .tick(store.as_ref(), clock.as_ref())
-                        .await
-                    {
+                        .await;
+                    if let Err(e) = &signed {
                         tracing::error!(error = %e, "audit checkpoint failed");
+                    }
+                    if let Ok(mut last) = signing_error.lock() {
+                        *last = signed.err().map(|e| e.to_string());
                     }
                 }
             }));
@@ -155,6 +162,7 @@ impl Runtime {
             upstreams,
             verifier,
             status_token,
+            signing_error,
             signer,
             clock,
             tasks,

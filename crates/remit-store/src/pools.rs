@@ -57,6 +57,28 @@ macro_rules! store_over_pools {
                 u64::try_from(next).map_err(|_| record::corrupt("the audit log has a negative seq"))
             }
 
+            async fn next_seq_from(&self, from: u64) -> Result<Option<u64>, StoreError> {
+                let from = to_i64(from, "seq")?;
+                let next: Option<i64> = sqlx::query_scalar(sql::NEXT_SEQ_FROM)
+                    .bind(from)
+                    .fetch_one(&self.$reads)
+                    .await
+                    .map_err(|e| store_error("cannot read audit seqs", &e))?;
+                next.map(|n| {
+                    u64::try_from(n)
+                        .map_err(|_| record::corrupt("the audit log has a negative seq"))
+                })
+                .transpose()
+            }
+
+            async fn events_below_zero(&self) -> Result<u64, StoreError> {
+                let n: i64 = sqlx::query_scalar(sql::EVENTS_BELOW_ZERO)
+                    .fetch_one(&self.$reads)
+                    .await
+                    .map_err(|e| store_error("cannot count audit events", &e))?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+
             async fn put_checkpoint(
                 &self,
                 checkpoint: &StoredCheckpoint,

@@ -3,6 +3,12 @@
 /// The seq the next event gets: one past the largest, 0 for an empty log (it is gapless).
 pub(crate) const NEXT_SEQ: &str = "SELECT coalesce(max(seq) + 1, 0) FROM audit_events";
 
+/// The lowest seq at or after `$1` (NULL past the end).
+pub(crate) const NEXT_SEQ_FROM: &str = "SELECT min(seq) FROM audit_events WHERE seq >= $1";
+
+/// How many rows have a seq below 0.
+pub(crate) const EVENTS_BELOW_ZERO: &str = "SELECT count(*) FROM audit_events WHERE seq < 0";
+
 /// Events with seq in `$1..$2`, in order.
 pub(crate) const EVENTS: &str = "SELECT seq, body, leaf_hash FROM audit_events \
     WHERE seq >= $1 AND seq < $2 ORDER BY seq";

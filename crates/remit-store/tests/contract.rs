@@ -755,3 +755,18 @@ mod a_log_written_before_the_copied_columns_went_is_kept_whole {
         check(db).await;
     }
 }
+
+store_test!(
+    the_next_seq_from_a_point_and_the_rows_below_zero_are_read,
+    |store| async move {
+        assert_eq!(store.next_seq_from(0).await.unwrap(), None);
+        store
+            .append(&(0..5).map(event).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        assert_eq!(store.next_seq_from(0).await.unwrap(), Some(0));
+        assert_eq!(store.next_seq_from(3).await.unwrap(), Some(3));
+        assert_eq!(store.next_seq_from(5).await.unwrap(), None);
+        assert_eq!(store.events_below_zero().await.unwrap(), 0);
+    }
+);

@@ -35,11 +35,14 @@ type Reading = tokio::task::JoinHandle<Result<Vec<StoredEvent>, remit_core::port
 ///
 /// The log ends at the first empty page past its size at the start. A short or empty page
 /// before that is a gap (events deleted there), not the end: what follows is still read,
-/// so `verify` reports the gap and `export` prints everything after it.
+/// so `verify` reports the gap and `export` prints everything after it. After an empty
+/// page, reading goes on from the next event there is, however far (one row stored at a
+/// huge seq must not make the reader walk every empty page up to it).
 struct Pages {
     store: Arc<dyn Store>,
     size_at_start: u64,
     page: u64,
+    ahead: usize,
     next_from: u64,
     reading: std::collections::VecDeque<(u64, Reading)>,
 }
@@ -51,6 +54,7 @@ impl Pages {
             store: Arc::clone(store),
             size_at_start: store.event_count().await?,
             page: page_size(),
+            ahead: ahead.max(1),
             next_from: 0,
             reading: std::collections::VecDeque::new(),
         };
@@ -81,6 +85,18 @@ impl Pages {
         if batch.is_empty() && from >= self.size_at_start {
             self.stop();
             return Ok(None);
+        }
+        if batch.is_empty() {
+            // a gap: the pages read ahead may be empty too; go on from the next event
+            self.stop();
+            let Some(next) = self.store.next_seq_from(from).await? else {
+                return Ok(None);
+            };
+            self.next_from = next;
+            for _ in 0..self.ahead {
+                self.read_next();
+            }
+            return Ok(Some(batch));
         }
         self.read_next();
         Ok(Some(batch))
@@ -340,6 +356,21 @@ async fn verify(
     }
     let report = v.finish();
     let secs = started.elapsed().as_secs_f64();
+    // rows below seq 0 are outside the tree: no page reads them, no checkpoint covers them
+    let outside = store.events_below_zero().await?;
+    if outside > 0 {
+        println!(
+            "audit log FAILED verification: {} problem(s)",
+            report.problems.len() + 1
+        );
+        println!(
+            "  {outside} event row(s) stored below seq 0, outside the log: no checkpoint covers them"
+        );
+        for p in &report.problems {
+            println!("  {p}");
+        }
+        return Ok(Exit::Findings);
+    }
     if report.is_ok() {
         if report.checkpoints_checked == 0 {
             println!(

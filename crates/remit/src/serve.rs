@@ -180,10 +180,15 @@ pub(crate) async fn status(path: &Path) -> anyhow::Result<Exit> {
         }
     );
     println!(
-        "audit     {} events, latest checkpoint at size {} ({})",
+        "audit     {} events, latest checkpoint at size {} ({}){}",
         at(&body, "/audit/events"),
         at(&body, "/audit/checkpoint/tree_size"),
-        s(at(&body, "/audit/checkpoint/time"))
+        s(at(&body, "/audit/checkpoint/time")),
+        if at(&body, "/audit/signing") == &Value::Bool(false) {
+            format!(", NOT SIGNING: {}", s(at(&body, "/audit/signing_error")))
+        } else {
+            String::new()
+        }
     );
     for u in at(&body, "/upstreams").as_array().into_iter().flatten() {
         println!(

@@ -290,3 +290,62 @@ fn kill_9_during_a_stream_of_calls_loses_no_acknowledged_event() {
     let (code, out) = verify(&r);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn a_row_stored_far_ahead_stops_signing_for_all_to_see_and_verify_finds_the_gap_at_once() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    // one forged row at a huge seq: the writer numbers later events after it
+    sqlite_exec(
+        &r.db(),
+        "INSERT INTO audit_events (seq, body, leaf_hash) VALUES (4611686018427387904, '{}', zeroblob(32))",
+    );
+    let (status, _) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+    assert_eq!(status, 200);
+    // nothing past the gap is signed, and the gateway says so
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let health = loop {
+        let h = r.health();
+        if h["audit"]["signing"] == json!(false) || std::time::Instant::now() > deadline {
+            break h;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(health["audit"]["signing"], json!(false), "{health}");
+    assert_eq!(health["status"], json!("degraded"), "{health}");
+    let status = r.command(&["status"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        shown.contains("NOT SIGNING") && shown.contains("refusing to sign"),
+        "{shown}"
+    );
+    r.kill9();
+    // verify steps over the gap instead of reading every empty page up to it
+    let started = std::time::Instant::now();
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("are missing"), "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_event_stored_below_seq_zero_fails_verify() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    r.kill9();
+    let body = r#"{"stage":"started","time":"x","agent":"evil"}"#;
+    let hash = remit_core::audit::tree::leaf_hash(body.as_bytes());
+    sqlite_exec(
+        &r.db(),
+        &format!(
+            "INSERT INTO audit_events (seq, body, leaf_hash) VALUES (-5, '{body}', X'{}')",
+            hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    );
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("below seq 0"), "{out}");
+}
