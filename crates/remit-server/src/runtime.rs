@@ -67,6 +67,52 @@ pub fn load_or_create_key(path: &Path, origin: &str) -> Result<AuditKey, Runtime
     }
 }
 
+/// The audit key for a store: the one that signed its checkpoints.
+///
+/// A store with checkpoints gets no new key (deleting the key file must not let a new one
+/// sign over the log), and a key that did not sign the latest checkpoint is refused (a
+/// swapped key file): either way remit does not start, and says which key it needs.
+async fn key_for_store(
+    store: &dyn Store,
+    path: &Path,
+    origin: &str,
+) -> Result<AuditKey, RuntimeError> {
+    let latest = store
+        .latest_checkpoint()
+        .await
+        .map_err(|e| RuntimeError::Store(e.to_string()))?;
+    let Some(latest) = latest else {
+        return load_or_create_key(path, origin);
+    };
+    let signer = latest
+        .note
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("\u{2014} "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or("?")
+        .to_owned();
+    if !path.exists() {
+        return Err(RuntimeError::Key(format!(
+            "{} is missing, but this store's checkpoints (the latest at size {}) were signed by \
+             key `{signer}`: restore that key file; remit will not create a new key over a signed log",
+            path.display(),
+            latest.tree_size
+        )));
+    }
+    let key = load_or_create_key(path, origin)?;
+    key.verifier().verify(&latest.note).map_err(|_| {
+        RuntimeError::Key(format!(
+            "{} (key `{}`) did not sign this store's latest checkpoint (size {}, signed by key \
+             `{signer}`): use the key that did",
+            path.display(),
+            key.name(),
+            latest.tree_size
+        ))
+    })?;
+    Ok(key)
+}
+
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
@@ -89,7 +135,12 @@ impl Runtime {
         let store = remit_store::open(register.gateway.store.expose(), &register.gateway.base_dir)
             .await
             .map_err(|e| RuntimeError::Store(e.to_string()))?;
-        let key = load_or_create_key(&register.gateway.audit_key, &register.gateway.audit_origin)?;
+        let key = key_for_store(
+            store.as_ref(),
+            &register.gateway.audit_key,
+            &register.gateway.audit_origin,
+        )
+        .await?;
         let verifier = key.verifier().to_text();
         let status_token = StatusToken::of(&key);
         let upstreams = McpUpstreams::start(register.upstreams.values().cloned());

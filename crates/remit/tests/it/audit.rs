@@ -349,3 +349,63 @@ fn an_event_stored_below_seq_zero_fails_verify() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("below seq 0"), "{out}");
 }
+
+/// Runs `remit serve` on `r`'s register and waits for it to exit (at most 20 s); its code and stderr.
+fn serve_exits(r: &Remit) -> (Option<i32>, String) {
+    use std::io::Read as _;
+    let mut child = r
+        .command(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (code, err)
+}
+
+#[test]
+fn a_signed_log_gets_no_new_key_and_refuses_another() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    r.kill9();
+    let key = r.dir.path().join("remit-audit.key");
+    let original = std::fs::read(&key).unwrap();
+    // the key deleted: remit does not make a new one to sign over the log
+    std::fs::remove_file(&key).unwrap();
+    let (code, err) = serve_exits(&r);
+    assert!(code.is_some_and(|c| c != 0), "{code:?}: {err}");
+    assert!(
+        err.contains("is missing") && err.contains("restore"),
+        "{err}"
+    );
+    assert!(!key.exists(), "a new key was written");
+    // another key in its place: refused too
+    let other = Remit::start(STANDARD);
+    std::fs::copy(other.dir.path().join("remit-audit.key"), &key).unwrap();
+    let (code, err) = serve_exits(&r);
+    assert!(code.is_some_and(|c| c != 0), "{code:?}: {err}");
+    assert!(err.contains("did not sign"), "{err}");
+    // the right key back: remit starts and the log verifies
+    std::fs::write(&key, original).unwrap();
+    r.spawn();
+    let (code, out) = verify(&r);
+    assert_eq!(code, 0, "{out}");
+}
