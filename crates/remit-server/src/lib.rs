@@ -15,4 +15,4 @@ mod short_http;
 
 pub use api::{ApiDoc, ApiError, App, CallRequest, CallResponse, Health, app};
 pub use http1::serve;
-pub use runtime::{Runtime, RuntimeError, load_or_create_key};
+pub use runtime::{Runtime, RuntimeError, anchor_path, load_or_create_key};

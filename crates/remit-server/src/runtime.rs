@@ -35,6 +35,8 @@ pub struct Runtime {
     pub status_token: StatusToken,
     /// Why the last checkpoint could not be signed, while it cannot (`/health` reports it).
     pub(crate) signing_error: Arc<std::sync::Mutex<Option<String>>>,
+    /// Where the last checkpoint signed is kept ([`anchor_path`]).
+    anchor: std::path::PathBuf,
     signer: Arc<tokio::sync::Mutex<Checkpointer>>,
     clock: Arc<dyn Clock>,
     tasks: Vec<JoinHandle<()>>,
@@ -81,7 +83,17 @@ async fn key_for_store(
         .latest_checkpoint()
         .await
         .map_err(|e| RuntimeError::Store(e.to_string()))?;
+    let anchor = anchor_path(path);
     let Some(latest) = latest else {
+        if let Ok(note) = std::fs::read_to_string(&anchor) {
+            return Err(RuntimeError::Key(format!(
+                "this store has no signed checkpoint, but {} says this key signed one ({}): its \
+                 checkpoints were deleted, or this is another store; to start a new log here, \
+                 move that file away",
+                anchor.display(),
+                note.lines().take(2).collect::<Vec<_>>().join(" at size ")
+            )));
+        }
         return load_or_create_key(path, origin);
     };
     let signer = latest
@@ -110,7 +122,36 @@ async fn key_for_store(
             latest.tree_size
         ))
     })?;
+    // the last checkpoint this key signed, kept beside it: the store must still reach it
+    if let Ok(note) = std::fs::read_to_string(&anchor)
+        && let Ok(signed) = key.verifier().verify(&note)
+        && (latest.tree_size < signed.size
+            || (latest.tree_size == signed.size && latest.root != signed.root))
+    {
+        return Err(RuntimeError::Key(format!(
+            "this store's latest checkpoint is at size {}, but this key signed one at size {} \
+             ({}): checkpoints were deleted from the store; run `remit audit verify`",
+            latest.tree_size,
+            signed.size,
+            anchor.display()
+        )));
+    }
     Ok(key)
+}
+
+/// Where the last checkpoint a key signed is kept: beside the key, outside the store.
+pub fn anchor_path(key: &Path) -> std::path::PathBuf {
+    key.with_extension("checkpoint")
+}
+
+/// Keeps `note` as the last checkpoint signed, replacing the file in one step.
+fn keep_anchor(path: &Path, note: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("checkpoint.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(note.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -190,6 +231,7 @@ impl Runtime {
             let clock = Arc::clone(&clock);
             let signer = Arc::clone(&signer);
             let signing_error = Arc::clone(&signing_error);
+            let anchor = anchor_path(&register.gateway.audit_key);
             tasks.push(tokio::spawn(async move {
                 let mut every = tokio::time::interval(Duration::from_millis(1000));
                 loop {
@@ -201,6 +243,13 @@ impl Runtime {
                         .await;
                     if let Err(e) = &signed {
                         tracing::error!(error = %e, "audit checkpoint failed");
+                    }
+                    if let Ok(Some(checkpoint)) = &signed {
+                        let (anchor, note) = (anchor.clone(), checkpoint.note.clone());
+                        let kept = tokio::task::spawn_blocking(move || keep_anchor(&anchor, &note)).await;
+                        if let Ok(Err(e)) = kept {
+                            tracing::warn!(error = %e, "cannot keep the latest checkpoint beside the audit key");
+                        }
                     }
                     if let Ok(mut last) = signing_error.lock() {
                         *last = signed.err().map(|e| e.to_string());
@@ -214,6 +263,7 @@ impl Runtime {
             verifier,
             status_token,
             signing_error,
+            anchor: anchor_path(&register.gateway.audit_key),
             signer,
             clock,
             tasks,
@@ -223,12 +273,18 @@ impl Runtime {
     /// Signs a checkpoint over everything recorded so far (on shutdown, or before a verify).
     pub async fn checkpoint_now(&self) -> Result<(), remit_core::ports::StoreError> {
         let store = Arc::clone(self.gateway.store());
-        self.signer
+        let signed = self
+            .signer
             .lock()
             .await
             .tick(store.as_ref(), self.clock.as_ref())
-            .await
-            .map(|_| ())
+            .await?;
+        if let Some(checkpoint) = signed
+            && let Err(e) = keep_anchor(&self.anchor, &checkpoint.note)
+        {
+            tracing::warn!(error = %e, "cannot keep the latest checkpoint beside the audit key");
+        }
+        Ok(())
     }
 
     /// Waits until each upstream has connected or failed once (at most `limit`), then loads tools.

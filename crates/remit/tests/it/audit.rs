@@ -409,3 +409,63 @@ fn a_signed_log_gets_no_new_key_and_refuses_another() {
     let (code, out) = verify(&r);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn deleted_checkpoints_hide_no_edit_from_verify_and_no_restart_signs_over_it() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    // the last checkpoint signed is also kept beside the key, outside the store
+    let anchor = r.dir.path().join("remit-audit.checkpoint");
+    let events = r.health()["audit"]["events"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(&anchor)
+        .is_ok_and(|note| note.lines().nth(1) == Some(&events.to_string()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint kept beside the key"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    r.kill9();
+    // an edit with its hash recomputed, and the checkpoints that would show it deleted
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body: String = rt.block_on(async {
+        use sqlx::{ConnectOptions, Row};
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(r.db())
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("SELECT body FROM audit_events WHERE seq = 4")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .get(0)
+    });
+    let edited = body.replace("cus_002", "cus_009");
+    assert_ne!(edited, body);
+    let hash = remit_core::audit::tree::leaf_hash(edited.as_bytes());
+    sqlite_exec(
+        &r.db(),
+        &format!(
+            "UPDATE audit_events SET body = '{}', leaf_hash = X'{}' WHERE seq = 4; \
+             DELETE FROM audit_checkpoints;",
+            edited.replace('\'', "''"),
+            hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    );
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAILED"), "{out}");
+    // and remit will not start on it, so it cannot sign the edited log afresh
+    let (code, err) = serve_exits(&r);
+    assert!(code.is_some_and(|c| c != 0), "{code:?}: {err}");
+    assert!(
+        err.contains("no signed checkpoint") && err.contains("remit-audit.checkpoint"),
+        "{err}"
+    );
+}
