@@ -21,6 +21,40 @@ fn verify(r: &Remit) -> (i32, String) {
     (code, format!("{out}{err}"))
 }
 
+/// Edits event `seq` (`cus_002` becomes `cus_009`) and recomputes its leaf hash, as an
+/// attacker knowing the store's rule (SHA-256 of 0x00 and the body) would; then runs `more` SQL.
+fn edit_event_and_its_hash(r: &Remit, seq: u64, more: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body: String = rt.block_on(async {
+        use sqlx::{ConnectOptions, Row};
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(r.db())
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("SELECT body FROM audit_events WHERE seq = ?")
+            .bind(i64::try_from(seq).unwrap())
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .get(0)
+    });
+    let edited = body.replace("cus_002", "cus_009");
+    assert_ne!(edited, body);
+    let hash = remit_core::audit::tree::leaf_hash(edited.as_bytes());
+    sqlite_exec(
+        &r.db(),
+        &format!(
+            "UPDATE audit_events SET body = '{}', leaf_hash = X'{}' WHERE seq = {seq}; {more}",
+            edited.replace('\'', "''"),
+            hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    );
+}
+
 #[test]
 fn an_honest_log_verifies() {
     let r = Remit::start(STANDARD);
@@ -49,35 +83,7 @@ fn an_edit_with_a_recomputed_hash_is_caught_by_the_signed_checkpoint() {
     let mut r = Remit::start(STANDARD);
     busy_log(&r);
     r.kill9();
-    // the attacker also recomputes the leaf hash: SHA-256(0x00 || body) — done here by the store's own rule
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let body: String = rt.block_on(async {
-        use sqlx::{ConnectOptions, Row};
-        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(r.db())
-            .connect()
-            .await
-            .unwrap();
-        sqlx::query("SELECT body FROM audit_events WHERE seq = 4")
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
-            .get(0)
-    });
-    let edited = body.replace("cus_002", "cus_009");
-    assert_ne!(edited, body);
-    let hash = remit_core::audit::tree::leaf_hash(edited.as_bytes());
-    sqlite_exec(
-        &r.db(),
-        &format!(
-            "UPDATE audit_events SET body = '{}', leaf_hash = X'{}' WHERE seq = 4",
-            edited.replace('\'', "''"),
-            hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ),
-    );
+    edit_event_and_its_hash(&r, 4, "");
     let (code, out) = verify(&r);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("root does not match"), "{out}");
@@ -429,35 +435,7 @@ fn deleted_checkpoints_hide_no_edit_from_verify_and_no_restart_signs_over_it() {
     }
     r.kill9();
     // an edit with its hash recomputed, and the checkpoints that would show it deleted
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let body: String = rt.block_on(async {
-        use sqlx::{ConnectOptions, Row};
-        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(r.db())
-            .connect()
-            .await
-            .unwrap();
-        sqlx::query("SELECT body FROM audit_events WHERE seq = 4")
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
-            .get(0)
-    });
-    let edited = body.replace("cus_002", "cus_009");
-    assert_ne!(edited, body);
-    let hash = remit_core::audit::tree::leaf_hash(edited.as_bytes());
-    sqlite_exec(
-        &r.db(),
-        &format!(
-            "UPDATE audit_events SET body = '{}', leaf_hash = X'{}' WHERE seq = 4; \
-             DELETE FROM audit_checkpoints;",
-            edited.replace('\'', "''"),
-            hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ),
-    );
+    edit_event_and_its_hash(&r, 4, "DELETE FROM audit_checkpoints;");
     let (code, out) = verify(&r);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAILED"), "{out}");
