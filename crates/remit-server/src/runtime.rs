@@ -147,7 +147,8 @@ pub fn anchor_path(key: &Path) -> std::path::PathBuf {
 /// Keeps `note` as the last checkpoint signed, replacing the file in one step.
 fn keep_anchor(path: &Path, note: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("checkpoint.tmp");
+    // a file of this process's own: replicas may share the key's directory
+    let tmp = path.with_extension(format!("checkpoint.{}.tmp", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(note.as_bytes())?;
     f.sync_all()?;
