@@ -447,3 +447,22 @@ fn deleted_checkpoints_hide_no_edit_from_verify_and_no_restart_signs_over_it() {
         "{err}"
     );
 }
+
+#[test]
+fn rows_edited_out_of_shape_are_located_and_the_rest_of_the_log_still_checked() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    r.kill9();
+    // a hash cut short, a body that is not text, and an ordinary edit after them
+    sqlite_exec(
+        &r.db(),
+        "UPDATE audit_events SET leaf_hash = substr(leaf_hash, 1, 31) WHERE seq = 3; \
+         UPDATE audit_events SET body = X'7BFF7D' WHERE seq = 6; \
+         UPDATE audit_events SET body = replace(body, 'cus_002', 'cus_009') WHERE seq = 4;",
+    );
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    for seq in ["event 3:", "event 4:", "event 6:"] {
+        assert!(out.contains(seq), "{seq} not reported:\n{out}");
+    }
+}
