@@ -96,12 +96,8 @@ async fn key_for_store(
         }
         return load_or_create_key(path, origin);
     };
-    let signer = latest
-        .note
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("\u{2014} "))
-        .and_then(|l| l.split_whitespace().next())
+    let signer = remit_core::audit::checkpoint::signers(&latest.note)
+        .last()
         .unwrap_or("?")
         .to_owned();
     if !path.exists() {

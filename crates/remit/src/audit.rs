@@ -384,20 +384,14 @@ async fn verify(
     let secs = started.elapsed().as_secs_f64();
     // rows below seq 0 are outside the tree: no page reads them, no checkpoint covers them
     let outside = store.events_below_zero().await?;
+    let mut problems = Vec::new();
     if outside > 0 {
-        println!(
-            "audit log FAILED verification: {} problem(s)",
-            report.problems.len() + 1
-        );
-        println!(
-            "  {outside} event row(s) stored below seq 0, outside the log: no checkpoint covers them"
-        );
-        for p in &report.problems {
-            println!("  {p}");
-        }
-        return Ok(Exit::Findings);
+        problems.push(format!(
+            "{outside} event row(s) stored below seq 0, outside the log: no checkpoint covers them"
+        ));
     }
-    if report.is_ok() {
+    problems.extend(report.problems.iter().map(ToString::to_string));
+    if problems.is_empty() {
         if report.checkpoints_checked == 0 {
             println!(
                 "audit log holds {} events but no signed checkpoint covers them yet: nothing could be verified",
@@ -424,9 +418,9 @@ async fn verify(
     } else {
         println!(
             "audit log FAILED verification: {} problem(s)",
-            report.problems.len()
+            problems.len()
         );
-        for p in &report.problems {
+        for p in &problems {
             println!("  {p}");
         }
         Ok(Exit::Findings)

@@ -412,6 +412,13 @@ impl Verifier {
     }
 }
 
+/// The key names on a note's signature lines (`— <name> <signature>`), in order, unchecked.
+pub fn signers(note: &str) -> impl Iterator<Item = &str> {
+    note.lines()
+        .filter_map(|line| line.strip_prefix(SIG_PREFIX))
+        .filter_map(|line| line.split(' ').next())
+}
+
 /// The note key id: the first 4 bytes of `SHA-256(name || 0x0A || 0x01 || public key)`.
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
     let mut h = Sha256::new();

@@ -329,3 +329,16 @@ fn the_status_token_is_the_private_keys_alone_and_checked_whole() {
     assert!(!token.contains(&hex::encode([7u8; 32])));
     assert_eq!(format!("{check:?}"), "StatusToken(<redacted>)");
 }
+
+#[test]
+fn the_signers_of_a_note_are_read_off_its_signature_lines() {
+    let key = AuditKey::generate("audit").unwrap();
+    let note = Checkpoint {
+        origin: "remit.example/log".to_owned(),
+        size: 3,
+        root: [7; 32],
+    }
+    .sign(&key);
+    assert_eq!(signers(&note).collect::<Vec<_>>(), vec!["audit"]);
+    assert_eq!(signers("no signatures\n").count(), 0);
+}
