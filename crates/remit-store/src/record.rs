@@ -58,6 +58,10 @@ pub(crate) fn leaf(seq: i64, leaf_hash: &[u8]) -> Result<(u64, [u8; 32]), StoreE
 }
 
 /// A stored checkpoint from its columns.
+///
+/// A root of the wrong length (an edited row) reads as all zeros, which differs from the
+/// root in the checkpoint's signed note: `remit audit verify` then reports that checkpoint
+/// and goes on, and a gateway starting on the store refuses it against its kept checkpoint.
 pub(crate) fn stored_checkpoint(
     tree_size: i64,
     root: &[u8],
@@ -66,7 +70,7 @@ pub(crate) fn stored_checkpoint(
 ) -> Result<StoredCheckpoint, StoreError> {
     Ok(StoredCheckpoint {
         tree_size: to_u64(tree_size, "checkpoint tree size")?,
-        root: hash32(root, "checkpoint root")?,
+        root: <[u8; 32]>::try_from(root).unwrap_or([0; 32]),
         note,
         time,
     })

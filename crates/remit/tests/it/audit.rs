@@ -1,6 +1,6 @@
 //! The record: verify passes on an honest log and locates each kind of tampering; a crash loses nothing acknowledged.
 
-use crate::support::{Remit, STANDARD, seqs_of, sqlite_exec};
+use crate::support::{Remit, STANDARD, seqs_of, sqlite_exec, with_sqlite};
 use serde_json::{Value, json};
 
 fn busy_log(r: &Remit) {
@@ -458,11 +458,24 @@ fn rows_edited_out_of_shape_are_located_and_the_rest_of_the_log_still_checked() 
         &r.db(),
         "UPDATE audit_events SET leaf_hash = substr(leaf_hash, 1, 31) WHERE seq = 3; \
          UPDATE audit_events SET body = X'7BFF7D' WHERE seq = 6; \
-         UPDATE audit_events SET body = replace(body, 'cus_002', 'cus_009') WHERE seq = 4;",
+         UPDATE audit_events SET body = replace(body, 'cus_002', 'cus_009') WHERE seq = 4; \
+         UPDATE audit_checkpoints SET root = substr(root, 1, 5) \
+           WHERE tree_size = (SELECT min(tree_size) FROM audit_checkpoints);",
     );
+    let first: i64 = with_sqlite(&r.db(), async |conn| {
+        sqlx::query_scalar("SELECT min(tree_size) FROM audit_checkpoints")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    });
     let (code, out) = verify(&r);
     assert_eq!(code, 1, "{out}");
     for seq in ["event 3:", "event 4:", "event 6:"] {
         assert!(out.contains(seq), "{seq} not reported:\n{out}");
     }
+    let checkpoint = format!("checkpoint at size {first}:");
+    assert!(
+        out.contains(&checkpoint),
+        "{checkpoint} not reported:\n{out}"
+    );
 }
