@@ -13,7 +13,8 @@
 //!
 //! What hyper did for these requests and this keeps:
 //! - a request's head must arrive within [`HEADER_READ_TIMEOUT`] of the connection
-//!   waiting for it, idle keep-alive included; the connection is closed otherwise;
+//!   waiting for it, idle keep-alive included; the connection is closed otherwise (a head
+//!   longer than the short way reads is handed to hyper with that deadline still on it);
 //! - a caller who is nobody's agent gets hyper's `401` before any of its body is read
 //!   (the short way takes a head only with a known agent's credential), and a body is
 //!   read as it arrives, within [`HEADER_READ_TIMEOUT`] of its head, never reserved whole
@@ -86,7 +87,9 @@ pub(crate) async fn serve(
                 Head::Complete(head) => break head,
                 Head::NotOurs => return After::Hyper(Rewound::new(buf, stream)),
                 Head::Partial if buf.len() >= MAX_HEAD => {
-                    return After::Hyper(Rewound::new(buf, stream));
+                    // hyper's own head timeout starts afresh: the rest of this head must
+                    // still come by the deadline it had here
+                    return After::Hyper(Rewound::new(buf, stream).head_due(deadline));
                 }
                 Head::Partial => {}
             }
@@ -295,6 +298,9 @@ pub(crate) struct Rewound {
     read: Vec<u8>,
     at: usize,
     stream: TcpStream,
+    /// A head handed over before its end: when the rest must have come, and the last
+    /// bytes of it seen so far (its end may be split between two reads).
+    head: Option<(Pin<Box<tokio::time::Sleep>>, [u8; 2])>,
 }
 
 impl Rewound {
@@ -303,8 +309,27 @@ impl Rewound {
             read,
             at: 0,
             stream,
+            head: None,
         }
     }
+
+    /// The bytes put back are the start of a head whose end must come by `deadline`.
+    fn head_due(mut self, deadline: Instant) -> Self {
+        let tail = match self.read.as_slice() {
+            [.., a, b] => [*a, *b],
+            [b] => [0, *b],
+            [] => [0, 0],
+        };
+        self.head = Some((Box::pin(tokio::time::sleep_until(deadline)), tail));
+        self
+    }
+}
+
+/// Whether `bytes`, after `tail` (the two bytes before them), hold the blank line that ends a head.
+fn ends_head_after(tail: [u8; 2], bytes: &[u8]) -> bool {
+    // a blank line split between the two reads starts in the tail and ends in the first two bytes
+    let joint: Vec<u8> = tail.iter().chain(bytes.iter().take(2)).copied().collect();
+    ends_head(&joint) || ends_head(bytes)
 }
 
 impl AsyncRead for Rewound {
@@ -324,7 +349,28 @@ impl AsyncRead for Rewound {
             }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.stream).poll_read(cx, out)
+        let Some((due, tail)) = this.head.as_mut() else {
+            return Pin::new(&mut this.stream).poll_read(cx, out);
+        };
+        if due.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request's head did not arrive in time",
+            )));
+        }
+        let before = out.filled().len();
+        let read = Pin::new(&mut this.stream).poll_read(cx, out);
+        let new = out.filled().get(before..).unwrap_or_default();
+        if ends_head_after(*tail, new) {
+            this.head = None;
+        } else {
+            *tail = match (*tail, new) {
+                (_, [.., a, b]) => [*a, *b],
+                ([_, a], [b]) => [a, *b],
+                (t, []) => t,
+            };
+        }
+        read
     }
 }
 
@@ -451,6 +497,77 @@ mod tests {
             .unwrap_or_default();
         assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
         assert_eq!(lines.next(), None);
+    }
+
+    #[tokio::test]
+    async fn a_head_handed_over_unfinished_must_still_end_by_its_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // one client trickles its head and never ends it; the other ends it (the blank
+        // line split between two writes), then sends its body after the deadline
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static [u8]>(4);
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            while let Some(bytes) = rx.recv().await {
+                s.write_all(bytes).await.unwrap();
+            }
+            s
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let due = Instant::now() + Duration::from_millis(300);
+        let mut rewound =
+            Rewound::new(b"POST /mcp HTTP/1.1\r\nx: y\r".to_vec(), stream).head_due(due);
+        tx.send(b"\nz: w\r\n").await.unwrap();
+        let mut got = vec![0u8; 64];
+        let mut all = Vec::new();
+        let err = loop {
+            match rewound.read(&mut got).await {
+                Ok(n) => all.extend_from_slice(got.get(..n).unwrap()),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(Instant::now() >= due);
+        assert_eq!(all, b"POST /mcp HTTP/1.1\r\nx: y\r\nz: w\r\n");
+        drop((rewound, tx, client));
+
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"\r").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            s.write_all(b"\n").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            s.write_all(b"body").await.unwrap();
+            s
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let due = Instant::now() + Duration::from_millis(300);
+        let mut rewound =
+            Rewound::new(b"GET / HTTP/1.1\r\nx: y\r\n".to_vec(), stream).head_due(due);
+        let mut all = Vec::new();
+        while all.len() < b"GET / HTTP/1.1\r\nx: y\r\n\r\nbody".len() {
+            let n = rewound.read(&mut got).await.unwrap();
+            assert!(n > 0);
+            all.extend_from_slice(got.get(..n).unwrap());
+        }
+        assert_eq!(all, b"GET / HTTP/1.1\r\nx: y\r\n\r\nbody");
+        assert!(
+            Instant::now() > due,
+            "the body came after the head's deadline"
+        );
+        client.await.unwrap();
+    }
+
+    #[test]
+    fn the_blank_line_after_a_head_is_seen_across_reads() {
+        assert!(ends_head_after(*b"y\r", b"\n\r\n"));
+        assert!(ends_head_after(*b"\r\n", b"\r\n"));
+        assert!(ends_head_after(*b"\n\r", b"\nbody"));
+        assert!(ends_head_after(*b"y\n", b"\n"));
+        assert!(ends_head_after(*b"ab", b"x\r\n\r\ny"));
+        assert!(!ends_head_after(*b"y\r", b"\nz: w\r\n"));
+        assert!(!ends_head_after(*b"\r\n", b"z"));
+        assert!(!ends_head_after(*b"\r\n", b""));
     }
 
     #[tokio::test]
