@@ -249,7 +249,19 @@ fn charge_for(
 ) -> Result<BudgetCharge, ConditionError> {
     let amount = match &budget.measure {
         BudgetMeasure::Count => 1.0,
-        BudgetMeasure::Sum(expr) => expr.number(bindings)?,
+        BudgetMeasure::Sum(expr) => {
+            let amount = expr.number(bindings)?;
+            // a negative amount would give the window room back; the arguments are at
+            // fault, so say so here rather than let the store refuse it as its own failure
+            if amount < 0.0 {
+                return Err(ConditionError::Type {
+                    expr: expr.source().to_owned(),
+                    got: amount.to_string(),
+                    want: "a number of at least 0 (a budget sum)",
+                });
+            }
+            amount
+        }
     };
     Ok(BudgetCharge {
         key: format!("{agent}/{}/{index}", action.name),
@@ -373,6 +385,36 @@ finance = ["ana"]
             Decision::Deny(r) => r.to_string(),
             Decision::Allow(_) => String::new(),
         }
+    }
+
+    #[test]
+    fn a_negative_amount_in_a_sum_budget_is_invalid_arguments_not_a_store_failure() {
+        let src = r#"
+[agents.bot]
+[upstreams.billing]
+command = ["x"]
+[actions."billing.issue_refund"]
+agents = ["bot"]
+tier = "write"
+budget = [{ sum = "args.amount", max = 1000, per = "24h" }]
+"#;
+        let (r, d) = compile(src, Path::new("r.toml"), &|_| None, Strictness::Serve);
+        let r = r.unwrap_or_else(|| panic!("{d:?}"));
+        let a = r.action_exposed_as("billing.issue_refund").unwrap();
+        let d = decide(a, "bot", &args(json!({"amount": -5000})), &HashSet::new());
+        let Decision::Deny(refusal) = &d else {
+            panic!("a negative amount was allowed: {d:?}")
+        };
+        assert!(refusal.is_bad_arguments(), "{refusal:?}");
+        let message = refusal.to_string();
+        assert!(
+            message.contains("`args.amount` gave -5000, not a number of at least 0"),
+            "{message}"
+        );
+        assert!(matches!(
+            decide(a, "bot", &args(json!({"amount": 0})), &HashSet::new()),
+            Decision::Allow(_)
+        ));
     }
 
     #[test]
