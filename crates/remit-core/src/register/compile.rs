@@ -168,6 +168,12 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
 }
 
+/// A field of a redacted path: not empty and not padded with spaces (`args.card.` or
+/// `args. card` would match no argument, so nothing would be redacted).
+fn is_field_name(s: &str) -> bool {
+    !s.is_empty() && s.trim() == s
+}
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
@@ -759,6 +765,17 @@ fn compile_action(
                 }
                 Some((BudgetMeasure::Count, *c.get_ref() as f64))
             }
+            (None, Some(_), Some(max)) if !(max.get_ref().is_finite() && *max.get_ref() > 0.0) => {
+                cx.error(
+                    max.span(),
+                    format!(
+                        "`max` must be a finite number above 0, not `{}`",
+                        max.get_ref()
+                    ),
+                    Some("for example `max = 1000`".to_owned()),
+                );
+                None
+            }
             (None, Some(expr), Some(max)) => match Condition::compile(expr.get_ref()) {
                 Ok(c) => Some((BudgetMeasure::Sum(c), *max.get_ref())),
                 Err(e) => {
@@ -798,13 +815,18 @@ fn compile_action(
     let mut redact = Vec::new();
     for r in &a.redact {
         match r.get_ref().strip_prefix("args.") {
-            Some(path) if !path.is_empty() => {
+            Some(path) if path.split('.').all(is_field_name) => {
                 redact.push(path.split('.').map(str::to_owned).collect())
             }
             _ => cx.error(
                 r.span(),
-                format!("`{}` is not an argument path", r.get_ref()),
-                Some("write `args.FIELD`, e.g. `args.card_number`".to_owned()),
+                format!(
+                    "`{}` is not an argument path: nothing would be redacted",
+                    r.get_ref()
+                ),
+                Some(
+                    "write `args.FIELD` or `args.FIELD.FIELD`, e.g. `args.card_number`".to_owned(),
+                ),
             ),
         }
     }

@@ -123,6 +123,33 @@ pub fn against_tools(
                 }
             }
         }
+        // a redacted path the tool has no argument for redacts nothing: the value it was
+        // meant to hide would be written in clear into a log that cannot be edited
+        if let Some(props) = props {
+            for path in &a.redact {
+                let Some(field) = path.first() else { continue };
+                if !props.contains_key(field) {
+                    let hint =
+                        super::compile::did_you_mean(field, props.keys().map(String::as_str));
+                    out.push(Diagnostic {
+                        severity: Severity::Error,
+                        line: a.line,
+                        column: 1,
+                        message: format!(
+                            "`redact` names `args.{}`, but tool `{}` has no argument `{field}`: nothing would be redacted",
+                            path.join("."),
+                            a.name
+                        ),
+                        help: hint.or_else(|| {
+                            Some(format!(
+                                "its arguments are: {}",
+                                props.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                            ))
+                        }),
+                    });
+                }
+            }
+        }
         if let Some(ann) = spec.definition.get("annotations")
             && a.tier == Tier::Read
             && ann.get("readOnlyHint").and_then(|v| v.as_bool()) != Some(true)

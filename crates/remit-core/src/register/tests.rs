@@ -315,3 +315,83 @@ fn an_upstream_header_remit_sets_itself_is_an_error_at_its_key() {
 fn errors_of(src: &str) -> Vec<String> {
     errors(&compile_str(src).1)
 }
+
+#[test]
+fn a_sum_budget_limit_must_be_a_finite_number_above_zero() {
+    for max in ["nan", "inf", "-inf", "-5", "0"] {
+        let src = GOOD.replace("max = 1000", &format!("max = {max}"));
+        let e = errors_of(&src);
+        let line = src.lines().position(|l| l.starts_with("budget")).unwrap() + 1;
+        let column = src.lines().nth(line - 1).unwrap().find("max =").unwrap() + 7;
+        assert_eq!(e.len(), 1, "max = {max}: {e:?}");
+        assert!(
+            e[0].starts_with(&format!(
+                "remit.toml:{line}:{column}: error: `max` must be a finite number above 0"
+            )),
+            "max = {max}: {}",
+            e[0]
+        );
+    }
+}
+
+#[test]
+fn a_redacted_path_with_an_empty_or_padded_field_is_an_error() {
+    for path in [
+        "args.card_number.",
+        "args..card_number",
+        "args. card_number",
+    ] {
+        let src = GOOD.replace("\"args.card_number\"", &format!("\"{path}\""));
+        let e = errors_of(&src);
+        assert_eq!(e.len(), 1, "{path}: {e:?}");
+        assert!(
+            e[0].contains(&format!(
+                "`{path}` is not an argument path: nothing would be redacted"
+            )),
+            "{}",
+            e[0]
+        );
+    }
+    let src = GOOD.replace("\"args.card_number\"", "\"args.card.number\"");
+    assert!(errors_of(&src).is_empty());
+}
+
+#[test]
+fn a_redacted_argument_the_tool_does_not_have_is_an_error_when_its_schema_is_known() {
+    use crate::ids::UpstreamName;
+    use crate::ports::ToolSpec;
+    let (reg, diags) = compile_str(&GOOD.replace("args.card_number", "args.card_numbr"));
+    let reg = reg.unwrap_or_else(|| panic!("{diags:?}"));
+    let spec = |name: &str, props: serde_json::Value| ToolSpec {
+        upstream: UpstreamName::new("billing"),
+        name: name.to_owned(),
+        definition: serde_json::json!({
+            "name": name,
+            "inputSchema": { "type": "object", "properties": props }
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+    };
+    let tools = [
+        spec("get_customer", serde_json::json!({ "id": {} })),
+        spec(
+            "issue_refund",
+            serde_json::json!({ "amount": {}, "card_number": {} }),
+        ),
+    ];
+    let found = findings::against_tools(&reg, &tools, &["billing"]);
+    let e = errors(&found);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains(
+            "`redact` names `args.card_numbr`, but tool `billing.issue_refund` has no argument `card_numbr`"
+        ),
+        "{}",
+        e[0]
+    );
+    assert!(e[0].contains("did you mean `card_number`?"), "{}", e[0]);
+    let (reg, _) = compile_str(GOOD);
+    let reg = reg.unwrap();
+    assert!(errors(&findings::against_tools(&reg, &tools, &["billing"])).is_empty());
+}
