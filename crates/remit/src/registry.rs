@@ -131,7 +131,6 @@ fn row(a: &remit_core::register::Action) -> serde_json::Value {
 
 pub(crate) fn print(path: &Path, format: Format) -> anyhow::Result<Exit> {
     let register = load_for(path, Strictness::Check)?;
-    let none = "none".to_owned();
     match format {
         Format::Json => {
             let rows: Vec<_> = register.actions.values().map(row).collect();
@@ -142,49 +141,7 @@ pub(crate) fn print(path: &Path, format: Format) -> anyhow::Result<Exit> {
                 )?
             );
         }
-        Format::Markdown => {
-            println!(
-                "# Risk register\n\nRegister `{}` ({}). Anything not listed here is refused.\n",
-                path.display(),
-                register.version
-            );
-            println!(
-                "| action | agents | tier | conditions | budgets | approval | verification | undo |"
-            );
-            println!("|---|---|---|---|---|---|---|---|");
-            for a in register.actions.values() {
-                let agents: Vec<&str> = a.agents.iter().map(|x| x.as_str()).collect();
-                let conds: Vec<String> = a
-                    .conditions
-                    .iter()
-                    .map(|c| format!("`{}`", c.source()))
-                    .collect();
-                let p = |x: &Option<remit_core::register::Pending>| {
-                    x.as_ref()
-                        .map(|_| "declared, not yet enforced".to_owned())
-                        .unwrap_or_else(|| none.clone())
-                };
-                println!(
-                    "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
-                    a.name,
-                    agents.join(", "),
-                    a.tier.as_str(),
-                    if conds.is_empty() {
-                        none.clone()
-                    } else {
-                        conds.join(" and ")
-                    },
-                    if a.budgets.is_empty() {
-                        none.clone()
-                    } else {
-                        budget_text(a).join("; ")
-                    },
-                    p(&a.approve),
-                    p(&a.verify),
-                    p(&a.undo),
-                );
-            }
-        }
+        Format::Markdown => print!("{}", markdown(path, &register)),
         Format::Text => {
             println!("Risk register {} ({})", path.display(), register.version);
             println!("Anything not listed here is refused.\n");
@@ -227,4 +184,98 @@ pub(crate) fn print(path: &Path, format: Format) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// Text for one cell of a Markdown table: a `|` would end the cell (even inside a code
+/// span, in GitHub's tables) and a line break the row, shifting every later column.
+fn md_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
+/// The risk register as a Markdown table.
+fn markdown(path: &Path, register: &Register) -> String {
+    use std::fmt::Write;
+    let none = "none".to_owned();
+    let mut out = format!(
+        "# Risk register\n\nRegister `{}` ({}). Anything not listed here is refused.\n\n",
+        path.display(),
+        register.version
+    );
+    out.push_str(
+        "| action | agents | tier | conditions | budgets | approval | verification | undo |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    for a in register.actions.values() {
+        let agents: Vec<&str> = a.agents.iter().map(|x| x.as_str()).collect();
+        let conds: Vec<String> = a
+            .conditions
+            .iter()
+            .map(|c| format!("`{}`", c.source()))
+            .collect();
+        let p = |x: &Option<remit_core::register::Pending>| {
+            x.as_ref()
+                .map(|_| "declared, not yet enforced".to_owned())
+                .unwrap_or_else(|| none.clone())
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
+            a.name,
+            md_cell(&agents.join(", ")),
+            a.tier.as_str(),
+            if conds.is_empty() {
+                none.clone()
+            } else {
+                md_cell(&conds.join(" and "))
+            },
+            if a.budgets.is_empty() {
+                none.clone()
+            } else {
+                md_cell(&budget_text(a).join("; "))
+            },
+            p(&a.approve),
+            p(&a.verify),
+            p(&a.undo),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_cells_keep_a_condition_with_a_pipe_or_a_line_break_in_its_column() {
+        let src = r#"
+[agents.bot]
+[upstreams.billing]
+command = ["x"]
+[actions."billing.issue_refund"]
+agents = ["bot"]
+tier = "write"
+require = """
+args.amount <= 100
+|| args.currency == 'JPY'"""
+budget = [{ sum = "args.amount", max = 1000, per = "24h" }]
+"#;
+        let (register, diags) = compile(src, Path::new("r.toml"), &|_| None, Strictness::Check);
+        let register = register.unwrap_or_else(|| panic!("{diags:?}"));
+        let text = markdown(Path::new("r.toml"), &register);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("| `billing.issue_refund`"))
+            .unwrap_or_else(|| panic!("no row in {text}"));
+        // a GitHub table splits cells at every `|` not escaped by a backslash
+        let cells = row.matches('|').count() - row.matches("\\|").count();
+        assert_eq!(cells, 9, "8 columns, 9 bars expected: {row}");
+        assert!(
+            row.contains("`args.amount <= 100 \\|\\| args.currency == 'JPY'`"),
+            "{row}"
+        );
+        assert!(
+            row.contains("| sum of `args.amount` at most 1000 per 24h |"),
+            "{row}"
+        );
+    }
 }
