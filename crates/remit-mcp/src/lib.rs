@@ -21,7 +21,7 @@ pub use agent::{
 };
 pub use finish::call_to_the_end;
 pub use stateless::{Headers, ShortWay, StatelessCall, bearer_in};
-pub use upstream::McpUpstreams;
+pub use upstream::{McpUpstreams, redact_secrets, secret_words};
 
 /// The stateless protocol revision (no sessions, `server/discover`, per-request `_meta`).
 pub(crate) const STATELESS_REVISION: &str = "2026-07-28";

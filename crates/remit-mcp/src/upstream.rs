@@ -17,6 +17,7 @@ use rmcp::{ClientHandler, RoleClient};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -34,8 +35,17 @@ const INHERITED_ENV: &[&str] = &[
     "SYSTEMROOT",
 ];
 
-/// How long an upstream may take to answer the MCP handshake before it counts as down.
+/// How long an upstream may take to answer the MCP handshake (and then `tools/list`) before
+/// it counts as down.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// How long an upstream whose call timed out has to answer a `ping` before it counts as hung
+/// (and is restarted or reconnected); one that answers was only slow with that call.
+const PING: Duration = Duration::from_secs(5);
+
+/// How long a connection must last for the next reconnection to start again from the
+/// shortest backoff: an upstream that keeps dying right after it connects backs off.
+const STEADY: Duration = Duration::from_secs(10);
 
 /// Every upstream of the register, each behind a supervised MCP client.
 pub struct McpUpstreams {
@@ -53,6 +63,11 @@ impl fmt::Debug for McpUpstreams {
 
 struct Link {
     config: Upstream,
+    /// Its credentials as text, scrubbed from every error kept or logged ([`secret_words`]).
+    secrets: Vec<String>,
+    /// Set when a call timed out and the upstream has not answered anything since: it is
+    /// not reported up, and a `ping` decides whether it is hung ([`Link::suspect`]).
+    unanswered: AtomicBool,
     state: RwLock<LinkState>,
     reconnect: Notify,
     /// Calls on this upstream whose agents asked for progress.
@@ -114,7 +129,8 @@ impl ClientHandler for UpstreamClient {
         let changes = self.changes.clone();
         let peer = context.peer;
         tokio::spawn(async move {
-            if let Ok(tools) = list_tools(&link.config.name, &peer).await
+            if let Ok(Ok(tools)) =
+                tokio::time::timeout(HANDSHAKE, list_tools(&link.config.name, &peer)).await
                 && let Ok(mut s) = link.state.write()
             {
                 s.set_tools(tools);
@@ -131,6 +147,8 @@ impl McpUpstreams {
         let mut links = BTreeMap::new();
         for config in upstreams {
             let link = Arc::new(Link {
+                secrets: secret_words(&config),
+                unanswered: AtomicBool::new(false),
                 config,
                 state: RwLock::new(LinkState::default()),
                 reconnect: Notify::new(),
@@ -162,6 +180,46 @@ impl McpUpstreams {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// What a failed POST of a call to an HTTP upstream means for the call.
+///
+/// rmcp's HTTP client reports as one error everything from a connection that could not be
+/// opened (the call was never sent) to an HTTP 500 or a connection dropped after the POST
+/// went out (the upstream may well have run the call). Only a failure that certainly came
+/// before the upstream took the call is reported as not sent; everything else may have run.
+/// The message names no URL or header (an HTTP client's errors print the URL, which may
+/// carry a credential).
+fn post_failure(upstream: String, error: &rmcp::transport::DynamicTransportError) -> UpstreamError {
+    use rmcp::transport::streamable_http_client::StreamableHttpError;
+    let known = error
+        .error
+        .downcast_ref::<StreamableHttpError<reqwest::Error>>();
+    let what = match known {
+        Some(StreamableHttpError::Client(e)) if e.is_connect() => {
+            return UpstreamError::Unavailable {
+                upstream,
+                message: "could not connect; the call was not sent".to_owned(),
+            };
+        }
+        Some(StreamableHttpError::AuthRequired(_) | StreamableHttpError::InsufficientScope(_)) => {
+            return UpstreamError::Unavailable {
+                upstream,
+                message: "the upstream refused remit's credentials; the call did not run"
+                    .to_owned(),
+            };
+        }
+        Some(StreamableHttpError::HttpStatus(status)) => format!("HTTP {}", status.status),
+        Some(StreamableHttpError::Client(e)) if e.is_timeout() => "no answer in time".to_owned(),
+        Some(StreamableHttpError::Client(_) | StreamableHttpError::Io(_)) => {
+            return UpstreamError::Lost { upstream };
+        }
+        Some(_) | None => "an answer remit could not read".to_owned(),
+    };
+    UpstreamError::Protocol {
+        upstream,
+        message: format!("the call was sent and failed ({what}); it may or may not have run"),
     }
 }
 
@@ -243,9 +301,75 @@ async fn connect(
     }
 }
 
-/// Removes a URL (which may carry credentials) from a message.
+/// Removes a URL (which may carry credentials) from a message, as written in the
+/// register and as an HTTP client prints it (`http://h:1?k=v` prints as `http://h:1/?k=v`).
 fn scrub(message: &str, url: &str) -> String {
-    message.replace(url, "<upstream url>")
+    let mut out = message.replace(url, "<upstream url>");
+    if let Ok(parsed) = reqwest::Url::parse(url) {
+        out = out.replace(parsed.as_str(), "<upstream url>");
+    }
+    redact_secrets(&out, &secret_words_of_url(url))
+}
+
+/// The shortest value counted as a secret when scrubbing text; shorter ones would blank
+/// out ordinary words.
+const SHORTEST_SECRET: usize = 4;
+
+/// The parts of an upstream URL that may be credentials: the URL itself (as written and as
+/// parsed), its query, each query value, and the password of its user info.
+fn secret_words_of_url(url: &str) -> Vec<String> {
+    let mut words = vec![url.to_owned()];
+    if let Ok(parsed) = reqwest::Url::parse(url) {
+        words.push(parsed.as_str().to_owned());
+        if let Some(password) = parsed.password() {
+            words.push(password.to_owned());
+        }
+        if let Some(query) = parsed.query() {
+            words.push(query.to_owned());
+            for (_, value) in parsed.query_pairs() {
+                words.push(value.into_owned());
+            }
+        }
+    }
+    words
+}
+
+/// Every credential an upstream is given, as text that must not appear in a log or an
+/// error: its URL and the parts of it that may be credentials, its headers' values (and
+/// the value after a scheme such as `Bearer `), its environment's values.
+pub fn secret_words(upstream: &Upstream) -> Vec<String> {
+    let mut words = Vec::new();
+    match &upstream.transport {
+        Transport::Stdio { env, .. } => {
+            words.extend(env.iter().map(|(_, v)| v.expose().to_owned()));
+        }
+        Transport::Http { url, headers } => {
+            words.extend(secret_words_of_url(url.expose()));
+            for (_, v) in headers {
+                let value = v.expose();
+                words.push(value.to_owned());
+                if let Some((_, credential)) = value.split_once(' ') {
+                    words.push(credential.trim().to_owned());
+                }
+            }
+        }
+    }
+    words.retain(|w| w.len() >= SHORTEST_SECRET);
+    // longest first: a secret that contains another is replaced whole
+    words.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    words.dedup();
+    words
+}
+
+/// `text` with every one of `secrets` (at least [`SHORTEST_SECRET`] long) replaced by `[redacted]`.
+pub fn redact_secrets(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        if secret.len() >= SHORTEST_SECRET && out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "[redacted]");
+        }
+    }
+    out
 }
 
 async fn list_tools(name: &UpstreamName, peer: &Peer<RoleClient>) -> Result<Vec<ToolSpec>, String> {
@@ -295,11 +419,24 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
                     HANDSHAKE.as_secs()
                 ))
             });
-        match attempt {
+        // an upstream that answers the handshake but never its `tools/list` is down too:
+        // dropping its connection ends the child, and it is tried again like any other
+        let attempt = match attempt {
             Ok(running) => {
                 let peer = running.peer().clone();
+                match tokio::time::timeout(HANDSHAKE, list_tools(&link.config.name, &peer)).await {
+                    Ok(tools) => Ok((running, peer, tools)),
+                    Err(_) => Err(format!(
+                        "no answer to tools/list within {}s",
+                        HANDSHAKE.as_secs()
+                    )),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match attempt {
+            Ok((running, peer, tools)) => {
                 let protocol = peer.peer_info().map(|i| i.protocol_version.to_string());
-                let tools = list_tools(&link.config.name, &peer).await;
                 let lean = lean_for(&link.config, protocol.as_deref());
                 let ok = tools.is_ok();
                 if let Ok(mut s) = link.state.write() {
@@ -308,27 +445,38 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
                             s.set_tools(t);
                             s.last_error = None;
                         }
-                        Err(e) => s.last_error = Some(format!("tools/list failed: {e}")),
+                        Err(e) => {
+                            s.last_error = Some(redact_secrets(
+                                &format!("tools/list failed: {e}"),
+                                &link.secrets,
+                            ));
+                        }
                     }
                     s.peer = Some(peer);
                     s.lean = lean;
                     s.protocol = protocol;
                     s.restarts += 1;
+                    link.unanswered.store(false, Ordering::Relaxed);
                 }
                 changes.send_modify(|g| *g += 1);
                 tracing::info!(upstream = %link.config.name, "upstream connected");
-                if ok {
-                    backoff = Duration::from_millis(250);
-                }
+                let connected = tokio::time::Instant::now();
                 let token = running.cancellation_token();
                 tokio::select! {
                     _ = running.waiting() => {}
                     () = link.reconnect.notified() => { token.cancel(); }
                 }
+                // only a connection that lasted resets the backoff: a child that exits (or a
+                // server that drops the connection) right after connecting is not restarted
+                // four times a second forever
+                if ok && connected.elapsed() >= STEADY {
+                    backoff = Duration::from_millis(250);
+                }
                 if let Ok(mut s) = link.state.write() {
                     s.peer = None;
                     s.lean = None;
                     s.set_tools(Vec::new());
+                    link.unanswered.store(false, Ordering::Relaxed);
                     if s.last_error.is_none() {
                         s.last_error = Some("connection closed".to_owned());
                     }
@@ -337,6 +485,7 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
                 tracing::warn!(upstream = %link.config.name, "upstream disconnected; reconnecting");
             }
             Err(e) => {
+                let e = redact_secrets(&e, &link.secrets);
                 tracing::warn!(upstream = %link.config.name, error = %e, "upstream unavailable");
                 if let Ok(mut s) = link.state.write() {
                     s.last_error = Some(e);
@@ -346,6 +495,57 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+impl Link {
+    /// After a call timed out: the upstream is not reported up until it answers again, and
+    /// if it does not answer a `ping` within [`PING`] it is hung, and its connection is
+    /// dropped (a child is ended and started again; an HTTP upstream is reconnected), so
+    /// calls stop waiting on it. One that answers the ping was only slow with that call.
+    fn suspect(self: &Arc<Self>, peer: Peer<RoleClient>, error: &UpstreamError) {
+        let generation = match self.state.write() {
+            Ok(mut s) => {
+                s.last_error = Some(error.to_string());
+                self.unanswered.store(true, Ordering::Relaxed);
+                s.restarts
+            }
+            Err(_) => return,
+        };
+        let link = Arc::clone(self);
+        tokio::spawn(async move {
+            let ping = rmcp::model::ClientRequest::PingRequest(rmcp::model::PingRequest::default());
+            let answered = match tokio::time::timeout(PING, peer.send_request(ping)).await {
+                // an error answer is an answer too: the upstream is alive
+                Ok(Ok(_) | Err(rmcp::service::ServiceError::McpError(_))) => true,
+                Ok(Err(_)) | Err(_) => false,
+            };
+            let Ok(mut s) = link.state.write() else {
+                return;
+            };
+            // a newer connection is none of this ping's business
+            if s.restarts != generation || s.peer.is_none() {
+                return;
+            }
+            if answered {
+                link.unanswered.store(false, Ordering::Relaxed);
+            } else if link.unanswered.load(Ordering::Relaxed) {
+                s.last_error = Some(format!(
+                    "a call timed out and a ping had no answer within {}s: the upstream hangs; restarting it",
+                    PING.as_secs()
+                ));
+                drop(s);
+                tracing::warn!(upstream = %link.config.name, "upstream hangs; restarting it");
+                link.reconnect.notify_one();
+            }
+        });
+    }
+
+    /// The upstream answered a call: it is up.
+    fn answered(&self) {
+        if self.unanswered.load(Ordering::Relaxed) {
+            self.unanswered.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -397,10 +597,14 @@ impl Upstreams for McpUpstreams {
             let answer = lean
                 .call(cleared.tool(), cleared.args(), cleared.capabilities())
                 .await;
-            if let Err(e) = &answer
-                && let Ok(mut s) = link.state.write()
-            {
-                s.last_error = Some(e.to_string());
+            match &answer {
+                Ok(_) => link.answered(),
+                Err(e @ UpstreamError::Timeout { .. }) => link.suspect(peer, e),
+                Err(e) => {
+                    if let Ok(mut s) = link.state.write() {
+                        s.last_error = Some(e.to_string());
+                    }
+                }
             }
             return answer;
         }
@@ -439,11 +643,16 @@ impl Upstreams for McpUpstreams {
         ))
         .await;
         match answer {
-            Err(rmcp::service::ServiceError::Timeout { .. }) => Err(UpstreamError::Timeout {
-                upstream: name,
-                seconds: timeout.as_secs(),
-            }),
+            Err(rmcp::service::ServiceError::Timeout { .. }) => {
+                let err = UpstreamError::Timeout {
+                    upstream: name,
+                    seconds: timeout.as_secs(),
+                };
+                link.suspect(peer, &err);
+                Err(err)
+            }
             Ok(response) => {
+                link.answered();
                 let result = match response {
                     CallToolResponse::Complete(result) => serde_json::to_value(&result),
                     // the tool needs the agent's input first: the agent gets the request
@@ -472,11 +681,16 @@ impl Upstreams for McpUpstreams {
                         message: data.message.to_string(),
                         data: data.data,
                     },
-                    ServiceError::TransportSend(_) => {
+                    ServiceError::TransportSend(e) => {
                         link.reconnect.notify_one();
-                        UpstreamError::Unavailable {
-                            upstream: name,
-                            message: "the request could not be sent".to_owned(),
+                        match &link.config.transport {
+                            // the child's stdin could not be written: it never got the call
+                            Transport::Stdio { .. } => UpstreamError::Unavailable {
+                                upstream: name,
+                                message: "the request could not be sent".to_owned(),
+                            },
+                            // over HTTP the "send" is the whole POST, answer included
+                            Transport::Http { .. } => post_failure(name, &e),
                         }
                     }
                     ServiceError::TransportClosed => {
@@ -503,7 +717,7 @@ impl Upstreams for McpUpstreams {
                 let s = l.state.read().ok()?;
                 Some(UpstreamHealth {
                     upstream: l.config.name.clone(),
-                    up: s.peer.is_some(),
+                    up: s.peer.is_some() && !l.unanswered.load(Ordering::Relaxed),
                     protocol: s.protocol.clone(),
                     tools: s.tools.len(),
                     restarts: s.restarts.saturating_sub(1),

@@ -4,6 +4,7 @@
 
 mod audit;
 mod demo;
+mod log_lines;
 mod registry;
 mod serve;
 
@@ -131,7 +132,7 @@ fn init_tracing(default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(log_lines::Scrubbed)
         .try_init();
 }
 

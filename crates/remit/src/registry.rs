@@ -25,7 +25,11 @@ pub(crate) fn load(
     let source = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the register `{}`", path.display()))?;
     let env = |name: &str| std::env::var(name).ok();
-    Ok(compile(&source, path, &env, strictness))
+    let (register, diags) = compile(&source, path, &env, strictness);
+    if let Some(register) = &register {
+        crate::log_lines::keep_out(register);
+    }
+    Ok((register, diags))
 }
 
 fn print_diagnostics(path: &Path, diags: &[Diagnostic]) {

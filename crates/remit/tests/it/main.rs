@@ -17,3 +17,5 @@ mod pipeline;
 mod register;
 #[cfg(test)]
 mod replicas;
+#[cfg(test)]
+mod upstreams;

@@ -147,6 +147,17 @@ impl Remit {
         }
     }
 
+    /// Stops `remit serve` (`kill -9`) and returns everything it wrote to stderr (its log).
+    pub(crate) fn stop_and_read_log(&mut self) -> String {
+        let mut log = String::new();
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+            c.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+        }
+        log
+    }
+
     /// The process id of `remit serve`.
     pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()

@@ -1,0 +1,277 @@
+//! Upstream lifecycle: upstreams that fail after taking a call, hang, never list their
+//! tools, or die right after connecting; and credentials kept out of the log.
+//!
+//! The faults here are ones a real MCP server cannot be made to produce on demand, so the
+//! upstreams are fakes, named as such: `FakeStdioUpstream` (a shell script) and
+//! `FakeHttpUpstreamFailingAfterTheCall` (a few lines of HTTP on a thread).
+
+use crate::support::{Remit, STANDARD};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// FakeStdioUpstream: answers `initialize` and `tools/list` (one tool, `poke`) like a
+/// 2025-11-25 server; then, by mode, `hang` answers nothing more (calls, pings), `hang_list`
+/// never answers `tools/list`, `exit_after_list` exits once it has listed its tools.
+const FAKE_STDIO_UPSTREAM: &str = r#"#!/bin/sh
+mode=$1
+while IFS= read -r line; do
+  id=$(printf '%s\n' "$line" | sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p')
+  case "$line" in
+    *'"method":"initialize"'*)
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"fake","version":"0"}}}\n' "$id" ;;
+    *'"method":"tools/list"'*)
+      [ "$mode" = hang_list ] && continue
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"poke","inputSchema":{"type":"object"}}]}}\n' "$id"
+      [ "$mode" = exit_after_list ] && exit 0 ;;
+    *) ;;
+  esac
+done
+"#;
+
+/// remit with the billing upstream and a `FakeStdioUpstream` named `fake` in `mode`; the
+/// folder holding the fake's script goes with it.
+fn remit_with_fake_stdio(mode: &str, keys: &str) -> (Remit, tempfile::TempDir) {
+    let scripts = tempfile::tempdir().unwrap();
+    let script = scripts.path().join("fake-upstream.sh");
+    std::fs::write(&script, FAKE_STDIO_UPSTREAM).unwrap();
+    let r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{mode}\"]\nprotocol = \"2025-11-25\"\n{keys}\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
+                script = script.display()
+            ),
+        )
+    });
+    (r, scripts)
+}
+
+fn upstream_in(h: &Value, name: &str) -> Value {
+    h["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["upstream"] == name)
+        .unwrap_or_else(|| panic!("no upstream `{name}` in {h}"))
+        .clone()
+}
+
+/// Waits (at most `limit`) until `ready` holds for the operator's view of upstream `name`.
+fn wait_for(r: &Remit, name: &str, limit: Duration, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let u = upstream_in(&r.health_as_operator(), name);
+        if ready(&u) {
+            return u;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting: {u}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_upstream_that_hangs_is_reported_down_and_restarted() {
+    let (r, _scripts) = remit_with_fake_stdio("hang", "timeout = \"1s\"");
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["up"] == json!(true)
+    });
+    let (status, body) = r.call("fake.poke", json!({}));
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("may or may not have run"),
+        "{body}"
+    );
+    // at once: not reported up, with the reason, and the gateway degraded
+    let h = r.health_as_operator();
+    let fake = upstream_in(&h, "fake");
+    assert_eq!(fake["up"], json!(false), "{h}");
+    assert!(
+        fake["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 1s"),
+        "{h}"
+    );
+    assert_eq!(h["status"], "degraded", "{h}");
+    // it answers no ping either, so it is restarted
+    let fake = wait_for(&r, "fake", Duration::from_secs(20), |u| {
+        u["restarts"].as_u64().unwrap() >= 1 && u["up"] == json!(true)
+    });
+    assert_eq!(fake["tools"], 1, "{fake}");
+    // the other upstream went on as before
+    assert_eq!(
+        r.call("billing.get_customer", json!({ "id": "cus_001" })).0,
+        200
+    );
+}
+
+#[test]
+fn an_upstream_that_never_answers_tools_list_is_reported_and_tried_again() {
+    let (r, _scripts) = remit_with_fake_stdio("hang_list", "");
+    let fake = wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("tools/list"))
+    });
+    assert_eq!(fake["up"], json!(false), "{fake}");
+    // its child was ended, not left waiting: at most the one being tried now is alive
+    let children = crate::support::children_of(r.pid());
+    assert!(children.len() <= 2, "{children:?}");
+}
+
+#[test]
+fn an_upstream_that_exits_right_after_connecting_is_restarted_with_growing_backoff() {
+    let (r, _scripts) = remit_with_fake_stdio("exit_after_list", "");
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["restarts"].as_u64().unwrap() >= 1
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    // 250 ms, 500 ms, 1 s, 2 s, 4 s: a handful in 6 s, not one every 250 ms (about 20)
+    let fake = upstream_in(&r.health_as_operator(), "fake");
+    assert!(fake["restarts"].as_u64().unwrap() <= 7, "{fake}");
+}
+
+/// FakeHttpUpstreamFailingAfterTheCall: a 2025-11-25 Streamable HTTP server that answers
+/// the handshake and `tools/list`, takes each `tools/call` (counting it: the tool ran) and
+/// then answers HTTP 500, as a server that crashes after the work, or a proxy in front of
+/// it, does. Returns its URL and the count of calls it took.
+fn fake_http_upstream_failing_after_the_call() -> (String, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let taken = Arc::clone(&calls);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let taken = Arc::clone(&taken);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut length = 0usize;
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut line = String::new();
+                        reader.read_line(&mut line).unwrap();
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    if !first.starts_with("POST") {
+                        writer
+                            .write_all(
+                                b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n",
+                            )
+                            .unwrap();
+                        continue;
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let m: Value = serde_json::from_slice(&body).unwrap();
+                    let id = m["id"].clone();
+                    let (status, answer) = match m["method"].as_str().unwrap_or("") {
+                        "initialize" => (
+                            "200 OK",
+                            json!({"jsonrpc": "2.0", "id": id, "result": {
+                            "protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                            "serverInfo": {"name": "fake", "version": "0"}}})
+                            .to_string(),
+                        ),
+                        _ if id.is_null() => ("202 Accepted", String::new()),
+                        "tools/list" => (
+                            "200 OK",
+                            json!({"jsonrpc": "2.0", "id": id, "result": {
+                            "tools": [{"name": "refund", "inputSchema": {"type": "object"}}]}})
+                            .to_string(),
+                        ),
+                        "tools/call" => {
+                            taken.fetch_add(1, Ordering::SeqCst);
+                            (
+                                "500 Internal Server Error",
+                                "{\"error\":\"crashed\"}".to_owned(),
+                            )
+                        }
+                        _ => (
+                            "200 OK",
+                            json!({"jsonrpc": "2.0", "id": id, "error": {
+                            "code": -32601, "message": "no such method"}})
+                            .to_string(),
+                        ),
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\ncontent-length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    writer.write_all(head.as_bytes()).unwrap();
+                    writer.write_all(answer.as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    (url, calls)
+}
+
+#[test]
+fn an_http_upstream_failing_after_it_took_the_call_is_reported_as_may_have_run() {
+    let (url, calls) = fake_http_upstream_failing_after_the_call();
+    let r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.crm]\nurl = \"{url}\"\nprotocol = \"2025-11-25\"\n\n[actions.\"crm.refund\"]\nagents = [\"support-bot\"]\ntier = \"write\"\nbudget = [{{ count = 5, per = \"1h\" }}]\n\n[upstreams.billing]"
+            ),
+        )
+    });
+    r.wait_for_upstream("crm");
+    let (status, body) = r.call("crm.refund", json!({ "amount": 5 }));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the upstream took the call"
+    );
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "failed", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("may or may not have run"), "{body}");
+    assert!(!message.contains("could not be sent"), "{body}");
+    // and the record does not say it was never sent
+    let failed = r
+        .events()
+        .into_iter()
+        .find(|l| l["event"]["stage"] == "failed" && l["event"]["action"] == "crm.refund")
+        .unwrap();
+    assert_eq!(failed["event"]["detail"]["sent"], json!(true), "{failed}");
+}
+
+#[test]
+fn credentials_in_an_upstreams_url_never_reach_the_log_or_health() {
+    let mut r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            // no path: an HTTP client prints it as `http://127.0.0.1:1/?token=...`
+            "[upstreams.crm]\nurl = \"http://127.0.0.1:1?token=url-secret-4711\"\n\n[upstreams.billing]",
+        )
+    });
+    let crm = wait_for(&r, "crm", Duration::from_secs(30), |u| {
+        u["last_error"].is_string()
+    });
+    assert!(!crm.to_string().contains("url-secret-4711"), "{crm}");
+    // let it retry once or twice, so every line about it is written
+    std::thread::sleep(Duration::from_secs(1));
+    let log = r.stop_and_read_log();
+    assert!(log.contains("upstream unavailable"), "{log}");
+    assert!(!log.contains("url-secret-4711"), "{log}");
+}
