@@ -397,6 +397,7 @@ impl Gateway {
             })?;
         trail.reason = call.reason.clone().or(reason);
         trail.secrets = redacted_values(&args, &action.redact);
+        trail.redact_result.clone_from(&action.redact_result);
         let detail = trail.proposed_detail(call.resume.as_ref(), Some(&args), &action.redact);
         let proposed = trail.event(Stage::Proposed, detail);
         trail.pending.push(proposed);
@@ -533,15 +534,18 @@ impl Gateway {
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 // The result is written into the event from where it is (the usual case);
-                // one too large for the audit gets a summary in its place, and one that
-                // echoes a redacted value a scrubbed copy. The agent gets the result as it came.
+                // one too large for the audit gets a summary in its place, and one with
+                // redacted fields or echoes of redacted arguments a redacted copy. The agent
+                // gets the result as it came.
                 let mut detail = DetailWriter::new();
                 detail.flag("is_error", is_error);
                 match cap(&result) {
-                    None if trail.secrets.is_empty() => detail.value("result", &result),
+                    None if trail.secrets.is_empty() && trail.redact_result.is_empty() => {
+                        detail.value("result", &result);
+                    }
                     None => {
                         let mut recorded = result.clone();
-                        scrub(&mut recorded, &trail.secrets);
+                        redact_result(&mut recorded, &trail.redact_result, &trail.secrets);
                         detail.value("result", &recorded);
                     }
                     Some(summary) => detail.value("result", &summary),
@@ -664,6 +668,8 @@ struct Trail<'g> {
     reason: Option<String>,
     /// Values of redacted arguments, scrubbed from anything else recorded (an upstream may echo them).
     secrets: Vec<String>,
+    /// Result paths redacted in the audit.
+    redact_result: Vec<Vec<String>>,
     pending: Vec<Event>,
 }
 
@@ -681,6 +687,7 @@ impl<'g> Trail<'g> {
             entry: c.entry,
             reason: c.reason.clone(),
             secrets: Vec::new(),
+            redact_result: Vec::new(),
             pending: Vec::new(),
         }
     }
@@ -771,45 +778,105 @@ fn split_reason(args: Value) -> Result<(Map<String, Value>, Option<String>), Str
     }
 }
 
-/// A copy of the arguments with each listed path replaced by `"[redacted]"`.
+/// A copy of the arguments with each listed path replaced by `"[redacted]"` (in every
+/// element of an array on the way).
 pub fn redact(args: &Map<String, Value>, paths: &[Vec<String>]) -> Value {
     let mut v = Value::Object(args.clone());
+    let mut found = Vec::new();
     for path in paths {
-        let mut cur = &mut v;
-        for (i, key) in path.iter().enumerate() {
-            let Some(next) = cur.as_object_mut().and_then(|m| m.get_mut(key)) else {
-                break;
-            };
-            if i + 1 == path.len() {
-                *next = Value::String("[redacted]".into());
-                break;
-            }
-            cur = next;
-        }
+        redact_in_place(&mut v, path, &mut found);
     }
     v
 }
 
 /// The values (as text) found at the redacted paths, for scrubbing echoes of them.
 fn redacted_values(args: &Map<String, Value>, paths: &[Vec<String>]) -> Vec<String> {
-    let mut out = Vec::new();
-    for path in paths {
-        let mut cur = args.get(path.first().map(String::as_str).unwrap_or_default());
-        for key in path.iter().skip(1) {
-            cur = cur.and_then(|v| v.get(key));
-        }
-        match cur {
-            Some(Value::String(s)) if s.chars().count() >= 3 => out.push(s.clone()),
-            Some(v @ (Value::Number(_) | Value::Object(_) | Value::Array(_))) => {
-                let t = v.to_string();
-                if t.len() >= 3 {
-                    out.push(t);
-                }
-            }
-            _ => {}
+    let mut found = Vec::new();
+    if !paths.is_empty() {
+        let mut v = Value::Object(args.clone());
+        for path in paths {
+            redact_in_place(&mut v, path, &mut found);
         }
     }
-    out
+    found
+}
+
+/// A redacted value as the text its echoes would show; `None` for one too short to
+/// scrub without scrubbing everything else (under 3 characters), `null` and booleans.
+fn secret_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if s.chars().count() >= 3 => Some(s.clone()),
+        Value::Number(_) | Value::Object(_) | Value::Array(_) => {
+            Some(v.to_string()).filter(|t| t.len() >= 3)
+        }
+        _ => None,
+    }
+}
+
+/// Replaces the value at `path` in `v` with `"[redacted]"`, in every element of each
+/// array on the way, keeping the values replaced (as [`secret_text`]) in `found`.
+/// Whether anything was replaced.
+fn redact_in_place(v: &mut Value, path: &[String], found: &mut Vec<String>) -> bool {
+    match v {
+        Value::Array(items) => {
+            // every element, not only up to the first that matches
+            let mut any = false;
+            for item in items {
+                any |= redact_in_place(item, path, found);
+            }
+            any
+        }
+        Value::Object(map) => {
+            let Some((key, rest)) = path.split_first() else {
+                return false;
+            };
+            let Some(next) = map.get_mut(key) else {
+                return false;
+            };
+            if rest.is_empty() {
+                let old = std::mem::replace(next, Value::String("[redacted]".into()));
+                found.extend(secret_text(&old));
+                true
+            } else {
+                redact_in_place(next, rest, found)
+            }
+        }
+        _ => false,
+    }
+}
+
+/// A tool result as the audit keeps it: each of `paths` redacted in its
+/// `structuredContent` and in each text content item written as JSON, then every echo of
+/// a value redacted there or of a redacted argument (`secrets`) scrubbed from the rest.
+fn redact_result(result: &mut Value, paths: &[Vec<String>], secrets: &[String]) {
+    let mut found = secrets.to_vec();
+    if !paths.is_empty() {
+        if let Some(structured) = result.get_mut("structuredContent") {
+            for path in paths {
+                redact_in_place(structured, path, &mut found);
+            }
+        }
+        let items = result.get_mut("content").and_then(Value::as_array_mut);
+        for item in items.into_iter().flatten() {
+            if item.get("type").and_then(Value::as_str) != Some("text") {
+                continue;
+            }
+            let Some(Value::String(text)) = item.get_mut("text") else {
+                continue;
+            };
+            let Ok(mut parsed) = serde_json::from_str::<Value>(text) else {
+                continue;
+            };
+            let mut any = false;
+            for path in paths {
+                any |= redact_in_place(&mut parsed, path, &mut found);
+            }
+            if any {
+                *text = parsed.to_string();
+            }
+        }
+    }
+    scrub(result, &found);
 }
 
 /// Replaces every occurrence of a redacted value inside the strings of `v`.
@@ -927,15 +994,71 @@ mod tests {
 
     #[test]
     fn redaction_replaces_nested_paths_and_leaves_the_rest() {
-        let args = obj(json!({"card": {"number": "4242", "exp": "12/30"}, "amount": 5}));
+        let args = obj(json!({
+            "card": {"number": "4242", "exp": "12/30"},
+            "amount": 5,
+            "payees": [{"iban": "DE89 3704"}, {"iban": "FR76 3000", "name": "Bo"}, 7]
+        }));
         let paths = vec![
             vec!["card".to_owned(), "number".to_owned()],
             vec!["missing".to_owned()],
+            vec!["payees".to_owned(), "iban".to_owned()],
         ];
         assert_eq!(
             redact(&args, &paths),
-            json!({"card": {"number": "[redacted]", "exp": "12/30"}, "amount": 5})
+            json!({
+                "card": {"number": "[redacted]", "exp": "12/30"},
+                "amount": 5,
+                "payees": [{"iban": "[redacted]"}, {"iban": "[redacted]", "name": "Bo"}, 7]
+            })
         );
+        assert_eq!(
+            redacted_values(&args, &paths),
+            vec![
+                "4242".to_owned(),
+                "DE89 3704".to_owned(),
+                "FR76 3000".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn result_fields_are_redacted_in_structured_content_and_json_text_and_their_echoes_scrubbed() {
+        let mut result = json!({
+            "content": [
+                {"type": "text", "text": "{\"customers\":[{\"id\":\"cus_001\",\"card_number\":\"4242424242424242\",\"pin\":7},{\"id\":\"cus_002\"}]}"},
+                {"type": "text", "text": "Ada's card 4242424242424242 is on file"},
+                {"type": "text", "text": "not json: card_number"},
+                {"type": "image", "data": "4242424242424242", "mimeType": "image/png"}
+            ],
+            "structuredContent": {"customers": [
+                {"id": "cus_001", "card_number": "4242424242424242", "pin": 7},
+                {"id": "cus_002"}
+            ]},
+            "isError": false
+        });
+        let paths = vec![
+            vec!["customers".to_owned(), "card_number".to_owned()],
+            vec!["customers".to_owned(), "pin".to_owned()],
+        ];
+        redact_result(&mut result, &paths, &["secret-arg".to_owned()]);
+        assert_eq!(
+            result["structuredContent"],
+            json!({"customers": [
+                {"id": "cus_001", "card_number": "[redacted]", "pin": "[redacted]"},
+                {"id": "cus_002"}
+            ]})
+        );
+        let text: Value =
+            serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap();
+        assert_eq!(text, result["structuredContent"]);
+        assert_eq!(
+            result["content"][1]["text"],
+            "Ada's card [redacted] is on file"
+        );
+        assert_eq!(result["content"][2]["text"], "not json: card_number");
+        assert_eq!(result["content"][3]["data"], "[redacted]");
+        assert!(!result.to_string().contains("4242"), "{result}");
     }
 
     #[test]

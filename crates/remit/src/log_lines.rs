@@ -21,9 +21,9 @@ pub(crate) fn keep_out(register: &Register) {
         .collect();
     words.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     words.dedup();
-    if let Ok(mut secrets) = SECRETS.write() {
-        *secrets = words;
-    }
+    *SECRETS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = words;
 }
 
 /// The writer `tracing_subscriber` gets: one per event, which writes the event's formatted
@@ -44,7 +44,10 @@ pub(crate) struct Line;
 
 impl Write for Line {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let secrets = SECRETS.read().map(|s| s.clone()).unwrap_or_default();
+        // a poisoned lock still holds the secrets: a panic elsewhere must not let them out
+        let secrets = SECRETS
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if secrets.is_empty() {
             std::io::stderr().write_all(buf)?;
         } else {

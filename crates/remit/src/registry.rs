@@ -108,6 +108,16 @@ pub(crate) async fn check(path: &Path, offline: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The paths an action redacts in the audit, as the register writes them.
+fn redacted(a: &remit_core::register::Action) -> Vec<String> {
+    let args = a.redact.iter().map(|p| format!("args.{}", p.join(".")));
+    let result = a
+        .redact_result
+        .iter()
+        .map(|p| format!("result.{}", p.join(".")));
+    args.chain(result).collect()
+}
+
 fn budget_text(r: &remit_core::register::Action) -> Vec<String> {
     r.budgets.iter().map(ToString::to_string).collect()
 }
@@ -125,7 +135,7 @@ fn row(a: &remit_core::register::Action) -> serde_json::Value {
         "conditions": a.conditions.iter().map(|c| c.source()).collect::<Vec<_>>(),
         "budgets": budget_text(a),
         "sums": a.budgets.iter().filter_map(|b| match &b.measure { BudgetMeasure::Sum(c) => Some(c.source()), BudgetMeasure::Count => None }).collect::<Vec<_>>(),
-        "redact": a.redact.iter().map(|p| format!("args.{}", p.join("."))).collect::<Vec<_>>(),
+        "redact": redacted(a),
         "approval": pending(&a.approve),
         "delay": pending(&a.delay),
         "verification": pending(&a.verify),
@@ -162,12 +172,8 @@ pub(crate) fn print(path: &Path, format: Format) -> anyhow::Result<Exit> {
                 for b in budget_text(a) {
                     println!("  budget:       {b}");
                 }
-                if !a.redact.is_empty() {
-                    let r: Vec<String> = a
-                        .redact
-                        .iter()
-                        .map(|p| format!("args.{}", p.join(".")))
-                        .collect();
+                let r = redacted(a);
+                if !r.is_empty() {
                     println!("  redacted:     {}", r.join(", "));
                 }
                 for (label, p) in [

@@ -813,21 +813,26 @@ fn compile_action(
         }
     }
     let mut redact = Vec::new();
+    let mut redact_result = Vec::new();
     for r in &a.redact {
-        match r.get_ref().strip_prefix("args.") {
-            Some(path) if path.split('.').all(is_field_name) => {
-                redact.push(path.split('.').map(str::to_owned).collect())
-            }
-            _ => cx.error(
+        let text = r.get_ref();
+        let (paths, path) = match (text.strip_prefix("args."), text.strip_prefix("result.")) {
+            (Some(path), _) => (&mut redact, path),
+            (_, Some(path)) => (&mut redact_result, path),
+            _ => (&mut redact, ""),
+        };
+        if !path.is_empty() && path.split('.').all(is_field_name) {
+            paths.push(path.split('.').map(str::to_owned).collect());
+        } else {
+            cx.error(
                 r.span(),
-                format!(
-                    "`{}` is not an argument path: nothing would be redacted",
-                    r.get_ref()
-                ),
+                format!("`{text}` is not an argument or result path: nothing would be redacted"),
                 Some(
-                    "write `args.FIELD` or `args.FIELD.FIELD`, e.g. `args.card_number`".to_owned(),
+                    "write `args.FIELD` (an argument) or `result.FIELD` (a field of the result), \
+                     with `.FIELD` for nested ones, e.g. `args.card_number`"
+                        .to_owned(),
                 ),
-            ),
+            );
         }
     }
     if let Some(approve) = &a.approve
@@ -857,6 +862,7 @@ fn compile_action(
         conditions,
         budgets,
         redact,
+        redact_result,
         approve: pending(cx, a.approve.as_ref(), "approve"),
         delay: pending(cx, a.delay.as_ref(), "delay"),
         verify: pending(cx, a.verify.as_ref(), "verify"),

@@ -123,31 +123,41 @@ pub fn against_tools(
                 }
             }
         }
-        // a redacted path the tool has no argument for redacts nothing: the value it was
-        // meant to hide would be written in clear into a log that cannot be edited
-        if let Some(props) = props {
-            for path in &a.redact {
+        // a redacted path the tool has no argument (or, with an output schema, no result
+        // field) for redacts nothing: the value it was meant to hide would be written in
+        // clear into a log that cannot be edited
+        let output = spec
+            .definition
+            .get("outputSchema")
+            .and_then(|s| s.get("properties"))
+            .and_then(|p| p.as_object());
+        for (paths, props, prefix, what) in [
+            (&a.redact, props, "args", "argument"),
+            (&a.redact_result, output, "result", "result field"),
+        ] {
+            let Some(props) = props else { continue };
+            for path in paths {
                 let Some(field) = path.first() else { continue };
-                if !props.contains_key(field) {
-                    let hint =
-                        super::compile::did_you_mean(field, props.keys().map(String::as_str));
-                    out.push(Diagnostic {
-                        severity: Severity::Error,
-                        line: a.line,
-                        column: 1,
-                        message: format!(
-                            "`redact` names `args.{}`, but tool `{}` has no argument `{field}`: nothing would be redacted",
-                            path.join("."),
-                            a.name
-                        ),
-                        help: hint.or_else(|| {
-                            Some(format!(
-                                "its arguments are: {}",
-                                props.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-                            ))
-                        }),
-                    });
+                if props.contains_key(field) {
+                    continue;
                 }
+                let hint = super::compile::did_you_mean(field, props.keys().map(String::as_str));
+                out.push(Diagnostic {
+                    severity: Severity::Error,
+                    line: a.line,
+                    column: 1,
+                    message: format!(
+                        "`redact` names `{prefix}.{}`, but tool `{}` has no {what} `{field}`: nothing would be redacted",
+                        path.join("."),
+                        a.name
+                    ),
+                    help: hint.or_else(|| {
+                        Some(format!(
+                            "its {what}s are: {}",
+                            props.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                        ))
+                    }),
+                });
             }
         }
         if let Some(ann) = spec.definition.get("annotations")

@@ -270,6 +270,9 @@ pub struct Action {
     pub budgets: Vec<Budget>,
     /// Argument paths redacted in the audit (without the `args.` prefix).
     pub redact: Vec<Vec<String>>,
+    /// Result paths redacted in the audit (without the `result.` prefix): fields of the
+    /// result's `structuredContent` and of its text content written as JSON.
+    pub redact_result: Vec<Vec<String>>,
     /// `approve`: parsed, not yet enforced; its presence refuses calls (fail closed).
     pub approve: Option<Pending>,
     /// `delay`: parsed, not yet enforced; its presence refuses calls (fail closed).

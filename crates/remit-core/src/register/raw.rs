@@ -101,7 +101,7 @@ pub struct RawAction {
     /// Budgets over time.
     #[serde(default)]
     pub budget: Vec<Spanned<RawBudget>>,
-    /// Argument paths to redact in the audit (`args.card_number`).
+    /// Argument and result paths to redact in the audit (`args.card_number`, `result.card_number`).
     #[serde(default)]
     pub redact: Vec<SpannedString>,
     /// Approval block.

@@ -340,20 +340,81 @@ fn a_redacted_path_with_an_empty_or_padded_field_is_an_error() {
         "args.card_number.",
         "args..card_number",
         "args. card_number",
+        "result.",
+        "result.card..number",
+        "card_number",
+        "results.card_number",
     ] {
         let src = GOOD.replace("\"args.card_number\"", &format!("\"{path}\""));
         let e = errors_of(&src);
         assert_eq!(e.len(), 1, "{path}: {e:?}");
         assert!(
             e[0].contains(&format!(
-                "`{path}` is not an argument path: nothing would be redacted"
+                "`{path}` is not an argument or result path: nothing would be redacted"
             )),
             "{}",
             e[0]
         );
     }
-    let src = GOOD.replace("\"args.card_number\"", "\"args.card.number\"");
-    assert!(errors_of(&src).is_empty());
+    let src = GOOD.replace(
+        "\"args.card_number\"",
+        "\"args.card.number\", \"result.card_number\", \"result.customers.card\"",
+    );
+    let (reg, diags) = compile_str(&src);
+    let reg = reg.unwrap_or_else(|| panic!("{diags:?}"));
+    let refund = reg.action_exposed_as("billing.issue_refund").unwrap();
+    assert_eq!(
+        refund.redact,
+        vec![vec!["card".to_owned(), "number".to_owned()]]
+    );
+    assert_eq!(
+        refund.redact_result,
+        vec![
+            vec!["card_number".to_owned()],
+            vec!["customers".to_owned(), "card".to_owned()]
+        ]
+    );
+}
+
+#[test]
+fn a_redacted_result_field_the_tools_output_schema_lacks_is_an_error() {
+    use crate::ids::UpstreamName;
+    use crate::ports::ToolSpec;
+    let (reg, diags) = compile_str(&GOOD.replace("args.card_number", "result.card_numbr"));
+    let reg = reg.unwrap_or_else(|| panic!("{diags:?}"));
+    let spec = |output: Option<serde_json::Value>| {
+        let mut definition = serde_json::json!({
+            "name": "issue_refund",
+            "inputSchema": { "type": "object", "properties": { "amount": {} } }
+        });
+        if let Some(props) = output {
+            definition["outputSchema"] =
+                serde_json::json!({ "type": "object", "properties": props });
+        }
+        ToolSpec {
+            upstream: UpstreamName::new("billing"),
+            name: "issue_refund".to_owned(),
+            definition: definition.as_object().unwrap().clone(),
+        }
+    };
+    let tools = [spec(Some(
+        serde_json::json!({ "card_number": {}, "id": {} }),
+    ))];
+    let found = findings::against_tools(&reg, &tools, &["billing"]);
+    let e = errors(&found);
+    let wanted = "`redact` names `result.card_numbr`, but tool `billing.issue_refund` has no result field `card_numbr`";
+    assert!(
+        e.iter()
+            .any(|e| e.contains(wanted) && e.contains("did you mean `card_number`?")),
+        "{e:?}"
+    );
+    // a tool without an output schema: nothing to check the path against
+    let tools = [spec(None)];
+    let found = findings::against_tools(&reg, &tools, &["billing"]);
+    assert!(
+        !errors(&found).iter().any(|e| e.contains("redact")),
+        "{found:?}"
+    );
 }
 
 #[test]

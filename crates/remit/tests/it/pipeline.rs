@@ -380,6 +380,36 @@ fn reason_and_redaction_are_recorded_as_the_register_says() {
     );
     // the upstream itself got the real value
     assert_eq!(r.ledger()[0].1["reason"], "card 4111-1111");
+
+    // a field of a result: the agent gets it, the audit keeps `[redacted]` in its place,
+    // in the structured result and in the text that carries the same JSON
+    let (status, answer) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+    assert_eq!(status, 200);
+    assert!(
+        answer.to_string().contains("4242 4242 4242 4242"),
+        "{answer}"
+    );
+    let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
+    let executed = export
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .rfind(|e| e["stage"] == "executed")
+        .unwrap();
+    let result = &executed["detail"]["result"];
+    assert_eq!(
+        result["structuredContent"]["card_number"], "[redacted]",
+        "{executed}"
+    );
+    assert_eq!(
+        result["structuredContent"]["name"], "Ada Lovelace",
+        "{executed}"
+    );
+    let text: Value = serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(text["card_number"], "[redacted]", "{executed}");
+    assert!(
+        !export.contains("4242 4242"),
+        "a redacted result field reached the audit"
+    );
 }
 
 #[test]

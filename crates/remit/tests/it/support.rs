@@ -40,6 +40,7 @@ pub(crate) const STANDARD: &str = r#"
 [actions."billing.get_customer"]
 agents = ["support-bot"]
 tier = "read"
+redact = ["result.card_number"]
 
 [actions."billing.list_charges"]
 agents = ["support-bot", "other-bot"]
