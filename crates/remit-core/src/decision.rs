@@ -187,17 +187,8 @@ pub fn decide(
     bindings: &Bindings<'_>,
     frozen: &HashSet<FreezeTarget>,
 ) -> Decision {
-    if !frozen.is_empty() {
-        for target in [
-            FreezeTarget::Agent(crate::ids::AgentId::new(agent)),
-            FreezeTarget::Action(action.name.clone()),
-        ] {
-            if frozen.contains(&target) {
-                return Decision::Deny(Refusal::Frozen {
-                    target: target.to_string(),
-                });
-            }
-        }
+    if let Some(refusal) = frozen_refusal(action, agent, frozen) {
+        return Decision::Deny(refusal);
     }
     if action.approve.is_some() {
         return Decision::Deny(Refusal::NotYetEnforced {
@@ -231,6 +222,29 @@ pub fn decide(
         }
     }
     Decision::Allow(charges)
+}
+
+/// The kill switch's refusal of a call by `agent` of `action`, if either is frozen.
+///
+/// [`decide`] asks first; the pipeline asks again just before the upstream is called, so a
+/// call held up in a slow store after its decision does not run past a freeze.
+pub fn frozen_refusal(
+    action: &Action,
+    agent: &str,
+    frozen: &HashSet<FreezeTarget>,
+) -> Option<Refusal> {
+    if frozen.is_empty() {
+        return None;
+    }
+    [
+        FreezeTarget::Agent(crate::ids::AgentId::new(agent)),
+        FreezeTarget::Action(action.name.clone()),
+    ]
+    .into_iter()
+    .find(|target| frozen.contains(target))
+    .map(|target| Refusal::Frozen {
+        target: target.to_string(),
+    })
 }
 
 fn condition_error(action: &Action, e: &ConditionError) -> Refusal {

@@ -2,7 +2,7 @@
 
 use crate::audit::event::{Detail, DetailWriter, Event, Stage};
 use crate::condition::Bindings;
-use crate::decision::{Decision, Refusal, decide};
+use crate::decision::{Decision, Refusal, decide, frozen_refusal};
 use crate::ids::{AgentId, CallId, RunId, fresh};
 use crate::ports::{
     CallsRunning, ChargeOutcome, Cleared, Clock, FreezeTarget, Store, ToolSpec, UpstreamError,
@@ -461,6 +461,7 @@ impl Gateway {
                 .await;
             if matches!(result, Ok(ChargeOutcome::Charged)) {
                 trail.pending.clear();
+                trail.proposed_written = true;
             } else {
                 // neither was written: a refusal is recorded with `proposed` alone
                 trail.pending.pop();
@@ -503,6 +504,11 @@ impl Gateway {
                 resets_at: crate::time::rfc3339(resets_at_ms),
             }
             .into());
+        }
+        // the kill switch once more: a freeze that arrived while the call waited for the
+        // store (its charges, its write-ahead events) stops it before the upstream sees it
+        if let Some(refusal) = frozen_refusal(action, agent.id.as_str(), &self.frozen()) {
+            return Err(refusal.into());
         }
         // 6 execute, exactly once; not at all if the caller has gone: nobody would get the answer
         let cleared = Cleared {
@@ -671,6 +677,8 @@ struct Trail<'g> {
     /// Result paths redacted in the audit.
     redact_result: Vec<Vec<String>>,
     pending: Vec<Event>,
+    /// Whether `proposed` is on disk already (a write's, ahead of the upstream).
+    proposed_written: bool,
 }
 
 impl<'g> Trail<'g> {
@@ -689,6 +697,7 @@ impl<'g> Trail<'g> {
             secrets: Vec::new(),
             redact_result: Vec::new(),
             pending: Vec::new(),
+            proposed_written: false,
         }
     }
 
@@ -755,7 +764,7 @@ impl<'g> Trail<'g> {
 
     /// Events not yet written; a refusal before `proposed` was built still records what was asked.
     fn take_pending(&mut self) -> Vec<Event> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && !self.proposed_written {
             return vec![self.event(Stage::Proposed, self.proposed_detail(None, None, &[]))];
         }
         std::mem::take(&mut self.pending)

@@ -134,3 +134,86 @@ fn a_database_that_goes_away_fails_calls_closed_and_remit_heals_when_it_returns(
         "the refused write left events behind"
     );
 }
+
+/// The advisory lock under which the PostgreSQL store appends to the audit log (FNV-1a of
+/// `remit/audit`, as `remit-store` computes it).
+const AUDIT_LOCK: i64 = -2_770_287_007_141_832_330;
+
+/// Holds the audit log's lock from another connection until `release` is sent, as a slow or
+/// busy database would: every append and write-ahead charge waits meanwhile.
+fn hold_the_audit_lock(
+    url: &str,
+    release: std::sync::mpsc::Receiver<()>,
+) -> (std::thread::JoinHandle<()>, std::sync::mpsc::Receiver<()>) {
+    let url = url.to_owned();
+    let (held, is_held) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut tx = c.begin().await.unwrap();
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(AUDIT_LOCK)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            held.send(()).unwrap();
+            tokio::task::spawn_blocking(move || release.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            tx.commit().await.unwrap();
+        });
+    });
+    (thread, is_held)
+}
+
+#[test]
+fn a_write_held_up_by_a_slow_store_does_not_run_after_a_freeze() {
+    let Some(url) = fresh_postgres() else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let r = Remit::start_with(|port| register_on(&url, &keys.path().join("audit.key"), port));
+
+    // the database is slow: the write-ahead commit of the next write waits
+    let (release, released) = std::sync::mpsc::channel();
+    let (holder, held) = hold_the_audit_lock(&url, released);
+    held.recv().unwrap();
+    let refund = std::thread::scope(|s| {
+        let call = s.spawn(|| {
+            r.call(
+                "billing.issue_refund",
+                json!({ "charge_id": "ch_003", "amount": 5, "reason": "x" }),
+            )
+        });
+        // decided (not frozen yet), now waiting for the store
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // the operator freezes the agent: the kill switch row is committed at once (the
+        // command's own audit event waits for the lock like everything else)
+        let mut freeze = r.command(&["freeze", "support-bot"]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1_500));
+        release.send(()).unwrap();
+        assert!(freeze.wait().unwrap().success());
+        call.join().unwrap()
+    });
+    holder.join().unwrap();
+
+    let (status, body) = refund;
+    assert_eq!(
+        status, 403,
+        "a write ran 1.5 s after its agent was frozen: {body}"
+    );
+    assert_eq!(body["code"], "frozen", "{body}");
+    assert!(
+        !r.ledger().iter().any(|(tool, _)| tool == "issue_refund"),
+        "the upstream received a call after the freeze: {:?}",
+        r.ledger()
+    );
+    assert_eq!(
+        r.stages_of("billing.issue_refund"),
+        ["proposed", "decided", "refused"]
+    );
+}
