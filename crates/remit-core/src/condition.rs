@@ -53,6 +53,12 @@ pub enum ConditionError {
     },
 }
 
+/// The largest budget amount (and budget `max`): 2^53, past which `f64` skips integers.
+pub const MAX_AMOUNT: f64 = 9_007_199_254_740_992.0;
+
+/// [`MAX_AMOUNT`] as an integer.
+const MAX_AMOUNT_INT: i64 = 9_007_199_254_740_992;
+
 /// The variables an expression sees (`args` now; `result` and `probe` later).
 ///
 /// Converted for the interpreter at most once per call, and only if a condition needs it.
@@ -149,22 +155,42 @@ impl Condition {
         }
     }
 
-    /// Evaluates to a number (for budget sums).
+    /// Evaluates to a budget amount: a number from 0 to [`MAX_AMOUNT`], which `f64` holds
+    /// exactly when it is an integer (a negative amount would give budget back, and a larger
+    /// integer would be charged as another one).
     pub fn number(&self, b: &Bindings<'_>) -> Result<f64, ConditionError> {
         match self.native(b) {
-            Some(Val::Int(v)) => return Ok(v as f64),
-            Some(Val::UInt(v)) => return Ok(v as f64),
-            Some(Val::Double(v)) if v.is_finite() => return Ok(v),
+            Some(Val::Int(v)) => return self.amount(i128::from(v), v as f64),
+            Some(Val::UInt(v)) => return self.amount(i128::from(v), v as f64),
+            Some(Val::Double(v)) if v.is_finite() => return self.amount(0, v),
             _ => {}
         }
         self.number_by_interpreter(b)
     }
 
+    /// `value` if it is a budget amount; `int` is the exact value of an integer (0 for a double).
+    fn amount(&self, int: i128, value: f64) -> Result<f64, ConditionError> {
+        // exactly representable: the integer itself, not its rounding, is within range
+        let exact = i128::from(MAX_AMOUNT_INT);
+        if (0.0..=MAX_AMOUNT).contains(&value) && (0..=exact).contains(&int) {
+            return Ok(value);
+        }
+        Err(ConditionError::Type {
+            expr: self.source.clone(),
+            got: if int == 0 {
+                value.to_string()
+            } else {
+                int.to_string()
+            },
+            want: "a budget amount from 0 to 2^53",
+        })
+    }
+
     fn number_by_interpreter(&self, b: &Bindings<'_>) -> Result<f64, ConditionError> {
         match self.run(b)? {
-            CelValue::Int(v) => Ok(v as f64),
-            CelValue::UInt(v) => Ok(v as f64),
-            CelValue::Float(v) if v.is_finite() => Ok(v),
+            CelValue::Int(v) => self.amount(i128::from(v), v as f64),
+            CelValue::UInt(v) => self.amount(i128::from(v), v as f64),
+            CelValue::Float(v) if v.is_finite() => self.amount(0, v),
             other => Err(ConditionError::Type {
                 expr: self.source.clone(),
                 got: type_name(&other),

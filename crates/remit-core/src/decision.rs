@@ -263,19 +263,7 @@ fn charge_for(
 ) -> Result<BudgetCharge, ConditionError> {
     let amount = match &budget.measure {
         BudgetMeasure::Count => 1.0,
-        BudgetMeasure::Sum(expr) => {
-            let amount = expr.number(bindings)?;
-            // a negative amount would give the window room back; the arguments are at
-            // fault, so say so here rather than let the store refuse it as its own failure
-            if amount < 0.0 {
-                return Err(ConditionError::Type {
-                    expr: expr.source().to_owned(),
-                    got: amount.to_string(),
-                    want: "a number of at least 0 (a budget sum)",
-                });
-            }
-            amount
-        }
+        BudgetMeasure::Sum(expr) => expr.number(bindings)?,
     };
     Ok(BudgetCharge {
         key: format!("{agent}/{}/{index}", action.name),
@@ -402,7 +390,8 @@ finance = ["ana"]
     }
 
     #[test]
-    fn a_negative_amount_in_a_sum_budget_is_invalid_arguments_not_a_store_failure() {
+    fn a_sum_budget_amount_that_cannot_be_charged_exactly_is_invalid_arguments() {
+        // no `require` guards the amount: the budget alone must refuse what it cannot charge
         let src = r#"
 [agents.bot]
 [upstreams.billing]
@@ -410,25 +399,53 @@ command = ["x"]
 [actions."billing.issue_refund"]
 agents = ["bot"]
 tier = "write"
-budget = [{ sum = "args.amount", max = 1000, per = "24h" }]
+budget = [{ sum = "args.amount", max = 1000, per = "24h" }, { sum = "[args.amount][0]", max = 1000, per = "24h" }]
 "#;
         let (r, d) = compile(src, Path::new("r.toml"), &|_| None, Strictness::Serve);
         let r = r.unwrap_or_else(|| panic!("{d:?}"));
         let a = r.action_exposed_as("billing.issue_refund").unwrap();
-        let d = decide(a, "bot", &args(json!({"amount": -5000})), &HashSet::new());
-        let Decision::Deny(refusal) = &d else {
-            panic!("a negative amount was allowed: {d:?}")
-        };
-        assert!(refusal.is_bad_arguments(), "{refusal:?}");
-        let message = refusal.to_string();
-        assert!(
-            message.contains("`args.amount` gave -5000, not a number of at least 0"),
-            "{message}"
-        );
-        assert!(matches!(
-            decide(a, "bot", &args(json!({"amount": 0})), &HashSet::new()),
-            Decision::Allow(_)
-        ));
+        // negative (would give budget back), integers past 2^53 (charged as another
+        // integer), doubles past 2^53; through the native path and the interpreter alike
+        for amount in [
+            json!(-5),
+            json!(-0.5),
+            json!(9_007_199_254_740_993_i64),
+            json!(u64::MAX),
+            json!(1e300),
+        ] {
+            let d = decide(
+                a,
+                "bot",
+                &args(json!({ "amount": amount })),
+                &HashSet::new(),
+            );
+            let Decision::Deny(refusal @ Refusal::ConditionError { .. }) = &d else {
+                panic!("amount {amount}: {d:?}")
+            };
+            assert!(
+                refusal
+                    .to_string()
+                    .contains("a budget amount from 0 to 2^53"),
+                "{refusal}"
+            );
+        }
+        for amount in [
+            json!(0),
+            json!(-0.0),
+            json!(40.5),
+            json!(9_007_199_254_740_992_i64),
+        ] {
+            let d = decide(
+                a,
+                "bot",
+                &args(json!({ "amount": amount })),
+                &HashSet::new(),
+            );
+            assert!(
+                matches!(d, Decision::Allow(_)) || amount == json!(9_007_199_254_740_992_i64),
+                "amount {amount}: {d:?}"
+            );
+        }
     }
 
     #[test]

@@ -279,10 +279,12 @@ impl Gateway {
     }
 
     fn frozen(&self) -> Arc<HashSet<FreezeTarget>> {
-        self.frozen
-            .read()
-            .map(|f| Arc::clone(&f))
-            .unwrap_or_default()
+        // a lock poisoned by a panic still holds the frozen set: an empty one would let
+        // frozen agents through
+        match self.frozen.read() {
+            Ok(f) => Arc::clone(&f),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 
     fn catalog(&self) -> Arc<Catalog> {

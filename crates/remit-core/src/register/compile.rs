@@ -765,11 +765,15 @@ fn compile_action(
                 }
                 Some((BudgetMeasure::Count, *c.get_ref() as f64))
             }
-            (None, Some(_), Some(max)) if !(max.get_ref().is_finite() && *max.get_ref() > 0.0) => {
+            // what no charge can be held to: nan, infinities, nothing or less, past what an
+            // amount may be (2^53, [`crate::condition::MAX_AMOUNT`])
+            (None, Some(_), Some(max))
+                if !(*max.get_ref() > 0.0 && *max.get_ref() <= crate::condition::MAX_AMOUNT) =>
+            {
                 cx.error(
                     max.span(),
                     format!(
-                        "`max` must be a finite number above 0, not `{}`",
+                        "`max` must be a number above 0 and at most 2^53, not `{}`",
                         max.get_ref()
                     ),
                     Some("for example `max = 1000`".to_owned()),
