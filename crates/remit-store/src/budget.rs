@@ -1,8 +1,9 @@
 //! Sliding-window budget arithmetic shared by both backends: room, and when room returns.
 //!
 //! A budget's window at time `now` holds every charge stamped after `now - window_ms`.
-//! Charges stamped later than `now` (another replica's clock running ahead) count
-//! too: when clocks disagree the budget errs on the side of refusing.
+//! On PostgreSQL `now` is the database's clock for every replica
+//! ([`crate::ChargeClock::Database`]), so replicas agree on what a window holds whatever
+//! their own clocks say. Charges stamped later than `now` (a clock set back) count too.
 
 use remit_core::ports::{BudgetCharge, ChargeOutcome, StoreError, StoreErrorKind};
 

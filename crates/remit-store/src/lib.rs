@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use location::{Location, PostgresUrl};
-pub use postgres::PgStore;
+pub use postgres::{ChargeClock, PgStore};
 pub use sqlite::SqliteStore;
 
 /// Opens the store a URL names (`sqlite://remit.db`, `postgres://user@host/db`) and migrates it.

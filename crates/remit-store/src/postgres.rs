@@ -4,6 +4,12 @@
 //! replicas never wait on each other in a cycle: one for the audit log when the batch
 //! appends (then reads `max(seq)` in a fresh statement, so seqs stay gapless across
 //! replicas), and one per budget key it charges.
+//!
+//! Budget charges are stamped with the database's clock, read after the locks, not with
+//! the replica's: a replica whose clock ran ahead would otherwise see the others' recent
+//! charges as already out of its window (and one that lags would stamp charges that leave
+//! the others' windows early), so replicas with clocks apart could together spend a budget
+//! more than once ([`ChargeClock`]).
 
 use crate::budget;
 use crate::error::store_error;
@@ -32,6 +38,20 @@ const CONNECTIONS: u32 = 8;
 
 /// How long a call waits for a connection (or to open one) before the store counts as down.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The database's clock now, in milliseconds since the Unix epoch (`clock_timestamp`, not
+/// the transaction's start: the batch may have waited for its locks).
+const DB_NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// Whose clock stamps budget charges, and so decides which charges are in a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChargeClock {
+    /// The database's, one clock for every replica (what `remit serve` uses).
+    Database,
+    /// The time each charge comes with (from its replica's clock): for tests that set
+    /// the time, and a single replica.
+    Caller,
+}
 
 /// Inserts a whole batch of events in one statement.
 const INSERT_EVENTS: &str = "INSERT INTO audit_events (seq, body, leaf_hash) \
@@ -67,6 +87,15 @@ impl PgStore {
 
     /// Like [`PgStore::connect`], with at most `connections` connections (at least 2).
     pub async fn connect_with(url: &str, connections: u32) -> Result<Self, StoreError> {
+        Self::connect_with_clock(url, connections, ChargeClock::Database).await
+    }
+
+    /// Like [`PgStore::connect_with`], with budget charges stamped by `clock`.
+    pub async fn connect_with_clock(
+        url: &str,
+        connections: u32,
+        clock: ChargeClock,
+    ) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|_| {
                 StoreError::new(
@@ -93,7 +122,10 @@ impl PgStore {
                 format!("cannot migrate the postgres store `{shown}`: {e}"),
             )
         })?;
-        let writer = Writer::start(PgLedger { pool: pool.clone() });
+        let writer = Writer::start(PgLedger {
+            pool: pool.clone(),
+            clock,
+        });
         Ok(Self {
             shown,
             pool,
@@ -168,6 +200,7 @@ fn lock_id(prefix: &[u8], name: &[u8]) -> i64 {
 #[derive(Debug)]
 struct PgLedger {
     pool: PgPool,
+    clock: ChargeClock,
 }
 
 #[async_trait]
@@ -195,10 +228,22 @@ impl Ledger for PgLedger {
             .execute(&mut *tx)
             .await
             .map_err(|e| store_error(doing, &e))?;
+        // after the locks: whoever charged these keys before has committed, at an earlier time
+        let db_now_ms: Option<i64> =
+            if self.clock == ChargeClock::Database && !batch.charges.is_empty() {
+                Some(
+                    sqlx::query_scalar(DB_NOW_MS)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| store_error("cannot read the database's clock", &e))?,
+                )
+            } else {
+                None
+            };
         let mut outcomes = Vec::with_capacity(batch.charges.len());
         for (charges, now_ms) in &batch.charges {
             outcomes.push(
-                budget::charge(&mut *tx, charges, *now_ms)
+                budget::charge(&mut *tx, charges, db_now_ms.unwrap_or(*now_ms))
                     .await
                     .map_err(|e| store_error("cannot charge budgets", &e))?,
             );

@@ -756,6 +756,53 @@ mod a_log_written_before_the_copied_columns_went_is_kept_whole {
     }
 }
 
+/// Replicas whose clocks disagree share one budget: on PostgreSQL each charge is stamped
+/// with the database's clock, not the time its replica sends. With each replica's own
+/// clock, one running a minute ahead saw the others' charges as out of its 10 s window,
+/// and two replicas spent the budget twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_with_clocks_apart_share_one_budget_on_postgres() {
+    let test = "replicas_with_clocks_apart_share_one_budget_on_postgres";
+    let Some(db) = support::Db::postgres(test).await else {
+        return;
+    };
+    support::run(db, |_, db| async move {
+        let on_time = db.open_on_the_databases_clock().await.unwrap();
+        let apart = db.open_on_the_databases_clock().await.unwrap();
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        let count = [budget("bot/billing.send_email/0", 10_000, 1.0, 5.0)];
+        for _ in 0..5 {
+            assert_eq!(
+                on_time.charge(&count, now).await.unwrap(),
+                ChargeOutcome::Charged
+            );
+        }
+        for skew in [60_000, -60_000] {
+            let outcome = apart.charge(&count, now + skew).await.unwrap();
+            assert!(
+                matches!(outcome, ChargeOutcome::Exceeded { used, .. } if used == 5.0),
+                "a replica {skew} ms apart: {outcome:?}"
+            );
+        }
+        // and room comes back by the database's clock, 10 s after the charges
+        let Ok(ChargeOutcome::Exceeded { resets_at_ms, .. }) = on_time.charge(&count, 0).await
+        else {
+            panic!("the sixth charge fitted")
+        };
+        assert!(
+            (now + 10_000 - 2_000..now + 10_000 + 30_000).contains(&resets_at_ms),
+            "{resets_at_ms} against {now}"
+        );
+    })
+    .await;
+}
+
 store_test!(
     the_next_seq_from_a_point_and_the_rows_below_zero_are_read,
     |store| async move {

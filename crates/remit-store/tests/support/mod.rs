@@ -3,7 +3,7 @@
 use remit_core::audit::event::{Event, Stage, StoredCheckpoint};
 use remit_core::audit::tree::leaf_hash;
 use remit_core::ports::{BudgetCharge, ChargeOutcome, Store};
-use remit_store::{PgStore, SqliteStore};
+use remit_store::{ChargeClock, PgStore, SqliteStore};
 use serde_json::json;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
@@ -82,9 +82,25 @@ impl Db {
                 Arc::new(store)
             }
             Inner::Postgres { url, handles, .. } => {
-                let store = PgStore::connect_with(url, PG_CONNECTIONS).await.unwrap();
+                // the tests set each charge's time; `remit serve` uses the database's clock
+                let store = PgStore::connect_with_clock(url, PG_CONNECTIONS, ChargeClock::Caller)
+                    .await
+                    .unwrap();
                 handles.lock().unwrap().push(store.clone());
                 Arc::new(store)
+            }
+        }
+    }
+
+    /// Opens another handle on a PostgreSQL database stamping charges with the database's
+    /// clock, as `remit serve` does; `None` for SQLite.
+    pub(crate) async fn open_on_the_databases_clock(&self) -> Option<Arc<dyn Store>> {
+        match &*self.0 {
+            Inner::Sqlite { .. } => None,
+            Inner::Postgres { url, handles, .. } => {
+                let store = PgStore::connect_with(url, PG_CONNECTIONS).await.unwrap();
+                handles.lock().unwrap().push(store.clone());
+                Some(Arc::new(store))
             }
         }
     }
