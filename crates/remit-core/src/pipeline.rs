@@ -249,13 +249,19 @@ impl Gateway {
     }
 
     /// Freezes or unfreezes an agent or action, records it, and applies it here at once.
+    ///
+    /// The two steps fail closed: a freeze takes effect before it is recorded (if the
+    /// record then fails, the agent stays frozen and the operator is told), an unfreeze is
+    /// recorded before it takes effect (if the record fails, the agent stays frozen).
     pub async fn set_frozen(
         &self,
         target: FreezeTarget,
         frozen: bool,
         by: &str,
     ) -> Result<(), crate::ports::StoreError> {
-        self.store.set_frozen(&target, frozen).await?;
+        if frozen {
+            self.store.set_frozen(&target, true).await?;
+        }
         let (agent, action) = match &target {
             FreezeTarget::Agent(a) => (Some(a.as_str().into()), None),
             FreezeTarget::Action(a) => (None, Some(a.as_str().into())),
@@ -275,6 +281,9 @@ impl Gateway {
             detail: json!({ "by": by }).into(),
         };
         self.store.append(&[event]).await?;
+        if !frozen {
+            self.store.set_frozen(&target, false).await?;
+        }
         self.refresh_frozen().await
     }
 

@@ -1,6 +1,6 @@
 //! The boundary through the HTTP API and MCP: granted, ungranted, conditions, budgets, kill switch.
 
-use crate::support::{OTHER_TOKEN, Remit, STANDARD, TOKEN};
+use crate::support::{OTHER_TOKEN, Remit, STANDARD, TOKEN, sqlite_exec, with_sqlite};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -307,6 +307,47 @@ fn freeze_takes_effect_within_a_second_and_is_recorded() {
     let (_, shown, _) = r.audit(&["show", "--limit", "1000"]);
     assert!(shown.contains("frozen"), "{shown}");
     assert!(shown.contains("unfrozen"), "{shown}");
+}
+
+#[test]
+fn a_kill_switch_change_that_cannot_be_recorded_leaves_the_agent_frozen() {
+    let r = Remit::start(STANDARD);
+    let run = |args: &[&str]| {
+        let out = r.command(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let frozen = || -> Vec<String> {
+        with_sqlite(&r.db(), async |conn| {
+            sqlx::query_scalar("SELECT kind || ':' || name FROM frozen_targets ORDER BY 1")
+                .fetch_all(conn)
+                .await
+                .unwrap()
+        })
+    };
+    assert!(run(&["freeze", "support-bot"]).0);
+    // the audit log refuses every append from now on
+    sqlite_exec(
+        &r.db(),
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_events \
+         BEGIN SELECT RAISE(ABORT, 'the disk is full'); END;",
+    );
+    // an unfreeze that cannot be recorded does not happen
+    let (ok, err) = run(&["unfreeze", "support-bot"]);
+    assert!(!ok, "an unrecorded unfreeze succeeded: {err}");
+    assert_eq!(frozen(), ["agent:support-bot"]);
+    // a freeze that cannot be recorded still takes effect, and the operator is told
+    let (ok, err) = run(&["freeze", "action:billing.list_charges"]);
+    assert!(!ok, "an unrecorded freeze reported success: {err}");
+    assert_eq!(
+        frozen(),
+        ["action:billing.list_charges", "agent:support-bot"]
+    );
+    sqlite_exec(&r.db(), "DROP TRIGGER no_audit;");
+    assert!(run(&["unfreeze", "support-bot"]).0);
+    assert_eq!(frozen(), ["action:billing.list_charges"]);
 }
 
 #[test]
