@@ -1052,7 +1052,7 @@ fn a_call_whose_caller_left_before_it_was_sent_is_not_sent() {
     let (release, released) = std::sync::mpsc::channel::<()>();
     let (held, locked) = std::sync::mpsc::channel::<()>();
     let locker = std::thread::spawn(move || {
-        crate::support::with_sqlite(&db, async |conn| {
+        with_sqlite(&db, async |conn| {
             use sqlx::Connection;
             let tx = conn.begin_with("BEGIN IMMEDIATE").await.unwrap();
             held.send(()).unwrap();
@@ -1256,7 +1256,7 @@ fn a_call_that_cannot_be_recorded_fails_and_a_write_never_runs() {
     let (status, body) = r.call("billing.get_customer", read.clone());
     assert_eq!(status, 200, "{body}");
     let logged = r.events().len();
-    crate::support::sqlite_exec(
+    sqlite_exec(
         &db,
         "CREATE TRIGGER audit_refuses BEFORE INSERT ON audit_events \
          BEGIN SELECT RAISE(FAIL, 'the disk refused the write'); END;",
@@ -1286,7 +1286,7 @@ fn a_call_that_cannot_be_recorded_fails_and_a_write_never_runs() {
 
     // once the store writes again, so does remit, and the log is whole: no event of the
     // calls that failed, nothing half-written
-    crate::support::sqlite_exec(&db, "DROP TRIGGER audit_refuses;");
+    sqlite_exec(&db, "DROP TRIGGER audit_refuses;");
     let (status, body) = r.call("billing.get_customer", read);
     assert_eq!(status, 200, "{body}");
     let events = r.events();
