@@ -1,5 +1,6 @@
 //! The MCP server agents talk to: `tools/list` and `tools/call` through the pipeline.
 
+use crate::sessions::AgentSessions;
 use remit_core::ids::{AgentId, RunId};
 use remit_core::pipeline::{Call, Caller, Credential, Entry, Gateway, Outcome};
 use remit_core::ports::Resume;
@@ -396,17 +397,20 @@ pub(crate) fn outcome_to_response(outcome: &Outcome) -> CallToolResponse {
 }
 
 /// The Streamable HTTP service agents reach at `/mcp`, both protocol eras.
-pub type McpHttpService = rmcp::transport::streamable_http_server::StreamableHttpService<
-    AgentServer,
-    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
->;
+pub type McpHttpService =
+    rmcp::transport::streamable_http_server::StreamableHttpService<AgentServer, AgentSessions>;
 
 /// Builds the `/mcp` service over a gateway; `allowed_hosts` guards against DNS rebinding,
 /// and a body may have up to `max_body` bytes (the short way's limit too).
+///
+/// Its 2025-11-25 sessions are kept in `sessions`, each owned by the agent that opened it:
+/// the caller must handle each request inside [`AgentSessions::opening_as`] its agent, and
+/// let a request name a session only if it [`AgentSessions::belongs_to`] that agent.
 pub fn http_service(
     gateway: Arc<Gateway>,
     allowed_hosts: Vec<String>,
     max_body: usize,
+    sessions: Arc<AgentSessions>,
 ) -> McpHttpService {
     use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
     let server = AgentServer::new(gateway, CredentialSource::BearerHeader);
@@ -414,7 +418,7 @@ pub fn http_service(
         .with_json_response(true)
         .with_allowed_hosts(allowed_hosts)
         .with_max_request_body_bytes(max_body);
-    McpHttpService::new(move || Ok(server.clone()), Arc::default(), config)
+    McpHttpService::new(move || Ok(server.clone()), sessions, config)
 }
 
 /// Serves one agent over stdin/stdout until the client closes.

@@ -13,6 +13,7 @@ mod agent;
 mod finish;
 mod lean;
 mod progress;
+mod sessions;
 mod stateless;
 mod upstream;
 
@@ -20,6 +21,7 @@ pub use agent::{
     AgentServer, CredentialSource, McpHttpService, http_service, outcome_to_mcp, serve_stdio,
 };
 pub use finish::call_to_the_end;
+pub use sessions::{AgentSessions, SessionError};
 pub use stateless::{Headers, ShortWay, StatelessCall, bearer_in};
 pub use upstream::{McpUpstreams, redact_secrets, secret_words};
 

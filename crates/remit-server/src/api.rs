@@ -24,6 +24,8 @@ struct AppState {
     max_body: usize,
     short_way: Arc<remit_mcp::ShortWay>,
     auth_failures: Arc<AuthFailures>,
+    /// The 2025-11-25 sessions at `/mcp`, each its opening agent's.
+    sessions: Arc<remit_mcp::AgentSessions>,
     status_token: remit_core::audit::checkpoint::StatusToken,
     /// Why checkpoints cannot be signed now, if they cannot.
     signing_error: Arc<std::sync::Mutex<Option<String>>>,
@@ -77,16 +79,18 @@ pub fn app(runtime: &crate::Runtime) -> App {
     let max_body =
         usize::try_from(gateway.register().gateway.max_request_bytes).unwrap_or(usize::MAX);
     let hosts = allowed_hosts(&gateway.register().gateway);
+    let sessions = Arc::new(remit_mcp::AgentSessions::default());
     let state = AppState {
         gateway: Arc::clone(&gateway),
         upstreams: Arc::clone(&runtime.upstreams),
         max_body,
         short_way: Arc::new(remit_mcp::ShortWay::new(&hosts)),
         auth_failures: Arc::default(),
+        sessions: Arc::clone(&sessions),
         status_token: runtime.status_token,
         signing_error: Arc::clone(&runtime.signing_error),
     };
-    let mcp = remit_mcp::http_service(Arc::clone(&gateway), hosts, max_body);
+    let mcp = remit_mcp::http_service(Arc::clone(&gateway), hosts, max_body, sessions);
     let router = Router::new()
         .nest_service("/mcp", mcp)
         .route("/v1/calls", post(post_call))
@@ -227,24 +231,47 @@ fn retry_after(wait: Duration, mut resp: Response) -> Response {
 /// a plain stateless `tools/call` is answered here, the rest by rmcp.
 async fn guard_mcp(app: &AppInner, req: Request) -> Response {
     let state = &app.state;
-    if state.gateway.authenticate(&bearer(req.headers())).is_err() {
-        let peer = req.extensions().get::<Peer>().map(|p| p.0);
-        return match state.auth_failures.failed(peer, Instant::now()) {
-            None => jsonrpc_error(
-                StatusCode::UNAUTHORIZED,
-                -32001,
-                "no valid agent credential; send one `Authorization: Bearer <token>` header",
-            ),
-            Some(wait) => retry_after(
-                wait,
-                jsonrpc_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    -32001,
-                    &too_many_failures(wait),
-                ),
-            ),
-        };
+    let agent = match state.gateway.authenticate(&bearer(req.headers())) {
+        Ok(agent) => agent.id.clone(),
+        Err(_) => return unauthenticated(state, &req),
+    };
+    // a session is reached only by the agent that opened it: rmcp is served inside the
+    // agent's scope, where another agent's session is unknown; a `DELETE` of one that is
+    // not the agent's (or of none) is answered here, as rmcp answers an unknown session
+    if req.method() == http::Method::DELETE
+        && req.headers().get_all("mcp-session-id").iter().any(|id| {
+            id.to_str()
+                .is_ok_and(|id| !state.sessions.belongs_to(id, &agent))
+        })
+    {
+        return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
     }
+    remit_mcp::AgentSessions::serving(agent, guarded_mcp(app, req)).await
+}
+
+/// The answer to a request on `/mcp` without a valid agent credential.
+fn unauthenticated(state: &AppState, req: &Request) -> Response {
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    match state.auth_failures.failed(peer, Instant::now()) {
+        None => jsonrpc_error(
+            StatusCode::UNAUTHORIZED,
+            -32001,
+            "no valid agent credential; send one `Authorization: Bearer <token>` header",
+        ),
+        Some(wait) => retry_after(
+            wait,
+            jsonrpc_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                -32001,
+                &too_many_failures(wait),
+            ),
+        ),
+    }
+}
+
+/// `/mcp` for an authenticated agent: size limit, strict JSON, the short way, then rmcp.
+async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
+    let state = &app.state;
     if req.method() != http::Method::POST {
         return forward(app, req).await;
     }

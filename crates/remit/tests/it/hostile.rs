@@ -1,6 +1,6 @@
 //! The brief's bad-input list: each is refused precisely and the upstream receives nothing.
 
-use crate::support::{Remit, STANDARD, TOKEN, register, stateless_meta};
+use crate::support::{OTHER_TOKEN, Remit, STANDARD, TOKEN, register, stateless_meta};
 use serde_json::json;
 
 #[test]
@@ -140,4 +140,91 @@ fn a_call_within_the_registers_body_limit_is_read_on_either_way_in() {
         assert!(text.contains("cus_001"), "progress {progress}: {text}");
     }
     assert_eq!(r.ledger().len(), 2, "{:?}", r.ledger());
+}
+
+/// A 2025-11-25 request on `/mcp` as the agent whose token is `token`, in session `session` if any.
+fn in_session(
+    r: &Remit,
+    method: reqwest::Method,
+    token: &str,
+    session: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> reqwest::blocking::Response {
+    let mut req = r
+        .client
+        .request(method, r.url("/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25");
+    if let Some(session) = session {
+        req = req.header("mcp-session-id", session);
+    }
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    req.send().unwrap()
+}
+
+#[test]
+fn another_agents_token_cannot_use_read_or_end_a_session() {
+    use reqwest::Method;
+    let r = Remit::start(STANDARD);
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "it", "version": "1" } } });
+    let opened = in_session(&r, Method::POST, TOKEN, None, Some(&init));
+    assert_eq!(opened.status(), 200);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    drop(opened);
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let status = in_session(&r, Method::POST, TOKEN, Some(&session), Some(&initialized)).status();
+    assert_eq!(status, 202);
+
+    // other-bot, which may call `billing.list_charges` itself, names support-bot's session
+    let call = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "billing.list_charges", "arguments": { "customer": "cus_001" } } });
+    let list = json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/list" });
+    let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": { "requestId": 2 } });
+    for (method, body) in [
+        (Method::POST, Some(&call)),
+        (Method::POST, Some(&list)),
+        (Method::POST, Some(&cancel)),
+        (Method::GET, None),
+        (Method::DELETE, None),
+    ] {
+        let answer = in_session(&r, method.clone(), OTHER_TOKEN, Some(&session), body);
+        assert_eq!(
+            answer.status(),
+            404,
+            "{method} {body:?} reached another agent's session"
+        );
+    }
+    assert!(r.ledger().is_empty(), "{:?}", r.ledger());
+
+    // the session is still its agent's, whole, until it ends it
+    let answer = in_session(&r, Method::POST, TOKEN, Some(&session), Some(&list));
+    assert_eq!(answer.status(), 200);
+    assert!(answer.text().unwrap().contains("billing.get_customer"));
+    assert_eq!(
+        in_session(&r, Method::GET, TOKEN, Some(&session), None).status(),
+        200
+    );
+    assert_eq!(
+        in_session(&r, Method::DELETE, TOKEN, Some(&session), None).status(),
+        202
+    );
+    // ended: the spec's answer, so the client starts again
+    for method in [Method::DELETE, Method::GET] {
+        assert_eq!(
+            in_session(&r, method, TOKEN, Some(&session), None).status(),
+            404
+        );
+    }
+    assert_eq!(
+        in_session(&r, Method::POST, TOKEN, Some(&session), Some(&list)).status(),
+        404
+    );
 }
