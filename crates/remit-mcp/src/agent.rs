@@ -404,7 +404,7 @@ pub type McpHttpService =
 /// and a body may have up to `max_body` bytes (the short way's limit too).
 ///
 /// Its 2025-11-25 sessions are kept in `sessions`, each owned by the agent that opened it:
-/// the caller must handle each request inside [`AgentSessions::opening_as`] its agent, and
+/// the caller must handle each request inside [`AgentSessions::serving`] its agent, and
 /// let a request name a session only if it [`AgentSessions::belongs_to`] that agent.
 pub fn http_service(
     gateway: Arc<Gateway>,

@@ -361,7 +361,7 @@ pub fn secret_words(upstream: &Upstream) -> Vec<String> {
     words
 }
 
-/// `text` with every one of `secrets` (at least [`SHORTEST_SECRET`] long) replaced by `[redacted]`.
+/// `text` with every one of `secrets` (at least 4 bytes long) replaced by `[redacted]`.
 pub fn redact_secrets(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_owned();
     for secret in secrets {
