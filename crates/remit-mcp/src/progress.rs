@@ -123,12 +123,20 @@ impl Waiting {
             for p in mine {
                 to.report(p.progress, p.total, p.message);
             }
-            inner.calls.insert(token.clone(), to);
+            inner.calls.insert(token.clone(), Arc::clone(&to));
         }
         Registered {
             waiting: Arc::clone(self),
             token,
+            to,
         }
+    }
+
+    /// The upstream is reached over a new connection, whose tokens start again: reports
+    /// held from the last one (late ones, for calls that ended) would be taken for the new
+    /// connection's calls that get the same tokens, so they are dropped.
+    pub(crate) fn new_connection(&self) {
+        self.lock().early.clear();
     }
 
     /// Passes an upstream's report to the call it belongs to.
@@ -156,11 +164,21 @@ impl Waiting {
 pub(crate) struct Registered {
     waiting: Arc<Waiting>,
     token: ProgressToken,
+    to: Arc<dyn Progress>,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.waiting.lock().calls.remove(&self.token);
+        let mut inner = self.waiting.lock();
+        // only its own: a call of a connection that has gone may end after a call of the
+        // new connection registered the same token
+        if inner
+            .calls
+            .get(&self.token)
+            .is_some_and(|to| Arc::ptr_eq(to, &self.to))
+        {
+            inner.calls.remove(&self.token);
+        }
     }
 }
 
@@ -286,6 +304,32 @@ mod tests {
             vec![(1.0, Some("8:1".to_owned()))]
         );
         assert_eq!(waiting.lock().early.len(), MAX_EARLY - 1);
+    }
+
+    #[test]
+    fn a_new_connection_reuses_tokens_without_taking_the_old_ones_reports_or_registrations() {
+        let waiting = Arc::new(Waiting::default());
+        let old = Arc::new(Kept::default());
+        let r_old = waiting.register(ProgressToken(NumberOrString::Number(3)), old.clone());
+        // a late report for a call of the old connection that has ended
+        waiting.deliver(report(4, 9.0));
+        waiting.new_connection();
+        let new = Arc::new(Kept::default());
+        let _r4 = waiting.register(ProgressToken(NumberOrString::Number(4)), new.clone());
+        assert!(
+            new.0.lock().unwrap().is_empty(),
+            "the old connection's report"
+        );
+        // the new connection gives token 3 to another call while the old call is still ending
+        let other = Arc::new(Kept::default());
+        let _r3 = waiting.register(ProgressToken(NumberOrString::Number(3)), other.clone());
+        drop(r_old);
+        waiting.deliver(report(3, 1.0));
+        assert_eq!(
+            *other.0.lock().unwrap(),
+            vec![(1.0, Some("3:1".to_owned()))]
+        );
+        assert!(old.0.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -453,6 +453,7 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
                         }
                     }
                     s.peer = Some(peer);
+                    link.progress.new_connection();
                     s.lean = lean;
                     s.protocol = protocol;
                     s.restarts += 1;
