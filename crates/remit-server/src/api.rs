@@ -352,6 +352,24 @@ pub struct ApiError {
     pub data: Option<Value>,
 }
 
+/// The body of `POST /v1/calls`, which [`check_strict_json`] has passed, as a [`CallRequest`].
+///
+/// Only a JSON object is one: serde would also read a struct from an array of its fields in
+/// order (`["billing.issue_refund", {..}]`), a body the OpenAPI document does not describe.
+fn call_request(bytes: &[u8]) -> Result<CallRequest, String> {
+    // INVARIANT: the body is one JSON value, so its first byte after JSON whitespace says its type
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(
+            "invalid request: the body must be a JSON object, e.g. `{\"tool\": \"UPSTREAM.TOOL\", \"arguments\": {}}`"
+                .to_owned(),
+        );
+    }
+    serde_json::from_slice(bytes).map_err(|e| format!("invalid request: {e}"))
+}
+
 fn error(status: StatusCode, call: Option<String>, code: &str, message: String) -> Response {
     (
         status,
@@ -443,15 +461,10 @@ async fn post_call(
             format!("invalid JSON: {e}"),
         );
     }
-    let req: CallRequest = match serde_json::from_slice(&bytes) {
+    let req = match call_request(&bytes) {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                None,
-                "bad_request",
-                format!("invalid request: {e}"),
-            );
+        Err(message) => {
+            return error(StatusCode::BAD_REQUEST, None, "bad_request", message);
         }
     };
     let call = Call {

@@ -111,6 +111,32 @@ fn rejects_arguments_that_are_not_an_object() {
 }
 
 #[test]
+fn rejects_a_call_body_that_is_not_an_object() {
+    // serde reads a struct from an array of its fields in order: this one ran before
+    let r = Remit::start(STANDARD);
+    for body in [
+        r#"["billing.get_customer", {"id": "cus_001"}]"#,
+        r#" ["billing.get_customer", {"id": "cus_001"}, "why", "run-1"]"#,
+        r#""billing.get_customer""#,
+        "null",
+    ] {
+        let (status, text) = r.post_raw("/v1/calls", body.as_bytes().to_vec(), &[]);
+        assert_eq!(status, 400, "{body}: {text}");
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(answer["code"], "bad_request", "{body}: {text}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .contains("must be a JSON object"),
+            "{body}: {text}"
+        );
+    }
+    assert!(r.ledger().is_empty(), "{:?}", r.ledger());
+    assert!(r.stages_of("billing.get_customer").is_empty());
+}
+
+#[test]
 fn a_call_within_the_registers_body_limit_is_read_on_either_way_in() {
     // a limit above rmcp's own (4 MiB): the plain short way and rmcp's way both take it
     let r = Remit::start_with(|port| {
