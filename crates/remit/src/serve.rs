@@ -115,7 +115,7 @@ pub(crate) async fn serve(path: &Path) -> anyhow::Result<Exit> {
 }
 
 pub(crate) async fn stdio(path: &Path, agent: &str) -> anyhow::Result<Exit> {
-    let register = load_for(path, Strictness::Serve)?;
+    let register = load_for(path, Strictness::Local)?;
     let id = AgentId::new(agent);
     if !register.agents.contains_key(&id) {
         let names: Vec<&str> = register.agents.keys().map(AgentId::as_str).collect();

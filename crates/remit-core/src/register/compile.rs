@@ -46,6 +46,10 @@ pub enum Strictness {
     Serve,
     /// `remit check`: report what would fail, as warnings where it depends on the environment.
     Check,
+    /// `remit stdio`: as `Serve`, except that agents' tokens are not read. The session's
+    /// agent is named on the command line, so a client that launches remit needs no agent's
+    /// token in the environment it gives it (and holds none it could leak).
+    Local,
 }
 
 struct Ctx<'a> {
@@ -87,7 +91,7 @@ impl Ctx<'_> {
                 ))),
                 None => {
                     let sev = match self.strictness {
-                        Strictness::Serve => Severity::Error,
+                        Strictness::Serve | Strictness::Local => Severity::Error,
                         Strictness::Check => Severity::Warning,
                     };
                     self.at(
@@ -400,6 +404,8 @@ fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agen
                         name.get_ref().to_uppercase().replace('-', "_")
                     )),
                 ),
+                // no bearer token authenticates anyone in a local session
+                RawSecret::Env { .. } if cx.strictness == Strictness::Local => {}
                 RawSecret::Env { .. } => {
                     if let Some(secret) = cx.secret(token, &format!("agent `{}`", name.get_ref())) {
                         if secret.expose().len() < 16 {

@@ -18,4 +18,6 @@ mod register;
 #[cfg(test)]
 mod replicas;
 #[cfg(test)]
+mod stdio;
+#[cfg(test)]
 mod upstreams;

@@ -1,0 +1,117 @@
+//! `remit stdio --agent NAME`: a local client launches remit and speaks JSON-RPC lines to it.
+
+use crate::support::{STANDARD, free_port, register, remit, stateless_meta};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+/// A `remit stdio` session in a temp dir, launched as a client launches it: with only the
+/// environment the client gives it.
+struct Session {
+    dir: tempfile::TempDir,
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Session {
+    /// Starts `remit stdio --agent support-bot` over the standard register, with `PATH` and `env` only.
+    fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("remit.toml"),
+            register(STANDARD, free_port()),
+        )
+        .unwrap();
+        let mut command = Command::new(remit());
+        command
+            .args([
+                "stdio",
+                "--register",
+                "remit.toml",
+                "--agent",
+                "support-bot",
+            ])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Self {
+            dir,
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sends one line and reads one answer; panics with remit's stderr if it exited instead.
+    fn ask(&mut self, line: &str) -> Value {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).unwrap();
+        if answer.is_empty() {
+            let _ = self.child.kill();
+            let status = self.child.wait().unwrap();
+            let mut log = String::new();
+            let _ = self.child.stderr.take().unwrap().read_to_string(&mut log);
+            panic!("remit stdio answered nothing ({status}): {log}");
+        }
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"))
+    }
+
+    /// A stateless `tools/call` line.
+    fn call_line(id: u64, tool: &str, args: &str) -> String {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{args},"_meta":{}}}}}"#,
+            stateless_meta()
+        )
+    }
+
+    /// Every tool call the billing server received, from its own ledger.
+    fn ledger(&self) -> Vec<(String, Value)> {
+        let db = self.dir.path().join("billing.db");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(remit_billing::received_calls(&db))
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.tool, c.arguments))
+            .collect()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn stdio_needs_no_agents_token_in_its_environment() {
+    // the register names two agents' tokens by environment variable; a local session uses
+    // neither, and a client that launches it should not have to hold them (this exited 2)
+    let mut s = Session::start(&[]);
+    let discover = json!({ "jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": { "_meta": stateless_meta() } });
+    let answer = s.ask(&discover.to_string());
+    assert!(answer["result"]["supportedVersions"].is_array(), "{answer}");
+    let answer = s.ask(&Session::call_line(
+        2,
+        "billing.get_customer",
+        r#"{"id":"cus_001"}"#,
+    ));
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(answer["result"]["structuredContent"]["id"], "cus_001");
+    assert_eq!(s.ledger().len(), 1);
+}
