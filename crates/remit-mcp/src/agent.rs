@@ -420,15 +420,3 @@ pub fn http_service(
         .with_max_request_body_bytes(max_body);
     McpHttpService::new(move || Ok(server.clone()), sessions, config)
 }
-
-/// Serves one agent over stdin/stdout until the client closes.
-pub async fn serve_stdio(gateway: Arc<Gateway>, agent: AgentId) -> Result<(), String> {
-    use rmcp::ServiceExt;
-    let server = AgentServer::new(gateway, CredentialSource::Local(agent));
-    let running = server
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|e| e.to_string())?;
-    running.waiting().await.map_err(|e| e.to_string())?;
-    Ok(())
-}

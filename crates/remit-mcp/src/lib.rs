@@ -15,14 +15,14 @@ mod lean;
 mod progress;
 mod sessions;
 mod stateless;
+mod stdio;
 mod upstream;
 
-pub use agent::{
-    AgentServer, CredentialSource, McpHttpService, http_service, outcome_to_mcp, serve_stdio,
-};
+pub use agent::{AgentServer, CredentialSource, McpHttpService, http_service, outcome_to_mcp};
 pub use finish::call_to_the_end;
 pub use sessions::{AgentSessions, SessionError};
 pub use stateless::{Headers, ShortWay, StatelessCall, bearer_in};
+pub use stdio::serve_stdio;
 pub use upstream::{McpUpstreams, redact_secrets, secret_words};
 
 /// The stateless protocol revision (no sessions, `server/discover`, per-request `_meta`).

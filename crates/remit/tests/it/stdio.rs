@@ -1,6 +1,6 @@
 //! `remit stdio --agent NAME`: a local client launches remit and speaks JSON-RPC lines to it.
 
-use crate::support::{STANDARD, free_port, register, remit, stateless_meta};
+use crate::support::{OTHER_TOKEN, STANDARD, TOKEN, free_port, register, remit, stateless_meta};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -114,4 +114,33 @@ fn stdio_needs_no_agents_token_in_its_environment() {
     assert_eq!(answer["result"]["isError"], false, "{answer}");
     assert_eq!(answer["result"]["structuredContent"]["id"], "cus_001");
     assert_eq!(s.ledger().len(), 1);
+}
+
+#[test]
+fn stdio_rejects_duplicate_json_keys() {
+    // as `/mcp` does: serde kept the last key, so this ran `cus_002` (and, for a `name`
+    // repeated, whichever tool came last)
+    let mut s = Session::start(&[
+        ("REMIT_TOKEN_SUPPORT_BOT", TOKEN),
+        ("REMIT_TOKEN_OTHER_BOT", OTHER_TOKEN),
+    ]);
+    let answer = s.ask(&Session::call_line(
+        1,
+        "billing.get_customer",
+        r#"{"id":"cus_001","id":"cus_002"}"#,
+    ));
+    assert_eq!(answer["id"], 1, "{answer}");
+    assert_eq!(answer["error"]["code"], -32700, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("duplicate key `id`"), "{answer}");
+    // the session goes on
+    let answer = s.ask(&Session::call_line(
+        2,
+        "billing.get_customer",
+        r#"{"id":"cus_003"}"#,
+    ));
+    assert_eq!(answer["result"]["structuredContent"]["id"], "cus_003");
+    let ledger = s.ledger();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0].1["id"], "cus_003");
 }
