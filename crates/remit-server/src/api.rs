@@ -352,6 +352,11 @@ pub struct ApiError {
     pub data: Option<Value>,
 }
 
+/// Longest stated reason kept, in characters (as over MCP).
+const MAX_REASON_CHARS: usize = 2000;
+/// Longest run id kept, in characters (as over MCP).
+const MAX_RUN_CHARS: usize = 128;
+
 /// The body of `POST /v1/calls`, which [`check_strict_json`] has passed, as a [`CallRequest`].
 ///
 /// Only a JSON object is one: serde would also read a struct from an array of its fields in
@@ -471,8 +476,14 @@ async fn post_call(
         credential,
         tool: req.tool,
         args: req.arguments,
-        reason: req.reason,
-        run: req.run.map(RunId::new),
+        // capped as MCP caps `_meta["remit/reason"]` and `_meta["remit/run"]`: the run is on
+        // every event of the call
+        reason: req
+            .reason
+            .map(|r| r.chars().take(MAX_REASON_CHARS).collect()),
+        run: req
+            .run
+            .map(|r| RunId::new(r.chars().take(MAX_RUN_CHARS).collect::<String>())),
         entry: Entry::Http,
         caller: Caller::waiting(),
         progress: None,

@@ -137,6 +137,37 @@ fn rejects_a_call_body_that_is_not_an_object() {
 }
 
 #[test]
+fn a_reason_and_a_run_over_http_are_capped_as_over_mcp() {
+    // MCP keeps 2,000 characters of `remit/reason` and 128 of `remit/run`; `/v1/calls`
+    // kept them whole, and the run is written on every event of the call
+    let r = Remit::start(STANDARD);
+    let body = json!({
+        "tool": "billing.get_customer", "arguments": { "id": "cus_001" },
+        "reason": "r".repeat(100_000), "run": "u".repeat(50_000)
+    });
+    let (status, text) = r.post_raw("/v1/calls", serde_json::to_vec(&body).unwrap(), &[]);
+    assert_eq!(status, 200, "{text}");
+    let events: Vec<_> = r
+        .events()
+        .into_iter()
+        .filter(|l| l["event"]["action"] == "billing.get_customer")
+        .collect();
+    assert!(!events.is_empty());
+    for l in &events {
+        assert_eq!(l["event"]["run"], "u".repeat(128), "{l}");
+    }
+    let proposed = events
+        .iter()
+        .find(|l| l["event"]["stage"] == "proposed")
+        .unwrap();
+    assert_eq!(
+        proposed["event"]["detail"]["reason"],
+        "r".repeat(2000),
+        "{proposed}"
+    );
+}
+
+#[test]
 fn a_call_within_the_registers_body_limit_is_read_on_either_way_in() {
     // a limit above rmcp's own (4 MiB): the plain short way and rmcp's way both take it
     let r = Remit::start_with(|port| {
