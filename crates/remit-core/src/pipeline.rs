@@ -406,7 +406,11 @@ impl Gateway {
                     message,
                 }
             })?;
-        trail.reason = call.reason.clone().or(reason);
+        trail.reason = call
+            .reason
+            .as_deref()
+            .or(reason.as_deref())
+            .map(|r| capped(r, MAX_REASON_CHARS).to_owned());
         trail.secrets = redacted_values(&args, &action.redact);
         trail.redact_result.clone_from(&action.redact_result);
         let detail = trail.proposed_detail(call.resume.as_ref(), Some(&args), &action.redact);
@@ -631,7 +635,7 @@ impl Gateway {
             time: crate::time::rfc3339(self.clock.now_ms()).into(),
             stage: Stage::Failed,
             call: Some(call.as_str().into()),
-            run: run.map(|r| r.as_str().into()),
+            run: run.map(|r| capped(r.as_str(), MAX_RUN_CHARS).into()),
             agent: agent.map(|a| a.id.as_str().into()),
             action: action.map(|a| a.name.as_str().into()),
             register: Some(self.register.version.as_str().into()),
@@ -698,13 +702,20 @@ impl<'g> Trail<'g> {
             gateway,
             call: call.as_str().into(),
             register: gateway.register.version.as_str().into(),
-            run: c.run.as_ref().map(|r| r.as_str().into()),
+            // every entry's reason and run are capped here, the one place all calls pass
+            run: c
+                .run
+                .as_ref()
+                .map(|r| capped(r.as_str(), MAX_RUN_CHARS).into()),
             agent: None,
             action: None,
             time: std::cell::RefCell::new(None),
             tool: printable(&c.tool),
             entry: c.entry,
-            reason: c.reason.clone(),
+            reason: c
+                .reason
+                .as_deref()
+                .map(|r| capped(r, MAX_REASON_CHARS).to_owned()),
             secrets: Vec::new(),
             redact_result: Vec::new(),
             pending: Vec::new(),
@@ -779,6 +790,20 @@ impl<'g> Trail<'g> {
             return vec![self.event(Stage::Proposed, self.proposed_detail(None, None, &[]))];
         }
         std::mem::take(&mut self.pending)
+    }
+}
+
+/// Longest stated reason the audit keeps, in characters; the rest is cut.
+pub const MAX_REASON_CHARS: usize = 2000;
+
+/// Longest run id the audit keeps, in characters; it is on every event of the call.
+pub const MAX_RUN_CHARS: usize = 128;
+
+/// The first `max` characters of `text`.
+fn capped(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => text.get(..end).unwrap_or(text),
+        None => text,
     }
 }
 
@@ -1088,6 +1113,17 @@ mod tests {
         let mut result = json!({"content": [{"type": "text", "text": "charged card 4242 4242 4242 4242"}], "structuredContent": {"card": "4242 4242 4242 4242"}});
         scrub(&mut result, &secrets);
         assert!(!result.to_string().contains("4242 4242"), "{result}");
+    }
+
+    #[test]
+    fn a_reason_or_run_is_cut_at_a_character_not_a_byte() {
+        assert_eq!(capped("ab", 5), "ab");
+        assert_eq!(capped("aéb", 2), "aé");
+        assert_eq!(
+            capped(&"é".repeat(3000), MAX_REASON_CHARS).chars().count(),
+            2000
+        );
+        assert_eq!(capped("", 0), "");
     }
 
     #[test]

@@ -82,21 +82,17 @@ pub(crate) fn reason_in(meta: &serde_json::Map<String, Value>) -> Option<String>
 
 /// The stated reason, from the value of `_meta["remit/reason"]`.
 pub(crate) fn reason_of(value: Option<&Value>) -> Option<String> {
-    value
-        .and_then(Value::as_str)
-        .map(|s| s.chars().take(2000).collect())
+    value.and_then(Value::as_str).map(ToOwned::to_owned)
 }
 
-/// The run a request's `_meta["remit/run"]` names, capped at 128 characters.
+/// The run a request's `_meta["remit/run"]` names (the pipeline caps it).
 pub(crate) fn run_in(meta: &serde_json::Map<String, Value>) -> Option<RunId> {
     run_of_value(meta.get("remit/run"))
 }
 
 /// The run, from the value of `_meta["remit/run"]`.
 pub(crate) fn run_of_value(value: Option<&Value>) -> Option<RunId> {
-    value
-        .and_then(Value::as_str)
-        .map(|r| RunId::new(r.chars().take(128).collect::<String>()))
+    value.and_then(Value::as_str).map(RunId::new)
 }
 
 /// The run a call belongs to: `_meta["remit/run"]`, else the MCP session, else none.

@@ -352,11 +352,6 @@ pub struct ApiError {
     pub data: Option<Value>,
 }
 
-/// Longest stated reason kept, in characters (as over MCP).
-const MAX_REASON_CHARS: usize = 2000;
-/// Longest run id kept, in characters (as over MCP).
-const MAX_RUN_CHARS: usize = 128;
-
 /// The body of `POST /v1/calls`, which [`check_strict_json`] has passed, as a [`CallRequest`].
 ///
 /// Only a JSON object is one: serde would also read a struct from an array of its fields in
@@ -476,14 +471,9 @@ async fn post_call(
         credential,
         tool: req.tool,
         args: req.arguments,
-        // capped as MCP caps `_meta["remit/reason"]` and `_meta["remit/run"]`: the run is on
-        // every event of the call
-        reason: req
-            .reason
-            .map(|r| r.chars().take(MAX_REASON_CHARS).collect()),
-        run: req
-            .run
-            .map(|r| RunId::new(r.chars().take(MAX_RUN_CHARS).collect::<String>())),
+        // capped by the pipeline, as on every entry
+        reason: req.reason,
+        run: req.run.map(RunId::new),
         entry: Entry::Http,
         caller: Caller::waiting(),
         progress: None,

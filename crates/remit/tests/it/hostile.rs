@@ -138,8 +138,8 @@ fn rejects_a_call_body_that_is_not_an_object() {
 
 #[test]
 fn a_reason_and_a_run_over_http_are_capped_as_over_mcp() {
-    // MCP keeps 2,000 characters of `remit/reason` and 128 of `remit/run`; `/v1/calls`
-    // kept them whole, and the run is written on every event of the call
+    // the audit keeps 2,000 characters of a stated reason and 128 of a run on every entry;
+    // `/v1/calls` kept them whole, and the run is written on every event of the call
     let r = Remit::start(STANDARD);
     let body = json!({
         "tool": "billing.get_customer", "arguments": { "id": "cus_001" },
@@ -163,6 +163,25 @@ fn a_reason_and_a_run_over_http_are_capped_as_over_mcp() {
     assert_eq!(
         proposed["event"]["detail"]["reason"],
         "r".repeat(2000),
+        "{proposed}"
+    );
+    // and a reason given as the `_reason` argument, cut at a character, not a byte
+    let body = json!({
+        "tool": "billing.list_charges",
+        "arguments": { "customer": "cus_001", "_reason": "é".repeat(5_000) }
+    });
+    let (status, text) = r.post_raw("/v1/calls", serde_json::to_vec(&body).unwrap(), &[]);
+    assert_eq!(status, 200, "{text}");
+    let proposed = r
+        .events()
+        .into_iter()
+        .find(|l| {
+            l["event"]["action"] == "billing.list_charges" && l["event"]["stage"] == "proposed"
+        })
+        .unwrap();
+    assert_eq!(
+        proposed["event"]["detail"]["reason"],
+        "é".repeat(2000),
         "{proposed}"
     );
 }

@@ -1,6 +1,8 @@
 //! `remit stdio --agent NAME`: a local client launches remit and speaks JSON-RPC lines to it.
 
-use crate::support::{OTHER_TOKEN, STANDARD, TOKEN, free_port, register, remit, stateless_meta};
+use crate::support::{
+    OTHER_TOKEN, STANDARD, TOKEN, billing_ledger, free_port, register, remit, stateless_meta,
+};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -78,16 +80,7 @@ impl Session {
 
     /// Every tool call the billing server received, from its own ledger.
     fn ledger(&self) -> Vec<(String, Value)> {
-        let db = self.dir.path().join("billing.db");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(remit_billing::received_calls(&db))
-            .unwrap()
-            .into_iter()
-            .map(|c| (c.tool, c.arguments))
-            .collect()
+        billing_ledger(self.dir.path())
     }
 }
 

@@ -301,16 +301,7 @@ impl Remit {
 
     /// Every tool call the billing server received, from its own ledger.
     pub(crate) fn ledger(&self) -> Vec<(String, Value)> {
-        let db = self.dir.path().join("billing.db");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(remit_billing::received_calls(&db))
-            .unwrap()
-            .into_iter()
-            .map(|c| (c.tool, c.arguments))
-            .collect()
+        billing_ledger(self.dir.path())
     }
 
     pub(crate) fn audit(&self, args: &[&str]) -> (i32, String, String) {
@@ -515,4 +506,18 @@ pub(crate) fn assert_calls_fail_closed(r: &Remit) -> Value {
         "a write ran that remit could not record"
     );
     refused
+}
+
+/// Every tool call the billing server whose files are in `dir` received, from its own ledger.
+pub(crate) fn billing_ledger(dir: &Path) -> Vec<(String, Value)> {
+    let db = dir.join("billing.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(remit_billing::received_calls(&db))
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.tool, c.arguments))
+        .collect()
 }
