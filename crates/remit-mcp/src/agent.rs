@@ -66,16 +66,17 @@ impl AgentServer {
 
 /// The credential an `Authorization` header value carries: a bearer token, or none.
 pub(crate) fn bearer_credential(authorization: Option<&str>) -> Credential {
+    // the scheme is case-insensitive (RFC 9110 §11.1): `BEARER x` is `Bearer x`
     authorization
         .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
         })
         .map(|t| Credential::Bearer(t.trim().to_owned()))
         .unwrap_or(Credential::None)
 }
 
-/// The agent's stated reason in a request's `_meta["remit/reason"]`, capped at 2,000 characters.
+/// The agent's stated reason in a request's `_meta["remit/reason"]` (the pipeline caps it).
 pub(crate) fn reason_in(meta: &serde_json::Map<String, Value>) -> Option<String> {
     reason_of(meta.get("remit/reason"))
 }
@@ -415,4 +416,24 @@ pub fn http_service(
         .with_allowed_hosts(allowed_hosts)
         .with_max_request_body_bytes(max_body);
     McpHttpService::new(move || Ok(server.clone()), sessions, config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case_and_nothing_else_is_a_bearer() {
+        let token = |v: &str| match bearer_credential(Some(v)) {
+            Credential::Bearer(t) => Some(t),
+            _ => None,
+        };
+        for v in ["Bearer tok", "bearer tok", "BEARER tok", "BeArEr  tok "] {
+            assert_eq!(token(v).as_deref(), Some("tok"), "{v}");
+        }
+        for v in ["Basic tok", "Bearertok", "tok", "", "Bearer-x tok"] {
+            assert_eq!(token(v), None, "{v}");
+        }
+        assert!(matches!(bearer_credential(None), Credential::None));
+    }
 }
