@@ -212,9 +212,9 @@ fn markdown(path: &Path, register: &Register) -> String {
         register.version
     );
     out.push_str(
-        "| action | agents | tier | conditions | budgets | approval | verification | undo |\n",
+        "| action | agents | tier | conditions | budgets | approval | delay | verification | undo | redacted in the audit |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for a in register.actions.values() {
         let agents: Vec<&str> = a.agents.iter().map(|x| x.as_str()).collect();
         let conds: Vec<String> = a
@@ -229,7 +229,7 @@ fn markdown(path: &Path, register: &Register) -> String {
         };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             a.name,
             md_cell(&agents.join(", ")),
             a.tier.as_str(),
@@ -244,8 +244,18 @@ fn markdown(path: &Path, register: &Register) -> String {
                 md_cell(&budget_text(a).join("; "))
             },
             p(&a.approve),
+            p(&a.delay),
             p(&a.verify),
             p(&a.undo),
+            match redacted(a) {
+                r if r.is_empty() => none.clone(),
+                r => md_cell(
+                    &r.iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            },
         );
     }
     out
@@ -268,6 +278,8 @@ require = """
 args.amount <= 100
 || args.currency == 'JPY'"""
 budget = [{ sum = "args.amount", max = 1000, per = "24h" }]
+delay = "1h"
+redact = ["args.card", "result.card_number"]
 "#;
         let (register, diags) = compile(src, Path::new("r.toml"), &|_| None, Strictness::Check);
         let register = register.unwrap_or_else(|| panic!("{diags:?}"));
@@ -278,13 +290,22 @@ budget = [{ sum = "args.amount", max = 1000, per = "24h" }]
             .unwrap_or_else(|| panic!("no row in {text}"));
         // a GitHub table splits cells at every `|` not escaped by a backslash
         let cells = row.matches('|').count() - row.matches("\\|").count();
-        assert_eq!(cells, 9, "8 columns, 9 bars expected: {row}");
+        assert_eq!(cells, 11, "10 columns, 11 bars expected: {row}");
         assert!(
             row.contains("`args.amount <= 100 \\|\\| args.currency == 'JPY'`"),
             "{row}"
         );
         assert!(
             row.contains("| sum of `args.amount` at most 1000 per 24h |"),
+            "{row}"
+        );
+        // what keeps the action closed, and what the audit does not keep, are shown too
+        assert!(
+            row.contains("| none | declared, not yet enforced | none | none |"),
+            "{row}"
+        );
+        assert!(
+            row.ends_with("| `args.card`, `result.card_number` |"),
             "{row}"
         );
     }
