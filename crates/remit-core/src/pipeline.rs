@@ -411,9 +411,17 @@ impl Gateway {
             .as_deref()
             .or(reason.as_deref())
             .map(|r| capped(r, MAX_REASON_CHARS).to_owned());
-        trail.secrets = redacted_values(&args, &action.redact);
+        // one redacted copy serves the audit's arguments and the values to scrub from results
+        let audit_args = match redact_with_values(&args, &action.redact) {
+            Some((copy, found)) => {
+                trail.secrets = found;
+                AuditArgs::Redacted(copy)
+            }
+            None => AuditArgs::Whole(&args),
+        };
         trail.redact_result.clone_from(&action.redact_result);
-        let detail = trail.proposed_detail(call.resume.as_ref(), Some(&args), &action.redact);
+        let detail = trail.proposed_detail(call.resume.as_ref(), Some(&audit_args));
+        drop(audit_args);
         let proposed = trail.event(Stage::Proposed, detail);
         trail.pending.push(proposed);
         let catalog = self.catalog();
@@ -729,14 +737,13 @@ impl<'g> Trail<'g> {
     fn proposed_detail(
         &self,
         resume: Option<&crate::ports::Resume>,
-        args: Option<&Map<String, Value>>,
-        redact_paths: &[Vec<String>],
+        args: Option<&AuditArgs<'_>>,
     ) -> Detail {
         // fields in code-point order: args, entry, reason, resume, tool
         let mut d = DetailWriter::new();
         match args {
-            Some(args) if redact_paths.is_empty() => d.object("args", args),
-            Some(args) => d.value("args", &redact(args, redact_paths)),
+            Some(AuditArgs::Whole(args)) => d.object("args", args),
+            Some(AuditArgs::Redacted(copy)) => d.value("args", copy),
             None => {}
         }
         d.text("entry", self.entry.as_str());
@@ -787,7 +794,7 @@ impl<'g> Trail<'g> {
     /// Events not yet written; a refusal before `proposed` was built still records what was asked.
     fn take_pending(&mut self) -> Vec<Event> {
         if self.pending.is_empty() && !self.proposed_written {
-            return vec![self.event(Stage::Proposed, self.proposed_detail(None, None, &[]))];
+            return vec![self.event(Stage::Proposed, self.proposed_detail(None, None))];
         }
         std::mem::take(&mut self.pending)
     }
@@ -823,27 +830,35 @@ fn split_reason(args: Value) -> Result<(Map<String, Value>, Option<String>), Str
     }
 }
 
+/// A call's arguments as the audit's `proposed` event writes them.
+enum AuditArgs<'a> {
+    /// As the agent sent them: the action redacts nothing.
+    Whole(&'a Map<String, Value>),
+    /// A copy with the action's redacted paths replaced.
+    Redacted(Value),
+}
+
 /// A copy of the arguments with each listed path replaced by `"[redacted]"` (in every
 /// element of an array on the way).
 pub fn redact(args: &Map<String, Value>, paths: &[Vec<String>]) -> Value {
+    redact_with_values(args, paths).map_or_else(|| Value::Object(args.clone()), |(v, _)| v)
+}
+
+/// A copy of the arguments redacted as [`redact`] does, with the values replaced (as text,
+/// for scrubbing echoes of them); `None` when there is nothing to redact.
+fn redact_with_values(
+    args: &Map<String, Value>,
+    paths: &[Vec<String>],
+) -> Option<(Value, Vec<String>)> {
+    if paths.is_empty() {
+        return None;
+    }
     let mut v = Value::Object(args.clone());
     let mut found = Vec::new();
     for path in paths {
         redact_in_place(&mut v, path, &mut found);
     }
-    v
-}
-
-/// The values (as text) found at the redacted paths, for scrubbing echoes of them.
-fn redacted_values(args: &Map<String, Value>, paths: &[Vec<String>]) -> Vec<String> {
-    let mut found = Vec::new();
-    if !paths.is_empty() {
-        let mut v = Value::Object(args.clone());
-        for path in paths {
-            redact_in_place(&mut v, path, &mut found);
-        }
-    }
-    found
+    Some((v, found))
 }
 
 /// A redacted value as the text its echoes would show; `None` for one too short to
@@ -1058,7 +1073,9 @@ mod tests {
             })
         );
         assert_eq!(
-            redacted_values(&args, &paths),
+            redact_with_values(&args, &paths)
+                .map(|(_, found)| found)
+                .unwrap(),
             vec![
                 "4242".to_owned(),
                 "DE89 3704".to_owned(),
@@ -1109,7 +1126,7 @@ mod tests {
     #[test]
     fn echoes_of_redacted_values_are_scrubbed_from_results() {
         let args = obj(json!({"card_number": "4242 4242 4242 4242"}));
-        let secrets = redacted_values(&args, &[vec!["card_number".to_owned()]]);
+        let (_, secrets) = redact_with_values(&args, &[vec!["card_number".to_owned()]]).unwrap();
         let mut result = json!({"content": [{"type": "text", "text": "charged card 4242 4242 4242 4242"}], "structuredContent": {"card": "4242 4242 4242 4242"}});
         scrub(&mut result, &secrets);
         assert!(!result.to_string().contains("4242 4242"), "{result}");
