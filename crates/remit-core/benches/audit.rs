@@ -91,7 +91,7 @@ fn verify_throughput(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(20));
     group.bench_function("verify_1m_events", |b| {
         b.iter(|| {
-            let mut v = LogVerifier::new(&verifier, &checkpoints);
+            let mut v = LogVerifier::new(&verifier, ORIGIN, &checkpoints);
             for e in &events {
                 v.push(black_box(e));
             }

@@ -161,13 +161,22 @@ pub(crate) enum AuditCommand {
         /// The event's sequence number (its id).
         event: u64,
     },
-    /// Check a proof printed by `remit audit prove`, without any store.
+    /// Check a proof printed by `remit audit prove` against the operator's published key, without any store.
+    ///
+    /// `--key` is required: the proof carries a key of its own, and a proof checked only
+    /// against that key shows nothing about who signed its checkpoint. The checkpoint must
+    /// also be for this log: its origin must be `--origin`, or the key's name if none is
+    /// given. Exit 0: the event is in the log signed by that key; 1: the proof failed;
+    /// 2: no `--key`, or it or the proof could not be read.
     CheckProof {
         /// The proof file (`-` for stdin).
         file: PathBuf,
-        /// The verifier key the operator published (text or file); without it, only self-consistency.
+        /// The verifier key the operator published (text or a file holding it); required.
         #[arg(long)]
-        key: Option<String>,
+        key: String,
+        /// The log's origin (`audit_origin`); default: the key's name (remit names a key it creates after the origin).
+        #[arg(long)]
+        origin: Option<String>,
     },
 }
 
@@ -260,8 +269,8 @@ fn matches(e: &StoredEvent, call: Option<&str>, agent: Option<&str>, action: Opt
 }
 
 pub(crate) async fn run(path: &Path, command: AuditCommand) -> anyhow::Result<Exit> {
-    if let AuditCommand::CheckProof { file, key } = &command {
-        return check_proof(file, key.as_deref());
+    if let AuditCommand::CheckProof { file, key, origin } = &command {
+        return check_proof(file, key, origin.as_deref());
     }
     let register = load_for(path, Strictness::Check)?;
     let store = open(&register).await?;
@@ -360,7 +369,7 @@ async fn verify(
             ),
         }
     }
-    let mut v = LogVerifier::new(&verifier, &checkpoints);
+    let mut v = LogVerifier::new(&verifier, &register.gateway.audit_origin, &checkpoints);
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut pages = Pages::open(store, READ_AHEAD).await?;
@@ -473,7 +482,7 @@ async fn prove(register: &Register, store: &dyn Store, event: u64) -> anyhow::Re
     Ok(Exit::Ok)
 }
 
-fn check_proof(file: &Path, key: Option<&str>) -> anyhow::Result<Exit> {
+fn check_proof(file: &Path, key: &str, origin: Option<&str>) -> anyhow::Result<Exit> {
     let text = if file == Path::new("-") {
         std::io::read_to_string(std::io::stdin())?
     } else {
@@ -482,24 +491,15 @@ fn check_proof(file: &Path, key: Option<&str>) -> anyhow::Result<Exit> {
     };
     let proof: InclusionProof =
         serde_json::from_str(&text).context("not a proof printed by `remit audit prove`")?;
-    let result = match key {
-        Some(_) => proof.check_against(&read_key(None, key)?),
-        None => proof.check(),
-    };
-    match result {
+    let trusted = read_key(None, Some(key))?;
+    let origin = origin.unwrap_or(trusted.name());
+    match proof.check_against(&trusted, origin) {
         Ok(()) => {
             println!(
-                "proof ok: event {} is in the log of {} events signed by {}{}",
+                "proof ok: event {} is in the log `{origin}` of {} events signed by key {}",
                 proof.index,
                 proof.tree_size,
-                Verifier::from_text(&proof.verifier)
-                    .map(|v| v.name().to_owned())
-                    .unwrap_or_default(),
-                if key.is_none() {
-                    " (key not compared with a trusted one; pass --key)"
-                } else {
-                    ""
-                }
+                trusted.name()
             );
             Ok(Exit::Ok)
         }

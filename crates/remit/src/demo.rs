@@ -138,7 +138,11 @@ pub(crate) async fn run(exit: bool, port: u16) -> anyhow::Result<Exit> {
     let store = runtime.gateway.store();
     let verifier = Verifier::from_text(&runtime.verifier).map_err(|e| anyhow::anyhow!("{e}"))?;
     let checkpoints = store.checkpoints().await?;
-    let mut v = LogVerifier::new(&verifier, &checkpoints);
+    let mut v = LogVerifier::new(
+        &verifier,
+        &runtime.gateway.register().gateway.audit_origin,
+        &checkpoints,
+    );
     let mut from = 0;
     loop {
         let batch = store.events(from, 10_000).await?;

@@ -62,6 +62,14 @@ pub enum ProofError {
     /// The proof carries a different verifier key from the one trusted.
     #[error("the proof's verifier key is not the trusted key `{0}`")]
     UntrustedKey(String),
+    /// The checkpoint is validly signed, but for another log: its origin line is not the one expected.
+    #[error("the checkpoint is signed for the log `{found}`, not `{expected}`")]
+    OtherOrigin {
+        /// The origin line of the checkpoint.
+        found: String,
+        /// The origin the proof was checked for.
+        expected: String,
+    },
 }
 
 /// Computes the hashes of a proof path from leaves streamed in order, in O(log n) memory.
@@ -312,9 +320,10 @@ pub fn verify_consistency(
 
 /// A self-contained proof that one event is in the signed log; what `remit audit prove` prints.
 ///
-/// Anyone holding it can check it offline with [`InclusionProof::check`]. That alone
-/// shows the proof is consistent with the key it carries; to trust it, compare that key
-/// with the operator's published verifier key, or use [`InclusionProof::check_against`].
+/// Anyone holding it can check it offline with [`InclusionProof::check_against`], given the
+/// operator's published verifier key and the log's origin. [`InclusionProof::check`] alone
+/// shows only that the proof is consistent with the key it carries, which proves nothing
+/// about who signed it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InclusionProof {
     /// The event's canonical JSON text, byte for byte as recorded.
@@ -339,13 +348,21 @@ impl InclusionProof {
         self.check_with(&verifier)
     }
 
-    /// Like [`check`](Self::check), and also that the carried key is the `trusted` one.
-    pub fn check_against(&self, trusted: &Verifier) -> Result<(), ProofError> {
+    /// Like [`check`](Self::check), and also that the carried key is the `trusted` one and the checkpoint is for the log `origin`.
+    pub fn check_against(&self, trusted: &Verifier, origin: &str) -> Result<(), ProofError> {
         let carried = Verifier::from_text(&self.verifier)?;
         if carried != *trusted {
             return Err(ProofError::UntrustedKey(trusted.name().to_owned()));
         }
-        self.check_with(trusted)
+        self.check_with(trusted)?;
+        let signed = trusted.verify(&self.checkpoint)?;
+        if signed.origin != origin {
+            return Err(ProofError::OtherOrigin {
+                found: signed.origin,
+                expected: origin.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     fn check_with(&self, verifier: &Verifier) -> Result<(), ProofError> {

@@ -120,12 +120,13 @@ pub struct LogVerifier {
 }
 
 impl LogVerifier {
-    /// A verifier for a log whose checkpoints are signed by `verifier`.
+    /// A verifier for the log named `origin` whose checkpoints are signed by `verifier`.
     ///
     /// Checks every checkpoint's signature now: a bad one is reported at its size and
     /// takes no part in root checks. The stored `tree_size` and `root` columns must agree
-    /// with the signed note, and every checkpoint must name the same origin.
-    pub fn new(verifier: &Verifier, checkpoints: &[StoredCheckpoint]) -> Self {
+    /// with the signed note, and every checkpoint must name `origin`: one signed with the
+    /// right key for another log is reported at its size and takes no part either.
+    pub fn new(verifier: &Verifier, origin: &str, checkpoints: &[StoredCheckpoint]) -> Self {
         let mut this = Self {
             checkpoints: Vec::with_capacity(checkpoints.len()),
             next: 0,
@@ -142,7 +143,6 @@ impl LogVerifier {
         };
         let mut sorted: Vec<&StoredCheckpoint> = checkpoints.iter().collect();
         sorted.sort_by_key(|c| c.tree_size);
-        let mut origin: Option<String> = None;
         for stored in sorted {
             let at = stored.tree_size;
             let signed = match verifier.verify(&stored.note) {
@@ -164,16 +164,16 @@ impl LogVerifier {
                     ),
                 );
             }
-            match &origin {
-                None => origin = Some(signed.origin.clone()),
-                Some(first) if *first != signed.origin => this.report(
-                    Location::Checkpoint(signed.size),
+            // the signature holds, but it commits to another log's state
+            if signed.origin != origin {
+                this.report(
+                    Location::Checkpoint(at),
                     format!(
-                        "checkpoint at size {}: origin `{}` differs from `{first}`",
-                        signed.size, signed.origin
+                        "checkpoint at size {at}: origin `{}` differs from the log's origin `{origin}`",
+                        signed.origin
                     ),
-                ),
-                Some(_) => {}
+                );
+                continue;
             }
             this.checkpoints.push(Signed {
                 size: signed.size,

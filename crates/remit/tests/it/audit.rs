@@ -232,9 +232,111 @@ fn an_inclusion_proof_checks_offline_and_fails_when_edited() {
     let out = std::process::Command::new(crate::support::remit())
         .args(["audit", "check-proof"])
         .arg(&path)
+        .arg("--key")
+        .arg(&key)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// A proof checked only against the key it carries proves nothing about who signed its
+/// checkpoint: without `--key`, check-proof checks nothing, says why, and exits 2 (it used
+/// to print "proof ok" and exit 0).
+#[test]
+fn check_proof_without_a_key_checks_nothing_and_says_so() {
+    let r = Remit::start(STANDARD);
+    busy_log(&r);
+    let (code, proof, err) = r.audit(&["prove", "3"]);
+    assert_eq!(code, 0, "{err}");
+    let path = r.dir.path().join("proof.json");
+    std::fs::write(&path, &proof).unwrap();
+    let out = std::process::Command::new(crate::support::remit())
+        .args(["audit", "check-proof"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(!stdout.contains("proof ok"), "{stdout}");
+    assert!(stderr.contains("--key"), "{stderr}");
+    let help = std::process::Command::new(crate::support::remit())
+        .args(["audit", "check-proof", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--key <KEY>"), "{help}");
+    assert!(help.contains("required"), "{help}");
+}
+
+/// A log whose checkpoints were all signed with the right key but for another log (another
+/// `audit_origin`, as when one key serves two deployments and one's store is put in place
+/// of the other's): `audit verify` reports each such checkpoint (it accepted them when they
+/// all agreed with each other), and `check-proof` refuses a proof under one.
+#[test]
+fn checkpoints_signed_with_the_right_key_for_another_log_are_reported() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_path = keys.path().join("remit-audit.key");
+    let key = remit_core::audit::checkpoint::AuditKey::generate("remit/audit").unwrap();
+    std::fs::write(&key_path, key.to_text()).unwrap();
+    std::fs::write(
+        key_path.with_extension("pub"),
+        format!("{}\n", key.verifier().to_text()),
+    )
+    .unwrap();
+    let gateway = format!(
+        "store = \"sqlite://remit.db\"\naudit_key = \"{}\"",
+        key_path.display()
+    );
+    let mut r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "store = \"sqlite://remit.db\"",
+            &format!("{gateway}\naudit_origin = \"remit/other-log\""),
+        )
+    });
+    busy_log(&r);
+    let (code, proof, err) = r.audit(&["prove", "3"]);
+    assert_eq!(code, 0, "{err}");
+    r.kill9();
+    // the same store and key, read as the log `remit/audit` (the default origin)
+    let register = std::fs::read_to_string(r.path()).unwrap();
+    std::fs::write(
+        r.path(),
+        register.replace("\naudit_origin = \"remit/other-log\"", ""),
+    )
+    .unwrap();
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAILED verification"), "{out}");
+    assert!(
+        out.contains("origin `remit/other-log` differs from the log's origin `remit/audit`"),
+        "{out}"
+    );
+    let path = r.dir.path().join("proof.json");
+    std::fs::write(&path, &proof).unwrap();
+    let check = |origin: Option<&str>| {
+        let mut c = std::process::Command::new(crate::support::remit());
+        c.args(["audit", "check-proof"])
+            .arg(&path)
+            .arg("--key")
+            .arg(key_path.with_extension("pub"));
+        if let Some(origin) = origin {
+            c.args(["--origin", origin]);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = check(None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("signed for the log `remit/other-log`, not `remit/audit`"),
+        "{out}"
+    );
+    let (code, out) = check(Some("remit/other-log"));
+    assert_eq!(code, Some(0), "{out}");
 }
 
 #[test]

@@ -316,6 +316,22 @@ fn proof_for(index: u64, size: u64, key: &AuditKey) -> InclusionProof {
     }
 }
 
+/// A proof whose checkpoint the trusted key signed for another log is refused by
+/// `check_against`, though its signature and path hold.
+#[test]
+fn a_proof_under_a_checkpoint_for_another_log_is_refused() {
+    let key = AuditKey::generate("remit.example/log").unwrap();
+    let proof = proof_for(3, 7, &key);
+    proof.check().unwrap();
+    assert_eq!(
+        proof.check_against(&key.verifier(), "remit.example/other"),
+        Err(ProofError::OtherOrigin {
+            found: "remit.example/log".to_owned(),
+            expected: "remit.example/other".to_owned(),
+        })
+    );
+}
+
 #[test]
 fn inclusion_proof_checks_offline() {
     let key = AuditKey::generate("remit.example/log").unwrap();
@@ -323,7 +339,9 @@ fn inclusion_proof_checks_offline() {
         for index in 0..size {
             let proof = proof_for(index, size, &key);
             proof.check().unwrap();
-            proof.check_against(&key.verifier()).unwrap();
+            proof
+                .check_against(&key.verifier(), "remit.example/log")
+                .unwrap();
         }
     }
 }
@@ -410,7 +428,7 @@ fn tampered_inclusion_proofs_fail() {
     let forged = proof_for(5, 13, &other);
     forged.check().unwrap();
     assert_eq!(
-        forged.check_against(&key.verifier()),
+        forged.check_against(&key.verifier(), "remit.example/log"),
         Err(ProofError::UntrustedKey("remit.example/log".to_owned()))
     );
     // Swapping in the trusted key text leaves a checkpoint it never signed.

@@ -70,7 +70,7 @@ fn every_ten(n: u64) -> Vec<u64> {
 }
 
 fn verify(events: &[StoredEvent], cps: &[StoredCheckpoint], key: &AuditKey) -> VerifyReport {
-    let mut v = LogVerifier::new(&key.verifier(), cps);
+    let mut v = LogVerifier::new(&key.verifier(), ORIGIN, cps);
     for e in events {
         v.push(e);
     }
@@ -492,9 +492,46 @@ fn checkpoints_from_another_origin_are_reported() {
     assert_eq!(
         messages(&verify(&events, &cps, &key)),
         [format!(
-            "checkpoint at size 20: origin `other.example/log` differs from `{ORIGIN}`"
+            "checkpoint at size 20: origin `other.example/log` differs from the log's origin `{ORIGIN}`"
         )]
     );
+}
+
+/// A checkpoint signed with the log's own key for another log (another origin) says nothing
+/// about this one, even when every checkpoint agrees and its root matches: each is
+/// reported at its size, and none counts as checked.
+#[test]
+fn checkpoints_signed_with_the_right_key_for_another_log_are_reported() {
+    let key = key();
+    let events = log(20);
+    let mut f = Frontier::new();
+    let mut cps = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        f.push(e.leaf_hash);
+        if (i + 1) % 10 == 0 {
+            let size = i as u64 + 1;
+            let note = Checkpoint {
+                origin: "other.example/log".to_owned(),
+                size,
+                root: f.root(),
+            }
+            .sign(&key);
+            cps.push(StoredCheckpoint {
+                tree_size: size,
+                root: f.root(),
+                note,
+                time: String::new(),
+            });
+        }
+    }
+    let report = verify(&events, &cps, &key);
+    assert_eq!(
+        messages(&report),
+        [10, 20].map(|at| format!(
+            "checkpoint at size {at}: origin `other.example/log` differs from the log's origin `{ORIGIN}`"
+        ))
+    );
+    assert_eq!(report.checkpoints_checked, 0);
 }
 
 #[test]
@@ -531,7 +568,7 @@ fn problems_are_capped() {
 fn progress_is_visible_while_streaming() {
     let key = key();
     let events = log(30);
-    let mut v = LogVerifier::new(&key.verifier(), &[]);
+    let mut v = LogVerifier::new(&key.verifier(), ORIGIN, &[]);
     for (i, e) in events.iter().enumerate() {
         assert_eq!(v.events_seen(), i as u64);
         v.push(e);
