@@ -17,6 +17,8 @@ use std::time::Duration;
 pub(crate) struct LeanHttp {
     way: Way,
     upstream: String,
+    /// The upstream URL, parsed: a relative `Location` is read against it.
+    base: Option<reqwest::Url>,
     timeout: Duration,
     timeout_secs: u64,
     next_id: AtomicU64,
@@ -56,11 +58,7 @@ impl LeanHttp {
         let way = match raw {
             Some(raw) => Way::Raw(raw),
             None => Way::Reqwest {
-                client: reqwest::Client::builder()
-                    .default_headers(map)
-                    .timeout(timeout)
-                    .pool_max_idle_per_host(256)
-                    .tcp_nodelay(true)
+                client: reqwest_client(map, timeout)
                     .build()
                     .map_err(|e| e.to_string())?,
                 url: url.to_owned(),
@@ -70,6 +68,7 @@ impl LeanHttp {
         Ok(Self {
             way,
             upstream: upstream.to_owned(),
+            base: reqwest::Url::parse(url).ok(),
             timeout,
             timeout_secs: timeout.as_secs(),
             next_id: AtomicU64::new(1),
@@ -124,6 +123,16 @@ impl LeanHttp {
                     limit / (1024 * 1024)
                 )));
             }
+            Err(Sent::Redirected { status, location }) => {
+                let target = self
+                    .base
+                    .as_ref()
+                    .and_then(|base| base.join(&location).ok());
+                return Err(self.protocol(format!(
+                    "the call was sent and {}; it may or may not have run",
+                    Redirected::new(status, target.as_ref())
+                )));
+            }
         };
         let reply = if sse {
             find_in_sse(&String::from_utf8_lossy(&text), id)
@@ -169,6 +178,19 @@ impl LeanHttp {
     }
 }
 
+/// The reqwest client of the lean way: the upstream's `headers` on every request, no redirect followed.
+fn reqwest_client(
+    headers: reqwest::header::HeaderMap,
+    timeout: Duration,
+) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .redirect(refuse_redirects())
+        .timeout(timeout)
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+}
+
 /// One POST through reqwest (`https://` upstreams, or any behind a proxy); an answer over `max` bytes is not read.
 async fn post_reqwest(
     client: &reqwest::Client,
@@ -191,7 +213,15 @@ async fn post_reqwest(
         Err(e) if e.is_connect() => {
             return Err(Sent::Unreached("connection refused".to_owned()));
         }
-        Err(_) => return Err(Sent::Lost),
+        Err(e) => {
+            return Err(match redirect_in(&e) {
+                Some(r) => Sent::Redirected {
+                    status: r.status,
+                    location: r.target.clone(),
+                },
+                None => Sent::Lost,
+            });
+        }
     };
     let status = resp.status();
     let sse = is_sse(resp.headers());
@@ -360,6 +390,79 @@ enum Sent {
     Lost,
     /// The answer was larger than the limit (bytes): the call ran, its answer was not read.
     TooLarge(usize),
+    /// The upstream answered with a redirect, which remit does not follow.
+    Redirected {
+        /// The redirect's status.
+        status: http::StatusCode,
+        /// Its `Location`, as sent (read against the upstream's URL).
+        location: String,
+    },
+}
+
+/// An upstream's answer redirecting a request elsewhere, which remit never follows.
+///
+/// An MCP Streamable HTTP endpoint has no reason to redirect, and following one would
+/// send the upstream's credentials (its `headers`, which reqwest keeps across origins
+/// unless they are `Authorization`) and the agent's arguments wherever the answer
+/// points. Its message names the status and the target's origin, never a header or a path.
+#[derive(Debug)]
+pub(crate) struct Redirected {
+    /// The redirect's status.
+    pub(crate) status: http::StatusCode,
+    /// Where it pointed, as a URL (empty if it could not be read).
+    target: String,
+}
+
+impl Redirected {
+    /// A redirect with `status` to `target`, if it could be read.
+    pub(crate) fn new(status: http::StatusCode, target: Option<&reqwest::Url>) -> Self {
+        Self {
+            status,
+            target: target.map(|t| t.as_str().to_owned()).unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Display for Redirected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let origin = reqwest::Url::parse(&self.target)
+            .ok()
+            .map(|t| t.origin().ascii_serialization())
+            .filter(|o| o != "null");
+        write!(
+            f,
+            "the upstream answered HTTP {} redirecting to {}, which remit does not follow (give the endpoint itself as the upstream's url)",
+            self.status.as_u16(),
+            origin
+                .as_deref()
+                .unwrap_or("a location remit could not read")
+        )
+    }
+}
+
+impl std::error::Error for Redirected {}
+
+/// The redirect policy of every reqwest client that calls an upstream: none is followed;
+/// the request fails with [`Redirected`].
+pub(crate) fn refuse_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let refused = Redirected::new(attempt.status(), Some(attempt.url()));
+        attempt.error(refused)
+    })
+}
+
+/// The redirect an error comes from, if it does (searched along its sources).
+pub(crate) fn redirect_in<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e Redirected> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(r) = e.downcast_ref::<Redirected>() {
+            return Some(r);
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// Whether an answer's headers say it is an SSE stream.
@@ -462,6 +565,13 @@ impl Conn {
             }
         };
         self.buf.drain(..head.len);
+        // a redirect is not followed; the connection, its body unread, is not used again
+        if let Some(location) = head.location {
+            return Err(Sent::Redirected {
+                status: head.status,
+                location,
+            });
+        }
         let body = match head.framing {
             Framing::Empty => Vec::new(),
             Framing::Length(n) if n > max => return Err(Sent::TooLarge(max)),
@@ -546,6 +656,8 @@ struct ResponseHead {
     framing: Framing,
     /// HTTP/1.1 without `Connection: close`.
     keep: bool,
+    /// A redirect's `Location` (read only for a 3xx answer).
+    location: Option<String>,
 }
 
 /// The answer head at the start of `buf`, if all of it is there; `Lost` if it is not HTTP.
@@ -564,6 +676,7 @@ fn response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Sent> {
     let mut keep = response.version == Some(1);
     let (mut sse, mut length, mut chunked) = (false, None, false);
     let (mut has_length, mut has_coding) = (false, false);
+    let mut location = None;
     for h in response.headers.iter() {
         // only the headers read below must be text; any other is passed over as it is
         let value = || {
@@ -591,6 +704,8 @@ fn response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Sent> {
             if !chunked {
                 return Err(Sent::Lost);
             }
+        } else if status.is_redirection() && h.name.eq_ignore_ascii_case("location") {
+            location = Some(String::from_utf8_lossy(h.value).trim().to_owned());
         } else if h.name.eq_ignore_ascii_case("connection") {
             keep &= !value()?
                 .split(',')
@@ -619,6 +734,7 @@ fn response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Sent> {
         sse,
         framing,
         keep,
+        location,
     }))
 }
 
@@ -1759,6 +1875,99 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Two listeners: the upstream, which answers every request with a redirect (307) to
+    /// the other, and that other, which records the head of every request it gets. Gives
+    /// the upstream's URL, the other's origin and what it got.
+    fn redirect_to_a_recorder() -> (
+        String,
+        String,
+        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) {
+        use std::io::{Read as _, Write as _};
+        let recorder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", recorder.local_addr().unwrap());
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&got);
+        std::thread::spawn(move || {
+            while let Ok((mut stream, _)) = recorder.accept() {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/mcp", upstream.local_addr().unwrap());
+        let location = format!("{origin}/elsewhere?from=remit");
+        std::thread::spawn(move || {
+            while let Ok((mut stream, _)) = upstream.accept() {
+                let location = location.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while read_request(&mut stream, &mut got).is_some() {
+                        let answer = format!(
+                            "HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n"
+                        );
+                        if stream.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, origin, got)
+    }
+
+    /// An upstream that redirects elsewhere: neither the raw way nor reqwest's follows it
+    /// (reqwest did, up to 10 times, and kept every header but `Authorization` across
+    /// origins), and the call fails naming the status and the target's origin only.
+    #[tokio::test]
+    async fn a_redirect_is_followed_by_neither_way_and_the_credential_goes_nowhere_else() {
+        let (url, origin, got) = redirect_to_a_recorder();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "x-api-key",
+            reqwest::header::HeaderValue::from_static("key-that-must-stay-home"),
+        );
+        let mut raw = LeanHttp::new("shop", &url, &[], Duration::from_secs(5)).unwrap();
+        raw.way = Way::Raw(RawHttp::new(&url, &headers).unwrap());
+        let mut via_reqwest = LeanHttp::new("shop", &url, &[], Duration::from_secs(5)).unwrap();
+        via_reqwest.way = Way::Reqwest {
+            client: reqwest_client(headers, Duration::from_secs(5))
+                .no_proxy()
+                .build()
+                .unwrap(),
+            url: url.clone(),
+            max_answer: MAX_ANSWER_BYTES,
+        };
+        for lean in [&raw, &via_reqwest] {
+            match lean.call("buy", &args("x"), None).await {
+                Err(UpstreamError::Protocol { message, .. }) => {
+                    assert!(
+                        message.contains(&format!("HTTP 307 redirecting to {origin},")),
+                        "{message}"
+                    );
+                    assert!(message.contains("does not follow"), "{message}");
+                    assert!(!message.contains("elsewhere"), "{message}");
+                    assert!(!message.contains("key-that-must-stay-home"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let got = got.lock().unwrap();
+        assert!(got.is_empty(), "the redirect was followed: {got:?}");
     }
 
     #[tokio::test]

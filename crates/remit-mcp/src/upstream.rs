@@ -47,10 +47,17 @@ const PING: Duration = Duration::from_secs(5);
 /// shortest backoff: an upstream that keeps dying right after it connects backs off.
 const STEADY: Duration = Duration::from_secs(10);
 
+/// How long [`McpUpstreams::shutdown`] waits for the upstreams to close: a child that ignores
+/// its stdin closing is sent `SIGTERM` after 3 s and `SIGKILL` 3 s later (rmcp's sequence).
+const SHUTDOWN: Duration = Duration::from_secs(10);
+
 /// Every upstream of the register, each behind a supervised MCP client.
 pub struct McpUpstreams {
     links: BTreeMap<UpstreamName, Arc<Link>>,
     changes: watch::Sender<u64>,
+    /// Set once by [`McpUpstreams::shutdown`]: every supervisor closes its upstream and ends.
+    stop: watch::Sender<bool>,
+    supervisors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl fmt::Debug for McpUpstreams {
@@ -144,7 +151,9 @@ impl McpUpstreams {
     /// Starts a supervisor for each upstream; they connect in the background.
     pub fn start(upstreams: impl IntoIterator<Item = Upstream>) -> Arc<Self> {
         let (changes, _) = watch::channel(0u64);
+        let (stop, _) = watch::channel(false);
         let mut links = BTreeMap::new();
+        let mut supervisors = Vec::new();
         for config in upstreams {
             let link = Arc::new(Link {
                 secrets: secret_words(&config),
@@ -155,9 +164,41 @@ impl McpUpstreams {
                 progress: Arc::default(),
             });
             links.insert(link.config.name.clone(), Arc::clone(&link));
-            tokio::spawn(supervise(link, changes.clone()));
+            supervisors.push(tokio::spawn(supervise(
+                link,
+                changes.clone(),
+                stop.subscribe(),
+            )));
         }
-        Arc::new(Self { links, changes })
+        Arc::new(Self {
+            links,
+            changes,
+            stop,
+            supervisors: std::sync::Mutex::new(supervisors),
+        })
+    }
+
+    /// Closes every upstream and waits (at most 10 s) until each is closed: a child's stdin
+    /// is closed, and its process group is sent `SIGTERM` after 3 s and `SIGKILL` 3 s later
+    /// if it has not exited. Upstreams are not started again after this.
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let supervisors = match self.supervisors.lock() {
+            Ok(mut s) => std::mem::take(&mut *s),
+            Err(_) => return,
+        };
+        let all = async {
+            // they run at once; each is awaited in turn
+            for supervisor in supervisors {
+                let _ = supervisor.await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN, all).await.is_err() {
+            tracing::warn!(
+                "some upstreams did not close within {}s",
+                SHUTDOWN.as_secs()
+            );
+        }
     }
 
     /// A receiver that changes whenever an upstream connects, drops or changes its tools.
@@ -197,6 +238,10 @@ fn post_failure(upstream: String, error: &rmcp::transport::DynamicTransportError
         .error
         .downcast_ref::<StreamableHttpError<reqwest::Error>>();
     let what = match known {
+        Some(StreamableHttpError::Client(e)) if e.is_redirect() => match redirect_of(e) {
+            Some(redirect) => redirect.to_string(),
+            None => "a redirect, which remit does not follow".to_owned(),
+        },
         Some(StreamableHttpError::Client(e)) if e.is_connect() => {
             return UpstreamError::Unavailable {
                 upstream,
@@ -274,6 +319,11 @@ async fn connect(
             for (k, v) in env {
                 cmd.env(k, v.expose());
             }
+            let mut cmd = process_wrap::tokio::CommandWrap::from(cmd);
+            // its own process group: rmcp's SIGTERM and SIGKILL then reach whatever the
+            // child started too (a wrapper script's server), not the child alone
+            #[cfg(unix)]
+            cmd.wrap(process_wrap::tokio::ProcessGroup::leader());
             let transport = TokioChildProcess::new(cmd)
                 .map_err(|e| format!("could not start `{program}`: {e}"))?;
             client
@@ -292,13 +342,52 @@ async fn connect(
             }
             let config = StreamableHttpClientTransportConfig::with_uri(url.expose().to_owned())
                 .custom_headers(custom);
-            let transport = StreamableHttpClientTransport::from_config(config);
+            // rmcp's own client follows a same-origin 307 or 308; remit follows none (see
+            // `lean::Redirected`), and keeps rmcp's other default: no idle connections
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .redirect(crate::lean::refuse_redirects())
+                .build()
+                .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+            let transport = StreamableHttpClientTransport::with_client(http, config);
             client
                 .serve_with_lifecycle(transport, mode)
                 .await
-                .map_err(|e| format!("handshake failed: {}", scrub(&e.to_string(), url.expose())))
+                .map_err(|e| {
+                    let redirect = match &e {
+                        rmcp::service::ClientInitializeError::TransportError { error, .. } => {
+                            redirect_of(error)
+                        }
+                        _ => None,
+                    };
+                    match redirect {
+                        Some(redirect) => format!("handshake failed: {redirect}"),
+                        None => {
+                            format!("handshake failed: {}", scrub(&e.to_string(), url.expose()))
+                        }
+                    }
+                })
         }
     }
+}
+
+/// The redirect an error of rmcp's HTTP client comes from, if it does (rmcp's
+/// `StreamableHttpError::Client` does not name the reqwest error as its source).
+fn redirect_of(error: &(dyn std::error::Error + 'static)) -> Option<&crate::lean::Redirected> {
+    use rmcp::transport::streamable_http_client::StreamableHttpError;
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(StreamableHttpError::Client(client)) =
+            e.downcast_ref::<StreamableHttpError<reqwest::Error>>()
+        {
+            return crate::lean::redirect_in(client);
+        }
+        if let Some(redirect) = e.downcast_ref::<crate::lean::Redirected>() {
+            return Some(redirect);
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// Removes a URL (which may carry credentials) from a message, as written in the
@@ -408,17 +497,25 @@ fn lean_for(config: &Upstream, protocol: Option<&str>) -> Option<Arc<LeanHttp>> 
     }
 }
 
-async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
+/// Ends once a shutdown is asked (or the upstreams are dropped).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        let attempt = tokio::time::timeout(HANDSHAKE, connect(&link, &changes))
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "no answer to the MCP handshake within {}s",
-                    HANDSHAKE.as_secs()
-                ))
-            });
+        // an attempt cut short by a shutdown drops its child, which rmcp then kills
+        let attempt = tokio::select! {
+            attempt = tokio::time::timeout(HANDSHAKE, connect(&link, &changes)) => attempt,
+            () = stopped(&mut stop) => return,
+        };
+        let attempt = attempt.unwrap_or_else(|_| {
+            Err(format!(
+                "no answer to the MCP handshake within {}s",
+                HANDSHAKE.as_secs()
+            ))
+        });
         // an upstream that answers the handshake but never its `tools/list` is down too:
         // dropping its connection ends the child, and it is tried again like any other
         let attempt = match attempt {
@@ -463,9 +560,21 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
                 tracing::info!(upstream = %link.config.name, "upstream connected");
                 let connected = tokio::time::Instant::now();
                 let token = running.cancellation_token();
-                tokio::select! {
-                    _ = running.waiting() => {}
-                    () = link.reconnect.notified() => { token.cancel(); }
+                let ended = running.waiting();
+                tokio::pin!(ended);
+                let stopping = tokio::select! {
+                    _ = &mut ended => false,
+                    () = link.reconnect.notified() => { token.cancel(); false }
+                    () = stopped(&mut stop) => {
+                        // rmcp closes the connection: for a child, stdin closed, then
+                        // SIGTERM and SIGKILL to its group; wait for it to be done
+                        token.cancel();
+                        let _ = (&mut ended).await;
+                        true
+                    }
+                };
+                if stopping {
+                    return;
                 }
                 // only a connection that lasted resets the backoff: a child that exits (or a
                 // server that drops the connection) right after connecting is not restarted
@@ -494,7 +603,10 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>) {
                 changes.send_modify(|g| *g += 1);
             }
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stopped(&mut stop) => return,
+        }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }

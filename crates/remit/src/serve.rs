@@ -111,6 +111,8 @@ pub(crate) async fn serve(path: &Path) -> anyhow::Result<Exit> {
     if let Err(e) = runtime.checkpoint_now().await {
         tracing::error!(error = %e, "the final audit checkpoint failed");
     }
+    // children end with remit: stdin closed, then SIGTERM and SIGKILL to their groups
+    runtime.upstreams.shutdown().await;
     Ok(Exit::Ok)
 }
 
@@ -131,6 +133,7 @@ pub(crate) async fn stdio(path: &Path, agent: &str) -> anyhow::Result<Exit> {
     if let Err(e) = runtime.checkpoint_now().await {
         tracing::error!(error = %e, "the final audit checkpoint failed");
     }
+    runtime.upstreams.shutdown().await;
     session.map_err(|e| anyhow::anyhow!("stdio session ended: {e}"))?;
     Ok(Exit::Ok)
 }

@@ -275,3 +275,199 @@ fn credentials_in_an_upstreams_url_never_reach_the_log_or_health() {
     assert!(log.contains("upstream unavailable"), "{log}");
     assert!(!log.contains("url-secret-4711"), "{log}");
 }
+
+/// FakeHttpUpstreamRedirecting: answers every request with a redirect (307) to a second
+/// listener, which records the head of each request it gets. Gives the fake's URL, the
+/// second listener's origin and what it got.
+fn fake_http_upstream_redirecting() -> (String, String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let recorder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", recorder.local_addr().unwrap());
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&got);
+    std::thread::spawn(move || {
+        while let Ok((stream, _)) = recorder.accept() {
+            let mut head = String::new();
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                head.push_str(&line);
+                line.clear();
+            }
+            seen.lock().unwrap().push(head);
+            let _ = (&stream).write_all(
+                b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let location = format!("{origin}/elsewhere");
+    std::thread::spawn(move || {
+        while let Ok((stream, _)) = listener.accept() {
+            let location = location.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&stream);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if !reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n"
+                    );
+                    if (&stream).write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, origin, got)
+}
+
+/// An HTTP upstream whose endpoint redirects elsewhere is reported down with the status
+/// and the target's origin (rmcp's client followed a redirect on the same origin, and
+/// reported one elsewhere as an answer it could not read); its credential header, taken
+/// from the environment, reaches neither the other listener nor the log nor `/health`.
+#[test]
+fn an_http_upstream_that_redirects_is_reported_and_its_credential_goes_nowhere_else() {
+    let (url, origin, got) = fake_http_upstream_redirecting();
+    let mut r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.shop]\nurl = \"{url}\"\nheaders = {{ X-Api-Key = {{ env = \"REMIT_TOKEN_OTHER_BOT\" }} }}\n\n[upstreams.billing]"
+            ),
+        )
+    });
+    let shop = wait_for(&r, "shop", Duration::from_secs(30), |u| {
+        u["last_error"].is_string()
+    });
+    let error = shop["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("HTTP 307 redirecting to {origin},")),
+        "{shop}"
+    );
+    assert!(error.contains("does not follow"), "{shop}");
+    assert_eq!(shop["up"], json!(false), "{shop}");
+    std::thread::sleep(Duration::from_secs(1));
+    let log = r.stop_and_read_log();
+    assert!(!log.contains(crate::support::OTHER_TOKEN), "{log}");
+    assert!(!shop.to_string().contains(crate::support::OTHER_TOKEN));
+    let got = got.lock().unwrap();
+    assert!(got.is_empty(), "the redirect was followed: {got:?}");
+}
+
+/// FakeStdioUpstreamIgnoringStdinClose: answers `initialize` and `tools/list` (one tool,
+/// `poke`) and nothing else; ignores `SIGTERM`, carries on after its stdin closes, and
+/// starts a process of its own that does the same (as a wrapper script's server would).
+/// Every pid it starts is appended to `$1/pids`.
+const FAKE_STDIO_UPSTREAM_IGNORING_STDIN_CLOSE: &str = r#"#!/bin/sh
+trap '' TERM
+echo $$ >> "$1/pids"
+( trap '' TERM; while :; do sleep 1; done ) &
+echo $! >> "$1/pids"
+while IFS= read -r line; do
+  id=$(printf '%s\n' "$line" | sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p')
+  case "$line" in
+    *'"method":"initialize"'*)
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"fake","version":"0"}}}\n' "$id" ;;
+    *'"method":"tools/list"'*)
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"poke","inputSchema":{"type":"object"}}]}}\n' "$id" ;;
+    *) ;;
+  esac
+done
+while :; do sleep 1; done
+"#;
+
+/// The pids `FakeStdioUpstreamIgnoringStdinClose` wrote to `dir/pids`.
+fn fake_pids(dir: &std::path::Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Whether a process is alive, from the OS (a zombie is not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, after)| !after.starts_with('Z'))
+    })
+}
+
+/// Waits (at most `limit`) until none of `pids` is alive; gives those still alive.
+fn wait_until_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A stdio upstream that ignores its stdin closing and `SIGTERM`, and has started a
+/// process of its own, is ended for sure, whole process group, when remit restarts it
+/// (it hung) and when `remit serve` shuts down on `SIGTERM`.
+#[test]
+fn a_stdio_upstream_ignoring_stdin_close_and_sigterm_ends_on_restart_and_on_shutdown() {
+    let scripts = tempfile::tempdir().unwrap();
+    let script = scripts.path().join("fake-upstream.sh");
+    std::fs::write(&script, FAKE_STDIO_UPSTREAM_IGNORING_STDIN_CLOSE).unwrap();
+    let mut r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\"]\nprotocol = \"2025-11-25\"\ntimeout = \"1s\"\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
+                script = script.display(),
+                dir = scripts.path().display()
+            ),
+        )
+    });
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["up"] == json!(true)
+    });
+    let first = fake_pids(scripts.path());
+    assert_eq!(first.len(), 2, "{first:?}");
+    // the call times out, the ping too: the upstream is restarted
+    let (status, body) = r.call("fake.poke", json!({}));
+    assert_eq!(status, 502, "{body}");
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["restarts"].as_u64().unwrap() >= 1 && u["up"] == json!(true)
+    });
+    let left = wait_until_gone(&first, Duration::from_secs(15));
+    assert!(left.is_empty(), "outlived its restart: {left:?}");
+    let all = fake_pids(scripts.path());
+    assert!(all.len() >= 4, "{all:?}");
+    // SIGTERM to remit: it shuts down, and takes the upstream with it
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &r.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(r.pid()) {
+        assert!(Instant::now() < deadline, "remit did not shut down");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = wait_until_gone(&all, Duration::from_secs(5));
+    assert!(left.is_empty(), "outlived remit: {left:?}");
+    r.kill9();
+}
