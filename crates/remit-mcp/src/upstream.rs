@@ -373,7 +373,9 @@ async fn connect(
 
 /// The redirect an error of rmcp's HTTP client comes from, if it does (rmcp's
 /// `StreamableHttpError::Client` does not name the reqwest error as its source).
-fn redirect_of(error: &(dyn std::error::Error + 'static)) -> Option<&crate::lean::Redirected> {
+fn redirect_of<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a crate::lean::Redirected> {
     use rmcp::transport::streamable_http_client::StreamableHttpError;
     let mut next = Some(error);
     while let Some(e) = next {
