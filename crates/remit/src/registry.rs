@@ -71,18 +71,24 @@ pub(crate) async fn check(path: &Path, offline: bool) -> anyhow::Result<Exit> {
             .map(|h| h.upstream.as_str())
             .collect();
         for h in health.iter().filter(|h| !h.up) {
-            diags.push(Diagnostic {
-                severity: Severity::Warning,
-                line: 1,
-                column: 1,
-                message: format!(
+            // located at the upstream's `[upstreams.NAME]`, which names what could not be reached
+            let at = register
+                .upstreams
+                .get(&h.upstream)
+                .map(|u| u.at)
+                .unwrap_or_default();
+            diags.push(Diagnostic::at(
+                Severity::Warning,
+                at,
+                format!(
                     "upstream `{}` could not be reached ({}); its tools and argument names were not checked",
                     h.upstream,
                     h.last_error.as_deref().unwrap_or("no answer")
                 ),
-                help: Some("run `remit check --offline` to skip this, or start the upstream".to_owned()),
-            });
+                Some("run `remit check --offline` to skip this, or start the upstream".to_owned()),
+            ));
         }
+
         let tools = upstreams.tools().await;
         diags.extend(against_tools(register, &tools, &reachable));
         diags.sort_by_key(|d| (d.line, d.column, d.severity));

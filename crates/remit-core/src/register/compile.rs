@@ -2,8 +2,8 @@
 
 use super::raw::{OneOrMany, RawAction, RawRegister, RawSecret, RawUpstream};
 use super::{
-    Action, Agent, Budget, BudgetMeasure, Diagnostic, Gateway, Pending, Protocol, Register, Secret,
-    Severity, Tier, Transport, Upstream,
+    Action, ActionPositions, Agent, Budget, BudgetMeasure, Diagnostic, Gateway, Pending, Position,
+    Protocol, Register, Secret, Severity, Tier, Transport, Upstream,
 };
 use crate::condition::Condition;
 use crate::ids::{ActionName, AgentId, RegisterVersion, UpstreamName};
@@ -81,6 +81,12 @@ impl Ctx<'_> {
         self.at(Severity::Error, span, message, help);
     }
 
+    /// The line and column of a byte offset.
+    fn position(&self, offset: usize) -> Position {
+        let (line, column) = line_col(self.source, offset);
+        Position { line, column }
+    }
+
     fn secret(&mut self, s: &Spanned<RawSecret>, what: &str) -> Option<Secret> {
         match s.get_ref() {
             RawSecret::Literal(v) => Some(Secret::new(v.clone())),
@@ -118,6 +124,24 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
         .unwrap_or(0)
         + 1;
     (line, column)
+}
+
+/// Where the text of the string written at `span` starts: past its opening quotes, and past
+/// the line break a multi-line string may open with (which is not part of its text). A CEL
+/// expression is located there, so that the column CEL reports counts from it.
+fn text_start(source: &str, span: &Range<usize>) -> usize {
+    let written = source.get(span.clone()).unwrap_or_default();
+    for quotes in ["\"\"\"", "'''"] {
+        if let Some(rest) = written.strip_prefix(quotes) {
+            let newline = if rest.starts_with("\r\n") {
+                2
+            } else {
+                usize::from(rest.starts_with('\n'))
+            };
+            return span.start + quotes.len() + newline;
+        }
+    }
+    span.start + usize::from(written.starts_with(['"', '\'']))
 }
 
 /// Edit distance, for "did you mean" hints.
@@ -497,9 +521,9 @@ fn compile_upstream(
                     env.push((k.get_ref().clone(), s));
                 }
             }
-            if !u.headers.is_empty() {
+            if let Some(first) = u.headers.keys().map(Spanned::span).min_by_key(|s| s.start) {
                 cx.error(
-                    up.span(),
+                    first,
                     "`headers` apply to `url` upstreams only".to_owned(),
                     Some("give a stdio upstream its credentials in `env`".to_owned()),
                 );
@@ -545,9 +569,15 @@ fn compile_upstream(
                     headers.push((k.get_ref().clone(), s));
                 }
             }
-            if !u.env.is_empty() || u.cwd.is_some() {
+            let env_or_cwd = u
+                .env
+                .keys()
+                .map(Spanned::span)
+                .chain(u.cwd.as_ref().map(Spanned::span))
+                .min_by_key(|s| s.start);
+            if let Some(first) = env_or_cwd {
                 cx.error(
-                    up.span(),
+                    first,
                     "`env` and `cwd` apply to `command` upstreams only".to_owned(),
                     Some("give an HTTP upstream its credentials in `headers`".to_owned()),
                 );
@@ -557,9 +587,9 @@ fn compile_upstream(
                 headers,
             }
         }
-        (Some(_), Some(_)) => {
+        (Some(_), Some(url)) => {
             cx.error(
-                up.span(),
+                url.span(),
                 format!("upstream `{}` has both `command` and `url`", name.get_ref()),
                 Some(
                     "keep one: `command` for a stdio server, `url` for Streamable HTTP".to_owned(),
@@ -569,7 +599,7 @@ fn compile_upstream(
         }
         (None, None) => {
             cx.error(
-                up.span(),
+                name.span(),
                 format!(
                     "upstream `{}` has neither `command` nor `url`",
                     name.get_ref()
@@ -613,13 +643,14 @@ fn compile_upstream(
         protocol,
         namespace: u.namespace.as_ref().is_none_or(|n| *n.get_ref()),
         timeout,
+        at: cx.position(name.span().start),
     })
 }
 
 fn pending(cx: &Ctx<'_>, v: Option<&Spanned<toml::Value>>, key: &str) -> Option<Pending> {
     v.map(|v| Pending {
         text: format!("{key} = {}", v.get_ref()),
-        line: line_col(cx.source, v.span().start).0,
+        at: cx.position(v.span().start),
     })
 }
 
@@ -674,7 +705,7 @@ fn compile_action(
     let mut granted = BTreeSet::new();
     match &a.agents {
         None => cx.error(
-            action.span(),
+            name.span(),
             format!("action `{}` lists no `agents`", name.get_ref()),
             Some(
                 "add `agents = [\"support-bot\"]`: an action no agent may call is better removed"
@@ -720,22 +751,42 @@ fn compile_action(
         }
         None => {
             cx.error(
-                action.span(),
+                name.span(),
                 format!("action `{}` has no `tier`", name.get_ref()),
                 Some("add `tier = \"read\"`, `\"write\"` or `\"irreversible\"`".to_owned()),
             );
             Tier::Irreversible
         }
     };
+    let mut at = ActionPositions {
+        name: cx.position(name.span().start),
+        ..ActionPositions::default()
+    };
+    at.tier = a
+        .tier
+        .as_ref()
+        .map(|t| cx.position(t.span().start))
+        .unwrap_or(at.name);
     let mut conditions = Vec::new();
     if let Some(req) = &a.require {
-        let OneOrMany(list) = req.get_ref();
-        for expr in list {
+        // each expression located by its own span: a search for its text would find the
+        // first of two that share it (or one that starts another)
+        let written: Vec<(&str, Range<usize>)> = match req.get_ref() {
+            OneOrMany::One(expr) => vec![(expr.as_str(), req.span())],
+            OneOrMany::Many(list) => list
+                .iter()
+                .map(|e| (e.get_ref().as_str(), e.span()))
+                .collect(),
+        };
+        for (expr, span) in written {
+            let start = text_start(cx.source, &span);
             match Condition::compile(expr) {
-                Ok(c) => conditions.push(c),
+                Ok(c) => {
+                    conditions.push(c);
+                    at.conditions.push(cx.position(start));
+                }
                 Err(e) => {
-                    let span = find_in(cx.source, req.span(), expr);
-                    cx.error(span, format!("condition `{expr}` does not compile: {e}"), Some("conditions are CEL over `args`, e.g. `args.amount > 0 && args.amount <= 500`".to_owned()));
+                    cx.error(start..span.end, format!("condition `{expr}` does not compile: {e}"), Some("conditions are CEL over `args`, e.g. `args.amount > 0 && args.amount <= 500`".to_owned()));
                 }
             }
         }
@@ -790,7 +841,7 @@ fn compile_action(
                 Ok(c) => Some((BudgetMeasure::Sum(c), *max.get_ref())),
                 Err(e) => {
                     cx.error(
-                        expr.span(),
+                        text_start(cx.source, &expr.span())..expr.span().end,
                         format!("budget sum `{}` does not compile: {e}", expr.get_ref()),
                         None,
                     );
@@ -814,11 +865,16 @@ fn compile_action(
             }
         };
         if let (Some((measure, limit)), Some((per, per_text))) = (measure, per) {
+            let start = match &rb.sum {
+                Some(expr) => text_start(cx.source, &expr.span()),
+                None => b.span().start,
+            };
             budgets.push(Budget {
                 measure,
                 limit,
                 per,
                 per_text,
+                at: cx.position(start),
             });
         }
     }
@@ -826,13 +882,15 @@ fn compile_action(
     let mut redact_result = Vec::new();
     for r in &a.redact {
         let text = r.get_ref();
-        let (paths, path) = match (text.strip_prefix("args."), text.strip_prefix("result.")) {
-            (Some(path), _) => (&mut redact, path),
-            (_, Some(path)) => (&mut redact_result, path),
-            _ => (&mut redact, ""),
-        };
+        let (paths, positions, path) =
+            match (text.strip_prefix("args."), text.strip_prefix("result.")) {
+                (Some(path), _) => (&mut redact, &mut at.redact, path),
+                (_, Some(path)) => (&mut redact_result, &mut at.redact_result, path),
+                _ => (&mut redact, &mut at.redact, ""),
+            };
         if !path.is_empty() && path.split('.').all(is_field_name) {
             paths.push(path.split('.').map(str::to_owned).collect());
+            positions.push(cx.position(r.span().start));
         } else {
             cx.error(
                 r.span(),
@@ -877,15 +935,6 @@ fn compile_action(
         delay: pending(cx, a.delay.as_ref(), "delay"),
         verify: pending(cx, a.verify.as_ref(), "verify"),
         undo: pending(cx, a.undo.as_ref(), "undo"),
-        line: line_col(cx.source, name.span().start).0,
+        at,
     })
-}
-
-/// The span of `needle` inside `within`, or `within` itself.
-fn find_in(source: &str, within: Range<usize>, needle: &str) -> Range<usize> {
-    source
-        .get(within.clone())
-        .and_then(|s| s.find(needle))
-        .map(|i| within.start + i..within.start + i + needle.len())
-        .unwrap_or(within)
 }

@@ -1,18 +1,12 @@
 //! Risk findings for `remit check`: what the register allows that the person accountable should see.
 
 use super::raw::RawRegister;
-use super::{Diagnostic, Register, Severity, Tier};
+use super::{Diagnostic, Position, Register, Severity, Tier};
 use crate::condition::arg_fields;
 use crate::ports::ToolSpec;
 
-fn warn(line: usize, message: String, help: Option<String>) -> Diagnostic {
-    Diagnostic {
-        severity: Severity::Warning,
-        line,
-        column: 1,
-        message,
-        help,
-    }
+fn warn(at: Position, message: String, help: Option<String>) -> Diagnostic {
+    Diagnostic::at(Severity::Warning, at, message, help)
 }
 
 /// Warnings about risk in a register that compiled.
@@ -22,14 +16,14 @@ pub fn risks(register: &Register, _raw: &RawRegister, _source: &str) -> Vec<Diag
         let unbounded = a.conditions.is_empty() && a.budgets.is_empty();
         if a.tier != Tier::Read && unbounded && a.approve.is_none() {
             out.push(warn(
-                a.line,
+                a.at.name,
                 format!("{} action `{}` has no condition, no budget and no approval", a.tier.as_str(), a.name),
                 Some("bound it: `require = \"args.amount <= 500\"`, `budget = [{ count = 20, per = \"1h\" }]`".to_owned()),
             ));
         }
         if a.tier == Tier::Irreversible && a.approve.is_none() {
             out.push(warn(
-                a.line,
+                a.at.tier,
                 format!("irreversible action `{}` needs no approval", a.name),
                 Some("add `approve = { by = \"GROUP\" }`".to_owned()),
             ));
@@ -37,7 +31,7 @@ pub fn risks(register: &Register, _raw: &RawRegister, _source: &str) -> Vec<Diag
         for (key, block) in [("approve", &a.approve), ("delay", &a.delay)] {
             if let Some(p) = block {
                 out.push(warn(
-                    p.line,
+                    p.at,
                     format!("`{key}` on `{}` is not yet enforced by this version: every call of it is refused", a.name),
                     Some("remove the block to let calls through without it, or keep it to keep the action closed".to_owned()),
                 ));
@@ -46,7 +40,7 @@ pub fn risks(register: &Register, _raw: &RawRegister, _source: &str) -> Vec<Diag
         for (key, block) in [("verify", &a.verify), ("undo", &a.undo)] {
             if let Some(p) = block {
                 out.push(warn(
-                    p.line,
+                    p.at,
                     format!(
                         "`{key}` on `{}` is not yet enforced by this version",
                         a.name
@@ -79,47 +73,51 @@ pub fn against_tools(
                 .filter(|t| t.upstream == a.upstream)
                 .map(|t| t.name.as_str());
             let hint = super::compile::did_you_mean(&a.tool, names);
-            out.push(Diagnostic {
-                severity: Severity::Error,
-                line: a.line,
-                column: 1,
-                message: format!("upstream `{}` has no tool `{}`", a.upstream, a.tool),
-                help: hint,
-            });
+            out.push(Diagnostic::at(
+                Severity::Error,
+                a.at.name,
+                format!("upstream `{}` has no tool `{}`", a.upstream, a.tool),
+                hint,
+            ));
             continue;
         };
         let props = spec
             .input_schema()
             .and_then(|s| s.get("properties"))
             .and_then(|p| p.as_object());
-        let mut exprs: Vec<&str> = a.conditions.iter().map(|c| c.source()).collect();
+        // each expression with where it is written: the finding points at it, not at the action
+        let mut exprs: Vec<(&str, Position)> = a
+            .conditions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.source(), a.at.nth(&a.at.conditions, i)))
+            .collect();
         for b in &a.budgets {
             if let super::BudgetMeasure::Sum(c) = &b.measure {
-                exprs.push(c.source());
+                exprs.push((c.source(), b.at));
             }
         }
-        for expr in exprs {
+        for (expr, at) in exprs {
             for field in arg_fields(expr) {
                 if let Some(props) = props
                     && !props.contains_key(&field)
                 {
                     let hint =
                         super::compile::did_you_mean(&field, props.keys().map(String::as_str));
-                    out.push(Diagnostic {
-                        severity: Severity::Error,
-                        line: a.line,
-                        column: 1,
-                        message: format!(
+                    out.push(Diagnostic::at(
+                        Severity::Error,
+                        at,
+                        format!(
                             "`{expr}` reads `args.{field}`, but tool `{}` has no argument `{field}`",
                             a.name
                         ),
-                        help: hint.or_else(|| {
+                        hint.or_else(|| {
                             Some(format!(
                                 "its arguments are: {}",
                                 props.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
                             ))
                         }),
-                    });
+                    ));
                 }
             }
         }
@@ -131,33 +129,38 @@ pub fn against_tools(
             .get("outputSchema")
             .and_then(|s| s.get("properties"))
             .and_then(|p| p.as_object());
-        for (paths, props, prefix, what) in [
-            (&a.redact, props, "args", "argument"),
-            (&a.redact_result, output, "result", "result field"),
+        for (paths, positions, props, prefix, what) in [
+            (&a.redact, &a.at.redact, props, "args", "argument"),
+            (
+                &a.redact_result,
+                &a.at.redact_result,
+                output,
+                "result",
+                "result field",
+            ),
         ] {
             let Some(props) = props else { continue };
-            for path in paths {
+            for (i, path) in paths.iter().enumerate() {
                 let Some(field) = path.first() else { continue };
                 if props.contains_key(field) {
                     continue;
                 }
                 let hint = super::compile::did_you_mean(field, props.keys().map(String::as_str));
-                out.push(Diagnostic {
-                    severity: Severity::Error,
-                    line: a.line,
-                    column: 1,
-                    message: format!(
+                out.push(Diagnostic::at(
+                    Severity::Error,
+                    a.at.nth(positions, i),
+                    format!(
                         "`redact` names `{prefix}.{}`, but tool `{}` has no {what} `{field}`: nothing would be redacted",
                         path.join("."),
                         a.name
                     ),
-                    help: hint.or_else(|| {
+                    hint.or_else(|| {
                         Some(format!(
                             "its {what}s are: {}",
                             props.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
                         ))
                     }),
-                });
+                ));
             }
         }
         if let Some(ann) = spec.definition.get("annotations")
@@ -166,7 +169,7 @@ pub fn against_tools(
             && ann.get("destructiveHint").and_then(|v| v.as_bool()) == Some(true)
         {
             out.push(warn(
-                a.line,
+                a.at.tier,
                 format!(
                     "`{}` is registered as `read` but the upstream marks it destructive",
                     a.name

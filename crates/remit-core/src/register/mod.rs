@@ -26,6 +26,22 @@ pub enum Severity {
     Warning,
 }
 
+/// Where something is written in the register file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+}
+
+impl Default for Position {
+    /// The start of the file.
+    fn default() -> Self {
+        Self { line: 1, column: 1 }
+    }
+}
+
 /// One problem in a register, located in the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -42,6 +58,17 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// A diagnostic about what is written at `at`.
+    pub fn at(severity: Severity, at: Position, message: String, help: Option<String>) -> Self {
+        Self {
+            severity,
+            line: at.line,
+            column: at.column,
+            message,
+            help,
+        }
+    }
+
     /// Renders `file:line:column: severity: message` plus an indented help line.
     pub fn render(&self, file: &str) -> String {
         let sev = match self.severity {
@@ -177,6 +204,8 @@ pub struct Upstream {
     pub namespace: bool,
     /// How long a call may take.
     pub timeout: Duration,
+    /// Its name in `[upstreams.NAME]`, for diagnostics.
+    pub at: Position,
 }
 
 /// How much harm an action can do.
@@ -221,6 +250,8 @@ pub struct Budget {
     pub per: Duration,
     /// The window as written (`24h`).
     pub per_text: String,
+    /// Where it is written: its sum's expression, or the budget itself.
+    pub at: Position,
 }
 
 impl fmt::Display for Budget {
@@ -243,8 +274,30 @@ impl fmt::Display for Budget {
 pub struct Pending {
     /// The block as written, for the risk register.
     pub text: String,
-    /// Where it is.
-    pub line: usize,
+    /// Where its value is written.
+    pub at: Position,
+}
+
+/// Where the parts of an action are written, so that a finding points at the entry it is about.
+#[derive(Debug, Clone, Default)]
+pub struct ActionPositions {
+    /// Its name in `[actions."..."]`.
+    pub name: Position,
+    /// Its `tier` (the name when `tier` is not written).
+    pub tier: Position,
+    /// Each expression of `require`, in the order of [`Action::conditions`].
+    pub conditions: Vec<Position>,
+    /// Each path of `redact` naming an argument, in the order of [`Action::redact`].
+    pub redact: Vec<Position>,
+    /// Each path of `redact` naming a result field, in the order of [`Action::redact_result`].
+    pub redact_result: Vec<Position>,
+}
+
+impl ActionPositions {
+    /// The `i`th of `list`, or the action's name if there is none.
+    pub fn nth(&self, list: &[Position], i: usize) -> Position {
+        list.get(i).copied().unwrap_or(self.name)
+    }
 }
 
 /// An action, resolved.
@@ -281,8 +334,8 @@ pub struct Action {
     pub verify: Option<Pending>,
     /// `undo`: parsed, not yet enforced.
     pub undo: Option<Pending>,
-    /// The line of its `[actions."..."]` header, for diagnostics.
-    pub line: usize,
+    /// Where its parts are written, for diagnostics.
+    pub at: ActionPositions,
 }
 
 impl Register {

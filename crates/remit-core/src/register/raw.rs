@@ -173,9 +173,14 @@ impl<'de> Deserialize<'de> for RawSecret {
     }
 }
 
-/// One CEL condition or a list of them.
+/// One CEL condition or a list of them; each of a list keeps its own span.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OneOrMany(pub Vec<String>);
+pub enum OneOrMany {
+    /// `require = "EXPR"`: its span is the whole value's.
+    One(String),
+    /// `require = ["EXPR", ...]`.
+    Many(Vec<SpannedString>),
+}
 
 impl<'de> Deserialize<'de> for OneOrMany {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -186,14 +191,14 @@ impl<'de> Deserialize<'de> for OneOrMany {
                 f.write_str("a CEL expression, or a list of them")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
-                Ok(OneOrMany(vec![v.to_owned()]))
+                Ok(OneOrMany::One(v.to_owned()))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
                 let mut out = Vec::new();
-                while let Some(s) = seq.next_element::<String>()? {
+                while let Some(s) = seq.next_element::<SpannedString>()? {
                     out.push(s);
                 }
-                Ok(OneOrMany(out))
+                Ok(OneOrMany::Many(out))
             }
         }
         d.deserialize_any(V)

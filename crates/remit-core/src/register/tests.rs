@@ -458,3 +458,141 @@ fn a_redacted_argument_the_tool_does_not_have_is_an_error_when_its_schema_is_kno
     let reg = reg.unwrap();
     assert!(errors(&findings::against_tools(&reg, &tools, &["billing"])).is_empty());
 }
+
+/// `remit.toml:LINE:COLUMN:` of the `nth` (from 0) occurrence of `needle` in `src`, plus
+/// `shift` columns (1 steps past an opening quote).
+fn located(src: &str, needle: &str, nth: usize, shift: usize) -> String {
+    let offset = src
+        .match_indices(needle)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("`{needle}` #{nth} not in {src}"))
+        .0;
+    let before = &src[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1 + shift;
+    format!("remit.toml:{line}:{column}:")
+}
+
+fn billing_tool(name: &str, props: &serde_json::Value) -> crate::ports::ToolSpec {
+    crate::ports::ToolSpec {
+        upstream: UpstreamName::new("billing"),
+        name: name.to_owned(),
+        definition: serde_json::json!({
+            "name": name,
+            "inputSchema": { "type": "object", "properties": props }
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+    }
+}
+
+#[test]
+fn each_condition_of_a_list_is_located_by_its_own_span() {
+    // the second is the start of the first, and the last two are the same text: a search
+    // for an expression's text found the first entry for all three
+    let src = GOOD.replace(
+        "require = \"args.amount > 0 && args.amount <= 500\"",
+        "require = [\"args.amount > 0 && args.x\", \"args.amount > 0 &&\", \"args.amount >\", \"args.amount >\"]",
+    );
+    let e = errors(&compile_str(&src).1);
+    assert_eq!(e.len(), 3, "{e:?}");
+    for (e, (needle, nth)) in e.iter().zip([
+        ("\"args.amount > 0 &&\"", 0),
+        ("\"args.amount >\"", 0),
+        ("\"args.amount >\"", 1),
+    ]) {
+        assert!(
+            e.starts_with(&located(&src, needle, nth, 1)),
+            "{needle} #{nth}: {e}"
+        );
+        assert!(e.contains("does not compile"), "{e}");
+    }
+    // a multi-line string: its text starts on the line after its quotes
+    let src = GOOD.replace(
+        "require = \"args.amount > 0 && args.amount <= 500\"",
+        "require = [\"args.amount > 0\", \"\"\"\nargs.amount >\"\"\"]",
+    );
+    let e = errors(&compile_str(&src).1);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&located(&src, "args.amount >\"\"\"", 0, 0)),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn findings_point_at_the_entry_they_are_about() {
+    let src = GOOD
+        .replace(
+            "require = \"args.amount > 0 && args.amount <= 500\"",
+            "require = [\"args.amount > 0\", \"args.amount > 0 && args.x\"]",
+        )
+        .replace("sum = \"args.amount\"", "sum = \"args.amout\"")
+        .replace("args.card_number", "args.card_numbr")
+        + "\n[actions.\"billing.refund_all\"]\nagents = [\"support-bot\"]\ntier = \"irreversible\"\n";
+    let (reg, diags) = compile_str(&src);
+    let reg = reg.unwrap_or_else(|| panic!("{diags:?}"));
+    let tools = [
+        billing_tool("get_customer", &serde_json::json!({ "id": {} })),
+        billing_tool(
+            "issue_refund",
+            &serde_json::json!({ "amount": {}, "card_number": {} }),
+        ),
+    ];
+    let found = findings::against_tools(&reg, &tools, &["billing"]);
+    let e = errors(&found);
+    assert_eq!(e.len(), 4, "{e:?}");
+    for (wanted, at) in [
+        (
+            "`args.amount > 0 && args.x` reads `args.x`",
+            located(&src, "\"args.amount > 0 && args.x\"", 0, 1),
+        ),
+        (
+            "`args.amout` reads `args.amout`",
+            located(&src, "\"args.amout\"", 0, 1),
+        ),
+        (
+            "`redact` names `args.card_numbr`",
+            located(&src, "\"args.card_numbr\"", 0, 0),
+        ),
+        (
+            "upstream `billing` has no tool `refund_all`",
+            located(&src, "\"billing.refund_all\"", 0, 0),
+        ),
+    ] {
+        assert!(
+            e.iter().any(|e| e.starts_with(&at) && e.contains(wanted)),
+            "{wanted} at {at}: {e:?}"
+        );
+    }
+    let warnings: Vec<String> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .map(|d| d.render("remit.toml"))
+        .collect();
+    for (wanted, at) in [
+        (
+            "irreversible action `billing.refund_all` needs no approval",
+            located(&src, "\"irreversible\"", 0, 0),
+        ),
+        (
+            "action `billing.refund_all` has no condition",
+            located(&src, "\"billing.refund_all\"", 0, 0),
+        ),
+    ] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with(&at) && w.contains(wanted)),
+            "{wanted} at {at}: {warnings:?}"
+        );
+    }
+    // the upstream's own place, for a warning that it could not be reached
+    let billing = reg.upstreams.values().next().unwrap();
+    assert_eq!(
+        located(&src, "billing]", 0, 0),
+        format!("remit.toml:{}:{}:", billing.at.line, billing.at.column)
+    );
+}

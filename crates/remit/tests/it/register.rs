@@ -56,6 +56,43 @@ require = "args.amout <= 500"
 }
 
 #[test]
+fn check_locates_a_finding_at_the_entry_it_is_about() {
+    // the second condition reads the missing argument (and starts with the first); the
+    // upstream `gone` cannot be started: both were reported at a header's line, column 1
+    let actions = r#"
+[upstreams.gone]
+command = ["/nonexistent/remit-test-upstream"]
+
+[actions."billing.issue_refund"]
+agents = ["support-bot"]
+tier = "write"
+require = ["args.amount > 0", "args.amount > 0 && args.amout <= 500"]
+"#;
+    let body = crate::support::register(actions, 1);
+    let (code, out) = check(&body, false);
+    assert_eq!(code, 1, "{out}");
+    let at = |needle: &str, shift: usize| {
+        let line = body.lines().position(|l| l.contains(needle)).unwrap();
+        let column = body.lines().nth(line).unwrap().find(needle).unwrap() + 1 + shift;
+        format!("remit.toml:{}:{column}:", line + 1)
+    };
+    assert!(
+        out.contains(&format!(
+            "{} error: `args.amount > 0 && args.amout <= 500` reads `args.amout`",
+            at("\"args.amount > 0 && args.amout", 1)
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{} warning: upstream `gone` could not be reached",
+            at("gone]", 0)
+        )),
+        "{out}"
+    );
+}
+
+#[test]
 fn check_finds_a_tool_the_upstream_does_not_have() {
     let actions = r#"
 [actions."billing.issue_refnd"]
