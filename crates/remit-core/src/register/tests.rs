@@ -596,3 +596,81 @@ fn findings_point_at_the_entry_they_are_about() {
         format!("remit.toml:{}:{}:", billing.at.line, billing.at.column)
     );
 }
+
+#[test]
+fn unknown_keys_in_blocks_not_yet_enforced_are_errors_with_a_did_you_mean() {
+    let blocks = "redact = [\"args.card_number\"]\n\
+        approve = { bye = \"finance\", quorum = 1 }\n\
+        undo = { tool = \"billing.cancel_refund\", whitin = \"30m\", colour = \"red\" }\n\
+        delay = { seconds = 60 }\n\
+        \n\
+        [actions.\"billing.issue_refund\".verify]\n\
+        probe = { tool = \"billing.get_refund\" }\n\
+        expct = \"probe.status == 'issued'\"\n";
+    let src = GOOD.replace("redact = [\"args.card_number\"]\n", blocks);
+    let (reg, diags) = compile_str(&src);
+    assert!(reg.is_none());
+    let e = errors(&diags);
+    assert_eq!(e.len(), 4, "{e:?}");
+    for (key, block, help) in [
+        ("bye", "approve", "did you mean `by`?"),
+        ("whitin", "undo", "did you mean `within`?"),
+        (
+            "colour",
+            "undo",
+            "remove `colour`; see docs/register.md for the keys of `undo`",
+        ),
+        ("expct", "verify", "did you mean `expect`?"),
+    ] {
+        let at = located(&src, &format!("{key} ="), 0, 0);
+        assert!(
+            e.iter().any(|e| e.starts_with(&format!(
+                "{at} error: unknown field `{key}` in `{block}`, expected one of"
+            )) && e.contains(help)),
+            "{key}: {e:?}"
+        );
+    }
+    let delay = diags
+        .iter()
+        .find(|d| {
+            d.message
+                .contains("`delay` on `billing.issue_refund` is written as a table")
+        })
+        .unwrap_or_else(|| panic!("{diags:?}"));
+    assert_eq!(delay.severity, Severity::Warning);
+    assert!(delay.message.contains("`seconds`"), "{}", delay.message);
+    assert!(
+        delay
+            .render("remit.toml")
+            .starts_with(&located(&src, "{ seconds", 0, 0)),
+        "{delay:?}"
+    );
+
+    // the keys the brief's sketch gives: no error, and an unknown group located at `by`
+    let blocks = "redact = [\"args.card_number\"]\n\
+        approve = { when = \"args.amount > 100\", by = \"finanse\", quorum = 1, expires = \"4h\" }\n\
+        undo = { tool = \"billing.cancel_refund\", args = { id = \"result.refund_id\" }, within = \"30m\" }\n\
+        delay = \"60s\"\n\
+        \n\
+        [actions.\"billing.issue_refund\".verify]\n\
+        probe = { tool = \"billing.get_refund\", args = { id = \"result.refund_id\" } }\n\
+        expect = \"probe.status == 'issued' && probe.amount == args.amount\"\n\
+        within = \"5s\"\n\
+        \n\
+        [approvers]\n\
+        finance = [\"ana\"]\n";
+    let src = GOOD.replace("redact = [\"args.card_number\"]\n", blocks);
+    let e = errors(&compile_str(&src).1);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&format!(
+            "{} error: approval names unknown approver group `finanse`",
+            located(&src, "\"finanse\"", 0, 0)
+        )) && e[0].contains("did you mean `finance`?"),
+        "{}",
+        e[0]
+    );
+    let src = src.replace("finanse", "finance");
+    let (reg, diags) = compile_str(&src);
+    assert!(reg.is_some(), "{diags:?}");
+}
