@@ -342,7 +342,7 @@ pub struct CallResponse {
 pub struct ApiError {
     /// The call's id in the audit, when one was recorded.
     pub call: Option<String>,
-    /// A stable code: `unauthenticated`, `unlisted`, `invalid_arguments`, `condition`, `over_budget`, `frozen`, `not_enforced`, `unavailable`, `rejected`, `failed`, `bad_request`.
+    /// A stable code: `unauthenticated`, `unlisted`, `invalid_arguments`, `condition`, `over_budget`, `frozen`, `not_enforced`, `unavailable`, `rejected`, `failed`, `bad_request` (400, 413, 415).
     pub code: String,
     /// What happened and what to do, for the agent.
     pub message: String,
@@ -383,6 +383,59 @@ fn error(status: StatusCode, call: Option<String>, code: &str, message: String) 
         .into_response()
 }
 
+/// Whether a request has one `Content-Type` and it is JSON.
+///
+/// `application/json` in any case, with any parameters (`; charset=utf-8`) but a charset
+/// other than UTF-8, the only encoding of JSON (RFC 8259).
+fn is_json(headers: &HeaderMap) -> bool {
+    let mut all = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (all.next(), all.next()) else {
+        return false;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        && parts.all(|param| match param.split_once('=') {
+            Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+                value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            _ => true,
+        })
+}
+
+/// The answer to a body that is not declared JSON: `415`, naming what to send.
+fn unsupported_media_type() -> Response {
+    let mut resp = error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        None,
+        "bad_request",
+        "the body must be JSON, sent with one `Content-Type: application/json` header \
+         (parameters such as `; charset=utf-8` are allowed)"
+            .to_owned(),
+    );
+    resp.headers_mut().insert(
+        header::HeaderName::from_static("accept-post"),
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// `resp` with `Connection: close`, for an answer given with the body (or its rest) unread.
+///
+/// hyper closes such a connection after the answer unless the unread rest has already
+/// arrived (it cannot tell where the next request starts); said in the answer, a client
+/// does not send its next request on a connection about to close.
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
 fn refusal_status(r: &Refusal) -> StatusCode {
     match r {
         Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -402,7 +455,7 @@ fn refusal_status(r: &Refusal) -> StatusCode {
 #[utoipa::path(
     post,
     path = "/v1/calls",
-    request_body = CallRequest,
+    request_body(content = CallRequest, content_type = "application/json", description = "sent with `Content-Type: application/json` (parameters such as `; charset=utf-8` allowed)"),
     security(("agent_token" = [])),
     responses(
         (status = 200, description = "the upstream ran the call (a tool error is still 200, with `isError`)", body = CallResponse),
@@ -410,6 +463,8 @@ fn refusal_status(r: &Refusal) -> StatusCode {
         (status = 401, description = "no valid agent token", body = ApiError),
         (status = 403, description = "outside the agent's remit, a condition is false, or frozen", body = ApiError),
         (status = 413, description = "body too large", body = ApiError),
+        (status = 415, description = "the body is not declared JSON (no `Content-Type: application/json`, or a charset other than UTF-8); nothing ran", body = ApiError,
+            headers(("Accept-Post" = String, description = "`application/json`"))),
         (status = 422, description = "arguments fail validation", body = ApiError),
         (status = 429, description = "a budget is exhausted, or this address sent too many requests without a valid agent token (`Retry-After` says when to retry)", body = ApiError),
         (status = 502, description = "cleared, but the upstream or the audit failed; may or may not have run", body = ApiError),
@@ -443,14 +498,18 @@ async fn post_call(
             refusal.to_string(),
         );
     }
+    // declared before it is read: no body is read that is not said to be JSON
+    if !is_json(&headers) {
+        return closing(unsupported_media_type());
+    }
     let Ok(bytes) = to_bytes(body, state.max_body).await else {
         {
-            return error(
+            return closing(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 None,
                 "bad_request",
                 format!("request body is larger than {} bytes", state.max_body),
-            );
+            ));
         }
     };
     if let Err(e) = check_strict_json(&bytes) {

@@ -304,3 +304,61 @@ fn another_agents_token_cannot_use_read_or_end_a_session() {
         404
     );
 }
+
+#[test]
+fn a_call_body_not_declared_json_is_refused_with_415_before_it_is_read() {
+    // a body sent as text/plain or form-encoded was read as JSON and ran
+    let r = Remit::start(STANDARD);
+    let body = br#"{"tool":"billing.get_customer","arguments":{"id":"cus_001"}}"#;
+    let send = |types: &[&str]| {
+        let mut req = r
+            .client
+            .post(r.url("/v1/calls"))
+            .bearer_auth(TOKEN)
+            .body(body.to_vec());
+        for t in types {
+            req = req.header("content-type", *t);
+        }
+        req.send().unwrap()
+    };
+    for types in [
+        &["text/plain"][..],
+        &["text/plain; charset=utf-8"],
+        &["application/x-www-form-urlencoded"],
+        &["multipart/form-data; boundary=x"],
+        &["application/octet-stream"],
+        &["application/jsonx"],
+        &["application/json-seq"],
+        &["application/json; charset=iso-8859-1"],
+        &[],
+        &["application/json", "text/plain"],
+    ] {
+        let answer = send(types);
+        assert_eq!(answer.status().as_u16(), 415, "{types:?}");
+        assert_eq!(answer.headers()["accept-post"], "application/json");
+        assert_eq!(answer.headers()["content-type"], "application/json");
+        let refused: serde_json::Value = answer.json().unwrap();
+        assert_eq!(refused["code"], "bad_request", "{types:?}: {refused}");
+        assert_eq!(refused["call"], serde_json::Value::Null, "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("`Content-Type: application/json`"),
+            "{types:?}: {refused}"
+        );
+    }
+    assert!(r.ledger().is_empty(), "{:?}", r.ledger());
+    assert!(r.stages_of("billing.get_customer").is_empty());
+    // JSON in any case, with parameters, is read
+    for t in [
+        "application/json",
+        "Application/JSON",
+        "application/json; charset=utf-8",
+        "application/json;charset=\"UTF-8\"",
+    ] {
+        let answer = send(&[t]);
+        assert_eq!(answer.status().as_u16(), 200, "{t}");
+    }
+    assert_eq!(r.ledger().len(), 4, "{:?}", r.ledger());
+}
