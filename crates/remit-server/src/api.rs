@@ -315,9 +315,9 @@ async fn forward(app: &AppInner, req: Request) -> Response {
 pub struct CallRequest {
     /// The tool, as it appears in the agent's tool list (`billing.issue_refund`).
     pub tool: String,
-    /// The arguments, a JSON object.
+    /// The arguments, a JSON object; absent or `null` is no arguments (as MCP's optional `arguments`).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub arguments: Value,
     /// Why the agent makes the call; recorded in the audit.
     #[serde(default)]

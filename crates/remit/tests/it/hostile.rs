@@ -362,3 +362,58 @@ fn a_call_body_not_declared_json_is_refused_with_415_before_it_is_read() {
     }
     assert_eq!(r.ledger().len(), 4, "{:?}", r.ledger());
 }
+
+#[test]
+fn null_arguments_are_no_arguments_over_http_as_over_mcp_and_documented_so() {
+    // the endpoint read `"arguments": null` as no arguments, as MCP does, and its OpenAPI
+    // document said `arguments` is an object, never null
+    let r = Remit::start(STANDARD);
+    let mut messages = Vec::new();
+    for body in [
+        r#"{"tool":"billing.get_customer","arguments":null}"#,
+        r#"{"tool":"billing.get_customer"}"#,
+        r#"{"tool":"billing.get_customer","arguments":{}}"#,
+    ] {
+        let (status, text) = r.post_raw("/v1/calls", body.as_bytes().to_vec(), &[]);
+        assert_eq!(status, 422, "{body}: {text}");
+        let refused: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(refused["code"], "invalid_arguments", "{body}: {refused}");
+        messages.push(refused["message"].as_str().unwrap().to_owned());
+    }
+    assert!(messages.iter().all(|m| *m == messages[0]), "{messages:?}");
+    let (status, v) = r.mcp(
+        TOKEN,
+        "tools/call",
+        json!({ "name": "billing.get_customer", "arguments": null }),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["result"]["_meta"]["remit"]["code"], "invalid_arguments",
+        "{v}"
+    );
+    assert!(r.ledger().is_empty(), "{:?}", r.ledger());
+    let doc: serde_json::Value = r
+        .client
+        .get(r.url("/v1/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let request = &doc["components"]["schemas"]["CallRequest"];
+    let arguments = &request["properties"]["arguments"];
+    let types: Vec<&str> = match &arguments["type"] {
+        serde_json::Value::Array(all) => all.iter().filter_map(|t| t.as_str()).collect(),
+        one => one.as_str().into_iter().collect(),
+    };
+    assert!(
+        types.contains(&"object") && (types.contains(&"null") || arguments["nullable"] == true),
+        "{arguments}"
+    );
+    assert!(
+        !request["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("arguments")),
+        "{request}"
+    );
+}
