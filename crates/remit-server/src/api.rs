@@ -93,7 +93,7 @@ pub fn app(runtime: &crate::Runtime) -> App {
     let mcp = remit_mcp::http_service(Arc::clone(&gateway), hosts, max_body, sessions);
     let router = Router::new()
         .nest_service("/mcp", mcp)
-        .route("/v1/calls", post(post_call))
+        .route("/v1/calls", post(post_call).fallback(method_not_allowed))
         .route("/v1/openapi.json", get(openapi))
         .route("/health", get(health))
         .with_state(state.clone());
@@ -342,7 +342,7 @@ pub struct CallResponse {
 pub struct ApiError {
     /// The call's id in the audit, when one was recorded.
     pub call: Option<String>,
-    /// A stable code: `unauthenticated`, `unlisted`, `invalid_arguments`, `condition`, `over_budget`, `frozen`, `not_enforced`, `unavailable`, `rejected`, `failed`, `bad_request` (400, 413, 415).
+    /// A stable code: `unauthenticated`, `unlisted`, `invalid_arguments`, `condition`, `over_budget`, `frozen`, `not_enforced`, `unavailable`, `rejected`, `failed`, `bad_request` (400, 405, 413, 415).
     pub code: String,
     /// What happened and what to do, for the agent.
     pub message: String,
@@ -370,8 +370,9 @@ fn call_request(bytes: &[u8]) -> Result<CallRequest, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("invalid request: {e}"))
 }
 
+/// An [`ApiError`] body with `status`; a `401` says how to authenticate (`WWW-Authenticate`).
 fn error(status: StatusCode, call: Option<String>, code: &str, message: String) -> Response {
-    (
+    let mut resp = (
         status,
         Json(ApiError {
             call,
@@ -380,7 +381,14 @@ fn error(status: StatusCode, call: Option<String>, code: &str, message: String) 
             data: None,
         }),
     )
-        .into_response()
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"remit\""),
+        );
+    }
+    resp
 }
 
 /// Whether a request has one `Content-Type` and it is JSON.
@@ -436,6 +444,19 @@ fn closing(mut resp: Response) -> Response {
     resp
 }
 
+/// The answer to any method but `POST` on `/v1/calls`: `405`, with `Allow: POST`.
+async fn method_not_allowed(method: http::Method) -> Response {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "bad_request",
+        format!("{method} is not allowed on /v1/calls; send a POST"),
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    resp
+}
+
 fn refusal_status(r: &Refusal) -> StatusCode {
     match r {
         Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -459,14 +480,18 @@ fn refusal_status(r: &Refusal) -> StatusCode {
     security(("agent_token" = [])),
     responses(
         (status = 200, description = "the upstream ran the call (a tool error is still 200, with `isError`)", body = CallResponse),
-        (status = 400, description = "malformed body (not JSON, duplicate keys, unknown fields)", body = ApiError),
-        (status = 401, description = "no valid agent token", body = ApiError),
+        (status = 400, description = "malformed body (not JSON, duplicate keys, not an object, unknown fields, no `tool`); nothing ran", body = ApiError),
+        (status = 401, description = "no valid agent token; nothing ran", body = ApiError,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"remit\"`: send `Authorization: Bearer <token>`"))),
         (status = 403, description = "outside the agent's remit, a condition is false, or frozen", body = ApiError),
-        (status = 413, description = "body too large", body = ApiError),
+        (status = 405, description = "a method other than `POST`; nothing ran", body = ApiError,
+            headers(("Allow" = String, description = "`POST`"))),
+        (status = 413, description = "body larger than the register's `max_request_bytes`; nothing ran", body = ApiError),
         (status = 415, description = "the body is not declared JSON (no `Content-Type: application/json`, or a charset other than UTF-8); nothing ran", body = ApiError,
             headers(("Accept-Post" = String, description = "`application/json`"))),
         (status = 422, description = "arguments fail validation", body = ApiError),
-        (status = 429, description = "a budget is exhausted, or this address sent too many requests without a valid agent token (`Retry-After` says when to retry)", body = ApiError),
+        (status = 429, description = "a budget is exhausted, or this address sent too many requests without a valid agent token", body = ApiError,
+            headers(("Retry-After" = u64, description = "seconds to wait; sent to an address over its limit of requests without a valid agent token"))),
         (status = 502, description = "cleared, but the upstream or the audit failed; may or may not have run", body = ApiError),
         (status = 503, description = "remit could not decide the call safely, or record it before it ran (store or upstream unavailable); nothing ran", body = ApiError),
     )

@@ -658,6 +658,162 @@ fn the_http_api_is_described_by_an_openapi_document() {
     assert!(doc["components"]["securitySchemes"]["agent_token"].is_object());
 }
 
+/// Every answer `POST /v1/calls` gives is listed under the operation in the OpenAPI
+/// document, with the headers it sends and its body's schema, and nothing else is listed.
+#[test]
+fn every_answer_of_the_http_api_is_listed_in_its_openapi_document() {
+    // 405 (an empty body), 415 (none: the body was read), and 401's `WWW-Authenticate`
+    // (not sent) were missing
+    let addr = echo_upstream();
+    let r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.echo]\nurl = \"http://{addr}/mcp\"\n\n[actions.\"echo.reject\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n\
+                 [upstreams.silent]\ncommand = [\"sleep\", \"600\"]\n\n[actions.\"silent.anything\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]"
+            ),
+        )
+    });
+    r.wait_for_upstream("echo");
+    let url = r.url("/v1/calls");
+    let call = |tool: &str, args: Value| {
+        r.client
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .json(&json!({ "tool": tool, "arguments": args }))
+    };
+    let refund = || {
+        call(
+            "billing.issue_refund",
+            json!({ "charge_id": "ch_001", "amount": 1, "reason": "x" }),
+        )
+    };
+    let nobody = || {
+        r.client
+            .post(&url)
+            .bearer_auth("nobody's")
+            .json(&json!({ "tool": "billing.get_customer", "arguments": { "id": "cus_001" } }))
+    };
+    let cases = [
+        (
+            "a read",
+            call("billing.get_customer", json!({ "id": "cus_001" })),
+        ),
+        (
+            "a malformed body",
+            r.client
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body("{"),
+        ),
+        ("a wrong token", nobody()),
+        (
+            "an unlisted tool",
+            call("billing.delete_customer", json!({ "id": "cus_002" })),
+        ),
+        ("a GET", r.client.get(&url).bearer_auth(TOKEN)),
+        (
+            "a PUT",
+            r.client.put(&url).bearer_auth(TOKEN).json(&json!({})),
+        ),
+        (
+            "a body over the limit",
+            call("billing.get_customer", json!({ "id": "x".repeat(2 << 20) })),
+        ),
+        (
+            "a form-encoded body",
+            r.client
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("tool=billing.get_customer&id=cus_001"),
+        ),
+        (
+            "arguments that are not an object",
+            call("billing.get_customer", json!([1])),
+        ),
+        (
+            "an upstream's JSON-RPC error",
+            call("echo.reject", json!({})),
+        ),
+        (
+            "an upstream that never answers",
+            call("silent.anything", json!({})),
+        ),
+        ("a refund", refund()),
+        ("a second refund", refund()),
+        ("a third refund", refund()),
+        ("a refund over the hour's budget", refund()),
+    ];
+    let mut answers: Vec<(&str, reqwest::blocking::Response)> = cases
+        .into_iter()
+        .map(|(what, request)| {
+            let answer = request.send().unwrap_or_else(|e| panic!("{what}: {e:?}"));
+            (what, answer)
+        })
+        .collect();
+    // an address that keeps sending no valid token is slowed down (after 20 in a burst)
+    let slowed = (0..40)
+        .map(|_| nobody().send().unwrap())
+        .find(|a| a.status().as_u16() == 429)
+        .expect("no 429 after 40 requests without a valid token");
+    answers.push(("too many requests without a valid token", slowed));
+    let doc: Value = r
+        .client
+        .get(r.url("/v1/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let responses = &doc["paths"]["/v1/calls"]["post"]["responses"];
+    let mut seen = std::collections::BTreeSet::new();
+    for (what, answer) in answers {
+        let status = answer.status().as_u16().to_string();
+        let listed = &responses[status.as_str()];
+        assert!(
+            listed.is_object(),
+            "{what}: {status} is not listed in {responses}"
+        );
+        let headers = answer.headers().clone();
+        for name in ["www-authenticate", "allow", "retry-after", "accept-post"] {
+            if headers.contains_key(name) {
+                assert!(
+                    listed["headers"]
+                        .as_object()
+                        .is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case(name))),
+                    "{what}: {status} sends `{name}`, not listed in {listed}"
+                );
+            }
+        }
+        match status.as_str() {
+            "401" => assert_eq!(headers["www-authenticate"], "Bearer realm=\"remit\""),
+            "405" => assert_eq!(headers["allow"], "POST"),
+            _ => {}
+        }
+        assert_eq!(headers["content-type"], "application/json", "{what}");
+        let schema = listed["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: {status} has no JSON schema: {listed}"));
+        let name = schema.rsplit('/').next().unwrap();
+        let body: Value = answer.json().unwrap();
+        for field in doc["components"]["schemas"][name]["required"]
+            .as_array()
+            .unwrap()
+        {
+            let field = field.as_str().unwrap();
+            assert!(
+                body.get(field).is_some(),
+                "{what}: {status}'s body has no `{field}` of {name}: {body}"
+            );
+        }
+        seen.insert(status);
+    }
+    let listed: std::collections::BTreeSet<String> =
+        responses.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(seen, listed, "answers given and answers listed differ");
+}
+
 /// remit with the standard register plus an HTTP upstream `name` (more keys in `keys`) at
 /// the echo fixture, and one read action on its `tool` for support-bot.
 fn remit_with_echo(name: &str, keys: &str, tool: &str) -> Remit {
