@@ -1,5 +1,6 @@
 //! CEL conditions on an action's arguments, compiled once and evaluated per call.
 
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use cel::{Context, Env, Program, Value as CelValue};
 use native::{Native, Val};
 use serde_json::{Map, Value};
@@ -122,6 +123,23 @@ impl Condition {
         &self.source
     }
 
+    /// The variables the expression reads (`args`, `result`, ...), sorted, not counting those
+    /// a macro binds itself (`x` in `args.items.all(x, x > 0)`).
+    pub fn variables(&self) -> Vec<String> {
+        let mut bound = std::collections::HashSet::new();
+        bound_variables(self.program.expression(), &mut bound);
+        let mut read: Vec<String> = self
+            .program
+            .references()
+            .variables()
+            .into_iter()
+            .filter(|v| !bound.contains(*v))
+            .map(str::to_owned)
+            .collect();
+        read.sort();
+        read
+    }
+
     /// The names of `args.FIELD` the expression reads, for checking against a tool's schema.
     pub fn arg_fields(&self) -> Vec<String> {
         arg_fields(&self.source)
@@ -197,6 +215,51 @@ impl Condition {
                 want: "a finite number",
             }),
         }
+    }
+}
+
+/// The names the comprehensions of an expression bind (the macros' loop variables).
+fn bound_variables<'e>(e: &'e IdedExpr, bound: &mut std::collections::HashSet<&'e str>) {
+    match &e.expr {
+        Expr::Comprehension(c) => {
+            bound.insert(c.iter_var.as_str());
+            if let Some(v) = &c.iter_var2 {
+                bound.insert(v.as_str());
+            }
+            bound.insert(c.accu_var.as_str());
+            for part in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                bound_variables(part, bound);
+            }
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                bound_variables(target, bound);
+            }
+            for arg in &call.args {
+                bound_variables(arg, bound);
+            }
+        }
+        Expr::List(list) => {
+            for element in &list.elements {
+                bound_variables(element, bound);
+            }
+        }
+        Expr::Map(map) => {
+            for entry in &map.entries {
+                if let EntryExpr::MapEntry(m) = &entry.expr {
+                    bound_variables(&m.key, bound);
+                    bound_variables(&m.value, bound);
+                }
+            }
+        }
+        Expr::Select(select) => bound_variables(&select.operand, bound),
+        _ => {}
     }
 }
 

@@ -753,6 +753,7 @@ fn check_blocks(
             Some("write the delay as a duration: `delay = \"60s\"`".to_owned()),
         );
     }
+    check_block_values(cx, name, a, table);
     if let Some(approve) = &a.approve
         && let Some(by) = approve.get_ref().get("by").and_then(toml::Value::as_str)
         && !approvers.contains_key(by)
@@ -770,6 +771,172 @@ fn check_blocks(
             format!("approval names unknown approver group `{by}`"),
             hint.or_else(|| Some(format!("add `[approvers]` with `{by} = [\"name\"]`"))),
         );
+    }
+}
+
+/// What each block must look like, for the hint when it is written as a plain value.
+const BLOCK_SHAPES: [(&str, &str); 3] = [
+    (
+        "approve",
+        "approve = { by = \"finance\", when = \"args.amount > 100\", quorum = 1, expires = \"4h\" }",
+    ),
+    (
+        "verify",
+        "verify = { probe = { tool = \"billing.get_refund\" }, expect = \"probe.status == 'issued'\", within = \"5s\" }",
+    ),
+    (
+        "undo",
+        "undo = { tool = \"billing.cancel_refund\", within = \"30m\" }` or `undo = { impossible = \"why\" }",
+    ),
+];
+
+/// The variables a CEL entry of a block may read, and how the hint says so.
+const APPROVE_WHEN_SCOPE: (&[&str], &str) = (&["args"], "`args` (the call's arguments)");
+const VERIFY_EXPECT_SCOPE: (&[&str], &str) = (
+    &["args", "result", "probe"],
+    "`args` (the call's arguments), `result` (the upstream's answer) and `probe` (the answer of `verify.probe`)",
+);
+
+/// The values in the blocks remit does not yet enforce, checked now so that a mistake is
+/// caught before they are: durations as a budget's `per`, `approve.quorum` a positive
+/// integer, `approve.when` and `verify.expect` CEL over the variables they will see,
+/// `undo.impossible` a reason, each block a table. Each error is at the value.
+fn check_block_values(
+    cx: &mut Ctx<'_>,
+    name: &Spanned<String>,
+    a: &RawAction,
+    table: Option<&DeTable<'_>>,
+) {
+    let blocks = [
+        ("approve", &a.approve),
+        ("verify", &a.verify),
+        ("undo", &a.undo),
+    ];
+    for ((block, value), (_, shape)) in blocks.into_iter().zip(BLOCK_SHAPES) {
+        let Some(value) = value else { continue };
+        let Some(keys) = value.get_ref().as_table() else {
+            cx.error(
+                value.span(),
+                format!(
+                    "`{block}` on `{}` is `{}`, not a table of keys",
+                    name.get_ref(),
+                    value.get_ref()
+                ),
+                Some(format!("write it as a table: `{shape}`")),
+            );
+            continue;
+        };
+        // where the value of a key is written: the parse tree has it, the block is the fallback
+        let block_tree = match table.and_then(|t| entry(t, block)).map(Spanned::get_ref) {
+            Some(DeValue::Table(t)) => Some(t),
+            _ => None,
+        };
+        let span_of = |key: &str| {
+            block_tree
+                .and_then(|t| entry(t, key))
+                .map(Spanned::span)
+                .unwrap_or_else(|| value.span())
+        };
+        let (duration, cel) = match block {
+            "approve" => ("expires", Some(("when", APPROVE_WHEN_SCOPE))),
+            "verify" => ("within", Some(("expect", VERIFY_EXPECT_SCOPE))),
+            _ => ("within", None),
+        };
+        if let Some(v) = keys.get(duration) {
+            check_duration(cx, &format!("{block}.{duration}"), v, span_of(duration));
+        }
+        if let Some((key, (scope, said))) = cel
+            && let Some(v) = keys.get(key)
+        {
+            check_cel(cx, &format!("{block}.{key}"), v, span_of(key), scope, said);
+        }
+        if block == "approve"
+            && let Some(q) = keys.get("quorum")
+            && !q.as_integer().is_some_and(|n| n >= 1)
+        {
+            cx.error(
+                span_of("quorum"),
+                format!("`approve.quorum` must be a positive integer, not `{q}`"),
+                Some("write how many approvers must approve, e.g. `quorum = 2`".to_owned()),
+            );
+        }
+        if block == "undo"
+            && let Some(why) = keys.get("impossible")
+            && !why.as_str().is_some_and(|s| !s.trim().is_empty())
+        {
+            cx.error(
+                span_of("impossible"),
+                format!("`undo.impossible` must say why the call cannot be undone, not `{why}`"),
+                Some(
+                    "write the reason as text, e.g. `impossible = \"the wire transfer has left the bank\"`"
+                        .to_owned(),
+                ),
+            );
+        }
+    }
+    if let Some(delay) = &a.delay
+        && !delay.get_ref().is_table()
+    {
+        check_duration(cx, "delay", delay.get_ref(), delay.span());
+    }
+}
+
+/// A duration in a block: the syntax of a budget's `per`.
+fn check_duration(cx: &mut Ctx<'_>, what: &str, v: &toml::Value, span: Range<usize>) {
+    if v.as_str().and_then(parse_duration).is_none() {
+        cx.error(
+            span,
+            format!("`{what}` is `{v}`, not a duration"),
+            Some(format!(
+                "write a number and a unit (`ms`, `s`, `m`, `h`, `d`) as text: `{} = \"30m\"`",
+                what.rsplit('.').next().unwrap_or(what)
+            )),
+        );
+    }
+}
+
+/// A CEL expression in a block: it must compile and read only the variables in `scope`.
+fn check_cel(
+    cx: &mut Ctx<'_>,
+    what: &str,
+    v: &toml::Value,
+    span: Range<usize>,
+    scope: &[&str],
+    said: &str,
+) {
+    let Some(expr) = v.as_str() else {
+        cx.error(
+            span,
+            format!("`{what}` is `{v}`, not a CEL expression"),
+            Some(format!("write CEL as text, over {said}")),
+        );
+        return;
+    };
+    let at = text_start(cx.source, &span)..span.end;
+    match Condition::compile(expr) {
+        Err(e) => cx.error(
+            at,
+            format!("`{what}` `{expr}` does not compile: {e}"),
+            Some(format!("`{what}` is CEL over {said}")),
+        ),
+        Ok(c) => {
+            let unknown: Vec<String> = c
+                .variables()
+                .into_iter()
+                .filter(|v| !scope.contains(&v.as_str()))
+                .map(|v| format!("`{v}`"))
+                .collect();
+            if !unknown.is_empty() {
+                cx.error(
+                    at,
+                    format!(
+                        "`{what}` `{expr}` reads {}, which it will not see",
+                        unknown.join(", ")
+                    ),
+                    Some(format!("`{what}` sees only {said}")),
+                );
+            }
+        }
     }
 }
 

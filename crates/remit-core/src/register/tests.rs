@@ -674,3 +674,127 @@ fn unknown_keys_in_blocks_not_yet_enforced_are_errors_with_a_did_you_mean() {
     let (reg, diags) = compile_str(&src);
     assert!(reg.is_some(), "{diags:?}");
 }
+
+#[test]
+fn values_in_blocks_not_yet_enforced_are_checked_at_the_value() {
+    // (the blocks written, where the error is, what it says, what its hint says)
+    let cases: [(&str, &str, &str, &str); 14] = [
+        (
+            "approve = { by = \"finance\", expires = \"4 hours\" }",
+            "\"4 hours\"",
+            "`approve.expires` is `\"4 hours\"`, not a duration",
+            "`expires = \"30m\"`",
+        ),
+        (
+            "approve = { by = \"finance\", expires = 4 }",
+            "4 }",
+            "`approve.expires` is `4`, not a duration",
+            "a number and a unit",
+        ),
+        (
+            "verify = { expect = \"true\", within = \"5\" }",
+            "\"5\"",
+            "`verify.within` is `\"5\"`, not a duration",
+            "`within = \"30m\"`",
+        ),
+        (
+            "undo = { tool = \"billing.cancel_refund\", within = \"0s\" }",
+            "\"0s\"",
+            "`undo.within` is `\"0s\"`, not a duration",
+            "`within = \"30m\"`",
+        ),
+        (
+            "delay = \"soon\"",
+            "\"soon\"",
+            "`delay` is `\"soon\"`, not a duration",
+            "`delay = \"30m\"`",
+        ),
+        (
+            "approve = { by = \"finance\", quorum = 0 }",
+            "0 }",
+            "`approve.quorum` must be a positive integer, not `0`",
+            "`quorum = 2`",
+        ),
+        (
+            "approve = { by = \"finance\", quorum = \"two\" }",
+            "\"two\"",
+            "`approve.quorum` must be a positive integer, not `\"two\"`",
+            "`quorum = 2`",
+        ),
+        (
+            "approve = { by = \"finance\", when = \"args.amount >\" }",
+            "args.amount >\"",
+            "`approve.when` `args.amount >` does not compile",
+            "CEL over `args` (the call's arguments)",
+        ),
+        (
+            "approve = { by = \"finance\", when = \"result.amount > 100\" }",
+            "result.amount > 100",
+            "`approve.when` `result.amount > 100` reads `result`, which it will not see",
+            "sees only `args` (the call's arguments)",
+        ),
+        (
+            "verify = { expect = \"probe.status == \" }",
+            "probe.status == \"",
+            "`verify.expect` `probe.status == ` does not compile",
+            "`probe` (the answer of `verify.probe`)",
+        ),
+        (
+            "verify = { expect = \"probe.amount == args.amount && reply.ok\" }",
+            "probe.amount == args",
+            "reads `reply`, which it will not see",
+            "`args` (the call's arguments), `result` (the upstream's answer) and `probe`",
+        ),
+        (
+            "undo = { impossible = \" \" }",
+            "\" \"",
+            "`undo.impossible` must say why the call cannot be undone",
+            "impossible = \"the wire transfer",
+        ),
+        (
+            "approve = \"finance\"",
+            "\"finance\"",
+            "`approve` on `billing.issue_refund` is `\"finance\"`, not a table of keys",
+            "write it as a table: `approve = { by = \"finance\"",
+        ),
+        (
+            "undo = [\"billing.cancel_refund\"]",
+            "[\"billing.cancel",
+            "`undo` on `billing.issue_refund` is `[\"billing.cancel_refund\"]`, not a table",
+            "`undo = { impossible = \"why\" }`",
+        ),
+    ];
+    for (blocks, at, message, help) in cases {
+        let src = GOOD.replace(
+            "redact = [\"args.card_number\"]\n",
+            &format!("{blocks}\n\n[approvers]\nfinance = [\"ana\"]\n"),
+        );
+        let (reg, diags) = compile_str(&src);
+        assert!(reg.is_none(), "{blocks}: {diags:?}");
+        let e = errors(&diags);
+        assert_eq!(e.len(), 1, "{blocks}: {e:?}");
+        let d = diags
+            .iter()
+            .find(|d| d.severity == Severity::Error)
+            .unwrap();
+        assert!(
+            e[0].starts_with(&format!("{} error: ", located(&src, at, 0, 0))),
+            "{blocks}: {e:?}"
+        );
+        assert!(d.message.contains(message), "{blocks}: {}", d.message);
+        let hint = d.help.as_deref().unwrap_or_default();
+        assert!(hint.contains(help), "{blocks}: {hint}");
+    }
+
+    // each value as the docs give it, and a macro's own variable, pass
+    let blocks = "approve = { by = \"finance\", when = \"args.amount > 100\", quorum = 1, expires = \"4h\" }\n\
+        delay = \"60s\"\n\
+        verify = { probe = { tool = \"billing.get_refund\" }, expect = \"probe.status == 'issued' && result.ok && args.amount > 0 && [1].all(x, x > 0)\", within = \"5s\" }\n\
+        undo = { impossible = \"the money has left\" }\n\
+        \n\
+        [approvers]\n\
+        finance = [\"ana\"]\n";
+    let src = GOOD.replace("redact = [\"args.card_number\"]\n", blocks);
+    let (reg, diags) = compile_str(&src);
+    assert!(reg.is_some(), "{diags:?}");
+}
