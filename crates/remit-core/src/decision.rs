@@ -50,6 +50,8 @@ pub enum Refusal {
         used: f64,
         /// When the call would fit, RFC 3339.
         resets_at: String,
+        /// How long from the refusal until then (what HTTP's `Retry-After` says).
+        retry_in: std::time::Duration,
     },
     /// The kill switch is on for the agent or the action.
     Frozen {
@@ -131,6 +133,7 @@ impl fmt::Display for Refusal {
                 budget,
                 used,
                 resets_at,
+                ..
             } => write!(
                 f,
                 "refused: budget for `{action}` is exhausted ({budget}; {used} used); retry after {resets_at}"

@@ -525,6 +525,9 @@ impl Gateway {
                 budget,
                 used,
                 resets_at: crate::time::rfc3339(resets_at_ms),
+                retry_in: std::time::Duration::from_millis(
+                    u64::try_from(resets_at_ms.saturating_sub(self.clock.now_ms())).unwrap_or(0),
+                ),
             }
             .into());
         }

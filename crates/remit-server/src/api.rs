@@ -491,7 +491,7 @@ fn refusal_status(r: &Refusal) -> StatusCode {
             headers(("Accept-Post" = String, description = "`application/json`"))),
         (status = 422, description = "arguments fail validation", body = ApiError),
         (status = 429, description = "a budget is exhausted, or this address sent too many requests without a valid agent token", body = ApiError,
-            headers(("Retry-After" = u64, description = "seconds to wait; sent to an address over its limit of requests without a valid agent token"))),
+            headers(("Retry-After" = u64, description = "seconds to wait, rounded up: until the budget has room for the call (the time the message gives), or until an address over its limit of requests without a valid agent token may try again"))),
         (status = 502, description = "cleared, but the upstream or the audit failed; may or may not have run", body = ApiError),
         (status = 503, description = "remit could not decide the call safely, or record it before it ran (store or upstream unavailable); nothing ran", body = ApiError),
     )
@@ -571,13 +571,20 @@ async fn post_call(
             result,
         })
         .into_response(),
-        Outcome::Refused { call, refusal } => error(
-            refusal_status(&refusal),
-            // an unauthenticated call is not recorded, so it has no id to look up
-            (!matches!(refusal, Refusal::Unauthenticated)).then(|| call.to_string()),
-            refusal.code(),
-            refusal.to_string(),
-        ),
+        Outcome::Refused { call, refusal } => {
+            let refused = error(
+                refusal_status(&refusal),
+                // an unauthenticated call is not recorded, so it has no id to look up
+                (!matches!(refusal, Refusal::Unauthenticated)).then(|| call.to_string()),
+                refusal.code(),
+                refusal.to_string(),
+            );
+            match refusal {
+                // when the budget has room again, as the message says
+                Refusal::OverBudget { retry_in, .. } => retry_after(retry_in, refused),
+                _ => refused,
+            }
+        }
         Outcome::Rejected {
             call,
             code,

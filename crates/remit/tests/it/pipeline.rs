@@ -167,6 +167,52 @@ fn budget_refuses_the_call_past_the_count_with_when_it_resets() {
     assert_eq!(r.ledger().len(), 3, "the fourth call reached the upstream");
 }
 
+/// A budget refusal over HTTP says when to retry in `Retry-After` too (it said so only in
+/// its message): whole seconds until the budget has room, rounded up.
+#[test]
+fn a_budget_refusal_over_http_says_when_to_retry_in_retry_after() {
+    let r = Remit::start(STANDARD);
+    let refund = json!({ "charge_id": "ch_003", "amount": 10, "reason": "x" });
+    for _ in 0..3 {
+        let (status, body) = r.call("billing.issue_refund", refund.clone());
+        assert_eq!(status, 200, "{body}");
+    }
+    let refused = r
+        .client
+        .post(r.url("/v1/calls"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "tool": "billing.issue_refund", "arguments": refund }))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let wait: u64 = refused
+        .headers()
+        .get("retry-after")
+        .expect("no Retry-After on a budget refusal")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // the window is an hour from the first of the three calls, made just now
+    assert!((3_540..=3_600).contains(&wait), "Retry-After: {wait}");
+    let body: Value = refused.json().unwrap();
+    assert_eq!(body["code"], "over_budget", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("retry after 20"),
+        "{body}"
+    );
+    // a refusal of another kind says nothing of retrying
+    let unlisted = r
+        .client
+        .post(r.url("/v1/calls"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "tool": "billing.delete_customer", "arguments": { "id": "cus_002" } }))
+        .send()
+        .unwrap();
+    assert_eq!(unlisted.status().as_u16(), 403);
+    assert!(unlisted.headers().get("retry-after").is_none());
+}
+
 #[test]
 fn arguments_of_the_wrong_type_are_refused_before_the_upstream() {
     let r = Remit::start(STANDARD);
