@@ -852,7 +852,7 @@ fn check_block_values(
         }
         if block == "approve"
             && let Some(q) = keys.get("quorum")
-            && !q.as_integer().is_some_and(|n| n >= 1)
+            && q.as_integer().is_none_or(|n| n < 1)
         {
             cx.error(
                 span_of("quorum"),
@@ -862,7 +862,7 @@ fn check_block_values(
         }
         if block == "undo"
             && let Some(why) = keys.get("impossible")
-            && !why.as_str().is_some_and(|s| !s.trim().is_empty())
+            && why.as_str().is_none_or(|s| s.trim().is_empty())
         {
             cx.error(
                 span_of("impossible"),
