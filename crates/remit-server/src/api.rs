@@ -244,15 +244,15 @@ async fn guard_mcp(app: &AppInner, req: Request) -> Response {
                 .is_ok_and(|id| !state.sessions.belongs_to(id, &agent))
         })
     {
-        return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+        return closing((StatusCode::NOT_FOUND, "Not Found: Session not found").into_response());
     }
     remit_mcp::AgentSessions::serving(agent, guarded_mcp(app, req)).await
 }
 
-/// The answer to a request on `/mcp` without a valid agent credential.
+/// The answer to a request on `/mcp` without a valid agent credential, its body unread.
 fn unauthenticated(state: &AppState, req: &Request) -> Response {
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
-    match state.auth_failures.failed(peer, Instant::now()) {
+    closing(match state.auth_failures.failed(peer, Instant::now()) {
         None => jsonrpc_error(
             StatusCode::UNAUTHORIZED,
             -32001,
@@ -266,7 +266,7 @@ fn unauthenticated(state: &AppState, req: &Request) -> Response {
                 &too_many_failures(wait),
             ),
         ),
-    }
+    })
 }
 
 /// `/mcp` for an authenticated agent: size limit, strict JSON, the short way, then rmcp.
@@ -278,11 +278,11 @@ async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, state.max_body).await else {
         {
-            return jsonrpc_error(
+            return closing(jsonrpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 -32600,
                 &format!("request body is larger than {} bytes", state.max_body),
-            );
+            ));
         }
     };
     // the short way reads the body as strictly as check_strict_json does, in one pass
@@ -444,7 +444,7 @@ fn closing(mut resp: Response) -> Response {
     resp
 }
 
-/// The answer to any method but `POST` on `/v1/calls`: `405`, with `Allow: POST`.
+/// The answer to any method but `POST` on `/v1/calls`: `405`, with `Allow: POST` (any body unread).
 async fn method_not_allowed(method: http::Method) -> Response {
     let mut resp = error(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -454,7 +454,7 @@ async fn method_not_allowed(method: http::Method) -> Response {
     );
     resp.headers_mut()
         .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-    resp
+    closing(resp)
 }
 
 fn refusal_status(r: &Refusal) -> StatusCode {
@@ -503,7 +503,7 @@ async fn post_call(
     body: Body,
 ) -> Response {
     let credential = bearer(&headers);
-    // as on `/mcp`: no body is read for a caller who is nobody's agent
+    // as on `/mcp`: no body is read for a caller who is nobody's agent (so the answer closes)
     if state.gateway.authenticate(&credential).is_err() {
         let peer = peer.map(|axum::Extension(p)| p.0);
         if let Some(wait) = state.auth_failures.failed(peer, Instant::now()) {
@@ -513,15 +513,15 @@ async fn post_call(
                 "unauthenticated",
                 too_many_failures(wait),
             );
-            return retry_after(wait, refused);
+            return closing(retry_after(wait, refused));
         }
         let refusal = Refusal::Unauthenticated;
-        return error(
+        return closing(error(
             refusal_status(&refusal),
             None,
             "unauthenticated",
             refusal.to_string(),
-        );
+        ));
     }
     // declared before it is read: no body is read that is not said to be JSON
     if !is_json(&headers) {

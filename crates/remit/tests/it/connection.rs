@@ -171,7 +171,20 @@ fn a_bad_credential_after_good_calls_on_one_connection_is_refused_and_counted() 
         "{:?}",
         refused.headers
     );
+    // its body unread, the answer closes the connection, and says so
+    assert!(
+        refused
+            .headers
+            .iter()
+            .any(|(k, v)| k == "connection" && v == "close"),
+        "{:?}",
+        refused.headers
+    );
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
     // another agent, not granted this action, is refused by the pipeline
+    let (mut stream, mut reader) = connect(&r);
     stream.write_all(&plain_call(&r, 3, OTHER_TOKEN)).unwrap();
     let outside = Response::read(&mut reader);
     assert_eq!(outside.status, 200, "{}", outside.body);
@@ -218,9 +231,9 @@ fn a_request_with_two_authorization_headers_is_unauthenticated_on_every_way_in()
         )
         .into_bytes()
     };
-    let (mut stream, mut reader) = connect(&r);
     // the same valid token twice, and a valid one with another agent's
     for (round, second) in [(1, TOKEN), (2, OTHER_TOKEN)] {
+        let (mut stream, mut reader) = connect(&r);
         stream
             .write_all(&twice(plain_call(&r, round, TOKEN), second))
             .unwrap();
@@ -231,8 +244,18 @@ fn a_request_with_two_authorization_headers_is_unauthenticated_on_every_way_in()
             message.contains("send one `Authorization: Bearer <token>` header"),
             "{message}"
         );
+        // its body unread, the answer closes the connection
+        assert!(
+            refused
+                .headers
+                .iter()
+                .any(|(k, v)| k == "connection" && v == "close"),
+            "{:?}",
+            refused.headers
+        );
     }
-    // the connection goes on: one header is served
+    // one header is served
+    let (mut stream, mut reader) = connect(&r);
     stream.write_all(&plain_call(&r, 3, TOKEN)).unwrap();
     assert_customer(&Response::read(&mut reader), 3);
     // a request of another shape (rmcp's way) with two headers

@@ -364,6 +364,67 @@ fn a_call_body_not_declared_json_is_refused_with_415_before_it_is_read() {
 }
 
 #[test]
+fn every_answer_given_with_the_body_unread_closes_the_connection() {
+    // a 401 (and a 405, and a 413 or 401 on /mcp) left the body unread without saying
+    // `Connection: close`: hyper closed the connection and the client, reusing it, got no answer
+    let r = Remit::start(STANDARD);
+    // larger than one TCP segment, small enough to arrive whole: a larger rest, unread when
+    // the connection closes, can reset it before the client reads the answer
+    let big = vec![b' '; 64 << 10];
+    let call = br#"{"tool":"billing.get_customer","arguments":{"id":"cus_001"}}"#;
+    let oversized = serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "billing.get_customer", "arguments": { "id": "x".repeat(2 << 20) } } }))
+    .unwrap();
+    for round in 0..3 {
+        let refused = [
+            r.client
+                .post(r.url("/v1/calls"))
+                .bearer_auth("not-a-token")
+                .header("content-type", "application/json")
+                .body(big.clone()),
+            r.client.post(r.url("/v1/calls")).body(big.clone()),
+            r.client
+                .put(r.url("/v1/calls"))
+                .bearer_auth(TOKEN)
+                .body(big.clone()),
+            r.client
+                .post(r.url("/mcp"))
+                .bearer_auth("not-a-token")
+                .header("content-type", "application/json")
+                .body(big.clone()),
+            r.client
+                .post(r.url("/mcp"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(oversized.clone()),
+        ];
+        for (req, status) in refused.into_iter().zip([401, 401, 405, 401, 413]) {
+            let answer = req.send().unwrap();
+            assert_eq!(answer.status().as_u16(), status, "round {round}");
+            assert_eq!(
+                answer
+                    .headers()
+                    .get("connection")
+                    .map(|v| v.to_str().unwrap()),
+                Some("close"),
+                "round {round}: {status}"
+            );
+            // the client's next request, on a connection of its pool, is answered
+            let next = r
+                .client
+                .post(r.url("/v1/calls"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(call.to_vec())
+                .send()
+                .unwrap();
+            assert_eq!(next.status().as_u16(), 200, "round {round}: after {status}");
+        }
+    }
+}
+
+#[test]
 fn null_arguments_are_no_arguments_over_http_as_over_mcp_and_documented_so() {
     // the endpoint read `"arguments": null` as no arguments, as MCP does, and its OpenAPI
     // document said `arguments` is an object, never null
