@@ -12,9 +12,18 @@
 //! answers with the protocol's 404 (and, in the 2026-07-28 era, never asks about). The
 //! owner is forgotten when the session closes, however it closes (`DELETE`, idle expiry,
 //! a failed handshake): rmcp closes every session through the manager.
+//!
+//! One agent holds at most [`AgentSessions::limit`] sessions at once (the register's
+//! `max_sessions_per_agent`): past it no session is created for that agent until one of its
+//! own closes, so an agent (or a leaked token) opening sessions in a loop cannot grow remit's
+//! memory without bound. The HTTP guard refuses such an `initialize` with a 429 before rmcp
+//! sees it ([`AgentSessions::is_full`]); [`SessionError::TooMany`] holds the limit even for
+//! `initialize`s that race past the guard. A session no request has touched for rmcp's
+//! `keep_alive` (5 minutes) ends by itself and frees its slot.
 
 use futures_core::Stream;
 use remit_core::ids::AgentId;
+use remit_core::register::DEFAULT_MAX_SESSIONS_PER_AGENT;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_server::session::ServerSseMessage;
 use rmcp::transport::streamable_http_server::session::local::{
@@ -29,11 +38,26 @@ tokio::task_local! {
     static REQUESTER: AgentId;
 }
 
-/// rmcp's in-memory sessions, each owned by the agent that opened it.
-#[derive(Debug, Default)]
+/// rmcp's in-memory sessions, each owned by the agent that opened it, at most `limit` an agent.
+#[derive(Debug)]
 pub struct AgentSessions {
     inner: LocalSessionManager,
-    owners: RwLock<HashMap<SessionId, AgentId>>,
+    owners: RwLock<Owners>,
+    limit: usize,
+}
+
+/// Who owns each session, and how many each agent holds (or is opening).
+#[derive(Debug, Default)]
+struct Owners {
+    by_id: HashMap<SessionId, AgentId>,
+    // INVARIANT: `held[a]` counts `a`'s sessions in `by_id` plus those being created; never 0
+    held: HashMap<AgentId, usize>,
+}
+
+impl Default for AgentSessions {
+    fn default() -> Self {
+        Self::with_limit(DEFAULT_MAX_SESSIONS_PER_AGENT)
+    }
 }
 
 /// Why a session could not be handled.
@@ -43,6 +67,11 @@ pub enum SessionError {
     Local(LocalSessionManagerError),
     /// A session was to be opened outside [`AgentSessions::serving`]: no agent to own it.
     NoOwner,
+    /// The agent already holds as many sessions as it may.
+    TooMany {
+        /// The most sessions one agent may hold.
+        limit: usize,
+    },
 }
 
 impl std::fmt::Display for SessionError {
@@ -50,6 +79,12 @@ impl std::fmt::Display for SessionError {
         match self {
             Self::Local(e) => e.fmt(f),
             Self::NoOwner => f.write_str("a session was opened with no agent to own it"),
+            Self::TooMany { limit } => {
+                write!(
+                    f,
+                    "the agent already holds {limit} sessions, the most it may"
+                )
+            }
         }
     }
 }
@@ -63,6 +98,58 @@ impl From<LocalSessionManagerError> for SessionError {
 }
 
 impl AgentSessions {
+    /// No sessions yet; each agent may hold at most `limit` (at least 1) at once.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            inner: LocalSessionManager::default(),
+            owners: RwLock::default(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// The most sessions one agent may hold at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether `agent` holds as many sessions as it may: a new one would be refused.
+    pub fn is_full(&self, agent: &AgentId) -> bool {
+        self.read()
+            .held
+            .get(agent)
+            .is_some_and(|n| *n >= self.limit)
+    }
+
+    /// Whether the agent whose request is being served (inside [`AgentSessions::serving`])
+    /// holds as many sessions as it may; outside any request, `false`.
+    pub fn serving_agent_is_full(&self) -> bool {
+        REQUESTER
+            .try_with(|agent| self.is_full(agent))
+            .unwrap_or(false)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Owners> {
+        self.owners
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Owners> {
+        self.owners
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gives back one of `agent`'s slots.
+    fn release(owners: &mut Owners, agent: &AgentId) {
+        if let Some(n) = owners.held.get_mut(agent) {
+            *n -= 1;
+            if *n == 0 {
+                owners.held.remove(agent);
+            }
+        }
+    }
+
     /// Runs `future` (the handling of one request of `agent`'s): the sessions it opens are
     /// `agent`'s, and it reaches no other agent's.
     pub async fn serving<F: Future>(agent: AgentId, future: F) -> F::Output {
@@ -71,19 +158,15 @@ impl AgentSessions {
 
     /// Whether session `id` is open and was opened by `agent`.
     pub fn belongs_to(&self, id: &str, agent: &AgentId) -> bool {
-        self.owners
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.read()
+            .by_id
             .get(id)
             .is_some_and(|owner| owner == agent)
     }
 
     /// How many sessions are open.
     pub fn len(&self) -> usize {
-        self.owners
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        self.read().by_id.len()
     }
 
     /// Whether no session is open.
@@ -109,10 +192,25 @@ impl AgentSessions {
     }
 
     fn forget(&self, id: &SessionId) {
-        self.owners
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
+        let mut owners = self.write();
+        if let Some(owner) = owners.by_id.remove(id) {
+            Self::release(&mut owners, &owner);
+        }
+    }
+}
+
+/// A slot taken for a session being created; given back on drop unless `kept`.
+struct Slot<'a> {
+    sessions: &'a AgentSessions,
+    owner: &'a AgentId,
+    kept: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            AgentSessions::release(&mut self.sessions.write(), self.owner);
+        }
     }
 }
 
@@ -131,11 +229,25 @@ impl SessionManager for AgentSessions {
         let owner = REQUESTER
             .try_with(AgentId::clone)
             .map_err(|_| SessionError::NoOwner)?;
+        // the slot is taken before the session exists, so racing opens cannot pass the limit
+        {
+            let mut owners = self.write();
+            let held = owners.held.entry(owner.clone()).or_default();
+            if *held >= self.limit {
+                return Err(SessionError::TooMany { limit: self.limit });
+            }
+            *held += 1;
+        }
+        // given back if the session is not created, however that ends (an error, or the
+        // request's future dropped while rmcp creates it)
+        let mut slot = Slot {
+            sessions: self,
+            owner: &owner,
+            kept: false,
+        };
         let (id, transport) = self.inner.create_session().await?;
-        self.owners
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id.clone(), owner);
+        self.write().by_id.insert(id.clone(), owner.clone());
+        slot.kept = true;
         Ok((id, transport))
     }
 
@@ -259,6 +371,39 @@ mod tests {
         sessions.close_session(&id).await.unwrap();
         assert!(sessions.is_empty());
         assert!(sessions.inner.sessions.read().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_agent_holds_at_most_its_limit_of_sessions_and_a_closed_one_frees_a_slot() {
+        let sessions = AgentSessions::with_limit(2);
+        let alice = AgentId::new("alice");
+        let bob = AgentId::new("bob");
+        let open =
+            |agent: &AgentId| AgentSessions::serving(agent.clone(), sessions.create_session());
+        let (first, _t1) = open(&alice).await.unwrap();
+        assert!(!sessions.is_full(&alice));
+        let (_second, _t2) = open(&alice).await.unwrap();
+        assert!(sessions.is_full(&alice));
+        assert!(
+            AgentSessions::serving(alice.clone(), async { sessions.serving_agent_is_full() }).await
+        );
+        assert!(matches!(
+            open(&alice).await,
+            Err(SessionError::TooMany { limit: 2 })
+        ));
+        assert_eq!(
+            sessions.inner.sessions.read().await.len(),
+            2,
+            "refused, yet created"
+        );
+        // another agent is not held to alice's count
+        let (_theirs, _t3) = open(&bob).await.unwrap();
+        assert!(!sessions.is_full(&bob));
+        // closed (by alice, or by rmcp on idle expiry): the slot is free again
+        sessions.close_session(&first).await.unwrap();
+        assert!(!sessions.is_full(&alice));
+        let (_third, _t4) = open(&alice).await.unwrap();
+        assert!(sessions.is_full(&alice));
     }
 
     #[tokio::test]

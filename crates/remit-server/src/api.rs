@@ -79,7 +79,9 @@ pub fn app(runtime: &crate::Runtime) -> App {
     let max_body =
         usize::try_from(gateway.register().gateway.max_request_bytes).unwrap_or(usize::MAX);
     let hosts = allowed_hosts(&gateway.register().gateway);
-    let sessions = Arc::new(remit_mcp::AgentSessions::default());
+    let sessions = Arc::new(remit_mcp::AgentSessions::with_limit(
+        gateway.register().gateway.max_sessions_per_agent,
+    ));
     let state = AppState {
         gateway: Arc::clone(&gateway),
         upstreams: Arc::clone(&runtime.upstreams),
@@ -297,7 +299,49 @@ async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
             &format!("invalid JSON: {e}"),
         );
     }
+    // an agent at its limit of sessions opens no more: refused before rmcp creates one
+    if !parts.headers.contains_key("mcp-session-id")
+        && let Some(id) = opening_session(&bytes)
+        && state.sessions.serving_agent_is_full()
+    {
+        return too_many_sessions(&id, state.sessions.limit());
+    }
     forward(app, Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// The id of the `initialize` request `body` is, if it is one (which, sent without a
+/// session, opens a 2025-11-25 session).
+fn opening_session(body: &[u8]) -> Option<Value> {
+    #[derive(Deserialize)]
+    struct Message {
+        method: Option<String>,
+        #[serde(default)]
+        id: Value,
+    }
+    // most bodies are not an `initialize`: looked for before anything is parsed
+    if !body.windows(12).any(|w| w == b"\"initialize\"") {
+        return None;
+    }
+    let message: Message = serde_json::from_slice(body).ok()?;
+    (message.method.as_deref() == Some("initialize")).then_some(message.id)
+}
+
+/// The answer to an `initialize` from an agent that holds `limit` sessions: `429`, saying
+/// how to free one.
+fn too_many_sessions(id: &Value, limit: usize) -> Response {
+    let message = format!(
+        "this agent already holds {limit} open sessions, the most one agent may hold \
+         (`max_sessions_per_agent` in the register's `[gateway]`); end one it no longer uses \
+         with `DELETE /mcp` and its `Mcp-Session-Id`, or reuse one it holds (a session no \
+         request touches for 5 minutes ends by itself)"
+    );
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(
+            json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32000, "message": message } }),
+        ),
+    )
+        .into_response()
 }
 
 /// Hands a request to the router (for `/mcp`, rmcp's service).

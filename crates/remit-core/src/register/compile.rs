@@ -2,8 +2,9 @@
 
 use super::raw::{OneOrMany, RawAction, RawRegister, RawSecret, RawUpstream};
 use super::{
-    Action, ActionPositions, Agent, Budget, BudgetMeasure, Diagnostic, Gateway, Pending, Position,
-    Protocol, Register, Secret, Severity, Tier, Transport, Upstream,
+    Action, ActionPositions, Agent, Budget, BudgetMeasure, DEFAULT_MAX_SESSIONS_PER_AGENT,
+    Diagnostic, Gateway, Pending, Position, Protocol, Register, Secret, Severity, Tier, Transport,
+    Upstream,
 };
 use crate::condition::Condition;
 use crate::ids::{ActionName, AgentId, RegisterVersion, UpstreamName};
@@ -424,6 +425,19 @@ fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Opti
         .and_then(|g| g.max_request_bytes.as_ref())
         .map(|s| *s.get_ref())
         .unwrap_or(1 << 20);
+    let max_sessions = g.and_then(|g| g.max_sessions_per_agent.as_ref());
+    if let Some(n) = max_sessions.filter(|n| *n.get_ref() == 0) {
+        cx.error(
+            n.span(),
+            "`max_sessions_per_agent` must be at least 1".to_owned(),
+            Some(format!(
+                "the default is {DEFAULT_MAX_SESSIONS_PER_AGENT}; an agent that needs no session uses the 2026-07-28 stateless calls anyway"
+            )),
+        );
+    }
+    let max_sessions_per_agent = max_sessions.map_or(DEFAULT_MAX_SESSIONS_PER_AGENT, |n| {
+        usize::try_from(*n.get_ref()).unwrap_or(usize::MAX).max(1)
+    });
     let allowed_hosts = g
         .map(|g| {
             g.allowed_hosts
@@ -438,6 +452,7 @@ fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Opti
         audit_key,
         audit_origin,
         max_request_bytes,
+        max_sessions_per_agent,
         allowed_hosts,
         base_dir: base_dir.to_path_buf(),
     })

@@ -127,6 +127,9 @@ pub struct Register {
     pub(crate) exposed: HashMap<String, ActionName>,
 }
 
+/// How many 2025-11-25 sessions one agent may hold open at `/mcp` unless `[gateway]` says otherwise.
+pub const DEFAULT_MAX_SESSIONS_PER_AGENT: usize = 64;
+
 /// `[gateway]`, resolved.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -140,6 +143,8 @@ pub struct Gateway {
     pub audit_origin: String,
     /// Largest request body accepted.
     pub max_request_bytes: u64,
+    /// Most 2025-11-25 sessions one agent may hold open at `/mcp` at once (at least 1).
+    pub max_sessions_per_agent: usize,
     /// Host names (or `host:port`) accepted in the `Host` header of `/mcp` besides loopback.
     pub allowed_hosts: Vec<String>,
     /// The folder of the register file; relative paths resolve against it.

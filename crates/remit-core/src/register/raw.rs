@@ -43,6 +43,8 @@ pub struct RawGateway {
     pub audit_origin: Option<SpannedString>,
     /// Largest request body accepted, in bytes.
     pub max_request_bytes: Option<Spanned<u64>>,
+    /// Most 2025-11-25 sessions one agent may hold open at `/mcp` at once.
+    pub max_sessions_per_agent: Option<Spanned<u64>>,
     /// Host names agents may use to reach `/mcp` (DNS-rebinding guard); loopback is always allowed.
     #[serde(default)]
     pub allowed_hosts: Vec<SpannedString>,

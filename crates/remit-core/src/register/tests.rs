@@ -797,4 +797,21 @@ fn values_in_blocks_not_yet_enforced_are_checked_at_the_value() {
     let src = GOOD.replace("redact = [\"args.card_number\"]\n", blocks);
     let (reg, diags) = compile_str(&src);
     assert!(reg.is_some(), "{diags:?}");
+fn max_sessions_per_agent_defaults_to_64_and_must_be_at_least_1() {
+    let (reg, diags) = compile_str(GOOD);
+    assert!(errors(&diags).is_empty(), "{diags:?}");
+    assert_eq!(reg.unwrap().gateway.max_sessions_per_agent, 64);
+    let src = GOOD.replace("[gateway]", "[gateway]\nmax_sessions_per_agent = 5");
+    let (reg, diags) = compile_str(&src);
+    assert!(errors(&diags).is_empty(), "{diags:?}");
+    assert_eq!(reg.unwrap().gateway.max_sessions_per_agent, 5);
+    let src = GOOD.replace("[gateway]", "[gateway]\nmax_sessions_per_agent = 0");
+    let (reg, diags) = compile_str(&src);
+    assert!(reg.is_none());
+    let errors = errors(&diags);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("remit.toml:3:26") && errors[0].contains("at least 1"),
+        "{errors:?}"
+    );
 }

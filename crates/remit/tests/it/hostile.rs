@@ -306,6 +306,77 @@ fn another_agents_token_cannot_use_read_or_end_a_session() {
 }
 
 #[test]
+fn an_agent_at_its_limit_of_sessions_opens_no_more_until_it_ends_one() {
+    // an agent (or a leaked token) could open sessions in a loop, each kept in memory
+    use reqwest::Method;
+    let r = Remit::start_with(|port| {
+        register(STANDARD, port).replace("[gateway]", "[gateway]\nmax_sessions_per_agent = 3")
+    });
+    let init = |id: u32| {
+        json!({ "jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "it", "version": "1" } } })
+    };
+    let open = |token: &str, id: u32| {
+        let answer = in_session(&r, Method::POST, token, None, Some(&init(id)));
+        let status = answer.status().as_u16();
+        let session = answer
+            .headers()
+            .get("mcp-session-id")
+            .map(|s| s.to_str().unwrap().to_owned());
+        // JSON, or one SSE event carrying it
+        let text = answer.text().unwrap();
+        let json = text
+            .find('{')
+            .zip(text.rfind('}'))
+            .map_or("null", |(from, to)| &text[from..=to]);
+        let body: serde_json::Value = serde_json::from_str(json).unwrap();
+        (status, session, body)
+    };
+    let mut held = Vec::new();
+    for id in 1..=3 {
+        let (status, session, body) = open(TOKEN, id);
+        assert_eq!(status, 200, "{body}");
+        held.push(session.unwrap());
+    }
+    // the fourth is refused before a session is created, saying how to recover
+    for id in 4..=5 {
+        let (status, session, body) = open(TOKEN, id);
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(session, None, "{body}");
+        assert_eq!(body["id"], id, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("3 open sessions")
+                && message.contains("DELETE")
+                && message.contains("max_sessions_per_agent"),
+            "{message}"
+        );
+    }
+    // the sessions held still work, and another agent is unaffected
+    let list = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/list" });
+    let status = in_session(&r, Method::POST, TOKEN, Some(&held[0]), Some(&list)).status();
+    assert_eq!(status, 200);
+    let (status, session, body) = open(OTHER_TOKEN, 1);
+    assert_eq!(status, 200, "{body}");
+    assert!(session.is_some());
+    // a stateless 2026-07-28 call needs no session and is not refused
+    let (status, v) = r.mcp(
+        TOKEN,
+        "tools/call",
+        json!({ "name": "billing.get_customer", "arguments": { "id": "cus_001" } }),
+    );
+    assert_eq!(status, 200, "{v}");
+    // a session ended frees its slot
+    let status = in_session(&r, Method::DELETE, TOKEN, Some(&held[1]), None).status();
+    assert_eq!(status, 202);
+    let (status, session, body) = open(TOKEN, 6);
+    assert_eq!(status, 200, "{body}");
+    assert!(session.is_some());
+    let (status, _, body) = open(TOKEN, 7);
+    assert_eq!(status, 429, "{body}");
+}
+
+#[test]
 fn a_call_body_not_declared_json_is_refused_with_415_before_it_is_read() {
     // a body sent as text/plain or form-encoded was read as JSON and ran
     let r = Remit::start(STANDARD);
