@@ -797,6 +797,9 @@ fn values_in_blocks_not_yet_enforced_are_checked_at_the_value() {
     let src = GOOD.replace("redact = [\"args.card_number\"]\n", blocks);
     let (reg, diags) = compile_str(&src);
     assert!(reg.is_some(), "{diags:?}");
+}
+
+#[test]
 fn max_sessions_per_agent_defaults_to_64_and_must_be_at_least_1() {
     let (reg, diags) = compile_str(GOOD);
     assert!(errors(&diags).is_empty(), "{diags:?}");
