@@ -318,8 +318,9 @@ fn opening_session(body: &[u8]) -> Option<Value> {
         #[serde(default)]
         id: Value,
     }
-    // most bodies are not an `initialize`: looked for before anything is parsed
-    if !body.windows(12).any(|w| w == b"\"initialize\"") {
+    // most bodies are not an `initialize`: looked for before anything is parsed, unless the
+    // body has an escape, which could spell the method another way (`initi\u0061lize`)
+    if !body.windows(12).any(|w| w == b"\"initialize\"") && !body.windows(2).any(|w| w == b"\\u") {
         return None;
     }
     let message: Message = serde_json::from_slice(body).ok()?;

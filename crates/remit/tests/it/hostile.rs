@@ -352,6 +352,23 @@ fn an_agent_at_its_limit_of_sessions_opens_no_more_until_it_ends_one() {
             "{message}"
         );
     }
+    // the method's name written with an escape is the same `initialize`: refused the same way
+    let escaped = init(8)
+        .to_string()
+        .replace("\"initialize\"", "\"initi\\u0061lize\"");
+    assert!(escaped.contains("initi\\u0061lize"), "{escaped}");
+    let answer = r
+        .client
+        .post(r.url("/mcp"))
+        .bearer_auth(TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("content-type", "application/json")
+        .body(escaped)
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 429);
+    assert!(answer.headers().get("mcp-session-id").is_none());
     // the sessions held still work, and another agent is unaffected
     let list = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/list" });
     let status = in_session(&r, Method::POST, TOKEN, Some(&held[0]), Some(&list)).status();
