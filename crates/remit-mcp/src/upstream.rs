@@ -523,7 +523,16 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>, mut stop: watch
         let attempt = match attempt {
             Ok(running) => {
                 let peer = running.peer().clone();
-                match tokio::time::timeout(HANDSHAKE, list_tools(&link.config.name, &peer)).await {
+                let listed = tokio::select! {
+                    listed = tokio::time::timeout(HANDSHAKE, list_tools(&link.config.name, &peer)) => listed,
+                    () = stopped(&mut stop) => {
+                        // a shutdown waits for this connection to close like any other
+                        running.cancellation_token().cancel();
+                        let _ = running.waiting().await;
+                        return;
+                    }
+                };
+                match listed {
                     Ok(tools) => Ok((running, peer, tools)),
                     Err(_) => Err(format!(
                         "no answer to tools/list within {}s",

@@ -375,7 +375,8 @@ fn an_http_upstream_that_redirects_is_reported_and_its_credential_goes_nowhere_e
 /// FakeStdioUpstreamIgnoringStdinClose: answers `initialize` and `tools/list` (one tool,
 /// `poke`) and nothing else; ignores `SIGTERM`, carries on after its stdin closes, and
 /// starts a process of its own that does the same (as a wrapper script's server would).
-/// Every pid it starts is appended to `$1/pids`.
+/// Every pid it starts is appended to `$1/pids`; with `$2` = `hang_list` it never answers
+/// `tools/list`.
 const FAKE_STDIO_UPSTREAM_IGNORING_STDIN_CLOSE: &str = r#"#!/bin/sh
 trap '' TERM
 echo $$ >> "$1/pids"
@@ -387,6 +388,7 @@ while IFS= read -r line; do
     *'"method":"initialize"'*)
       printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"fake","version":"0"}}}\n' "$id" ;;
     *'"method":"tools/list"'*)
+      [ "$2" = hang_list ] && continue
       printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"poke","inputSchema":{"type":"object"}}]}}\n' "$id" ;;
     *) ;;
   esac
@@ -457,6 +459,48 @@ fn a_stdio_upstream_ignoring_stdin_close_and_sigterm_ends_on_restart_and_on_shut
     let all = fake_pids(scripts.path());
     assert!(all.len() >= 4, "{all:?}");
     // SIGTERM to remit: it shuts down, and takes the upstream with it
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &r.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(r.pid()) {
+        assert!(Instant::now() < deadline, "remit did not shut down");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = wait_until_gone(&all, Duration::from_secs(5));
+    assert!(left.is_empty(), "outlived remit: {left:?}");
+    r.kill9();
+}
+
+/// A shutdown that comes while an upstream has answered the handshake but not yet
+/// `tools/list` closes that connection too, whole process group, before remit exits (it
+/// sat out the `tools/list` limit, and the close it then began was cut off at exit: what the
+/// child started outlived remit).
+#[test]
+fn a_shutdown_while_an_upstream_lists_its_tools_still_ends_its_process_group() {
+    let scripts = tempfile::tempdir().unwrap();
+    let script = scripts.path().join("fake-upstream.sh");
+    std::fs::write(&script, FAKE_STDIO_UPSTREAM_IGNORING_STDIN_CLOSE).unwrap();
+    let mut r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\", \"hang_list\"]\nprotocol = \"2025-11-25\"\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
+                script = script.display(),
+                dir = scripts.path().display()
+            ),
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake_pids(scripts.path()).len() < 2 {
+        assert!(Instant::now() < deadline, "the fake upstream did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // the handshake answered, `tools/list` waiting
+    std::thread::sleep(Duration::from_secs(1));
+    let all = fake_pids(scripts.path());
     let term = std::process::Command::new("kill")
         .args(["-TERM", &r.pid().to_string()])
         .status()
