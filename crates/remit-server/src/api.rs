@@ -196,20 +196,14 @@ fn bearer(headers: &HeaderMap) -> Credential {
 }
 
 fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
-    let mut resp = (
+    let resp = (
         status,
         Json(
             json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } }),
         ),
     )
         .into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer realm=\"remit\""),
-        );
-    }
-    resp
+    challenged(status, resp)
 }
 
 /// What an address over its limit of failed authentications is told.
@@ -417,7 +411,7 @@ fn call_request(bytes: &[u8]) -> Result<CallRequest, String> {
 
 /// An [`ApiError`] body with `status`; a `401` says how to authenticate (`WWW-Authenticate`).
 fn error(status: StatusCode, call: Option<String>, code: &str, message: String) -> Response {
-    let mut resp = (
+    let resp = (
         status,
         Json(ApiError {
             call,
@@ -427,13 +421,7 @@ fn error(status: StatusCode, call: Option<String>, code: &str, message: String) 
         }),
     )
         .into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer realm=\"remit\""),
-        );
-    }
-    resp
+    challenged(status, resp)
 }
 
 /// Whether a request has one `Content-Type` and it is JSON.
@@ -740,4 +728,15 @@ async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(h)).into_response()
+}
+
+/// `resp` with the `WWW-Authenticate` challenge a `401` carries (RFC 9110), as is otherwise.
+fn challenged(status: StatusCode, mut resp: Response) -> Response {
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"remit\""),
+        );
+    }
+    resp
 }

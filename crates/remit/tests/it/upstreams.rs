@@ -413,6 +413,20 @@ fn alive(pid: u32) -> bool {
     })
 }
 
+/// Sends `SIGTERM` to remit and waits (at most 30 s) until it has shut down.
+fn terminate(r: &Remit) {
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &r.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(r.pid()) {
+        assert!(Instant::now() < deadline, "remit did not shut down");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits (at most `limit`) until none of `pids` is alive; gives those still alive.
 fn wait_until_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
     let deadline = Instant::now() + limit;
@@ -459,16 +473,7 @@ fn a_stdio_upstream_ignoring_stdin_close_and_sigterm_ends_on_restart_and_on_shut
     let all = fake_pids(scripts.path());
     assert!(all.len() >= 4, "{all:?}");
     // SIGTERM to remit: it shuts down, and takes the upstream with it
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &r.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alive(r.pid()) {
-        assert!(Instant::now() < deadline, "remit did not shut down");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    terminate(&r);
     let left = wait_until_gone(&all, Duration::from_secs(5));
     assert!(left.is_empty(), "outlived remit: {left:?}");
     r.kill9();
@@ -501,16 +506,7 @@ fn a_shutdown_while_an_upstream_lists_its_tools_still_ends_its_process_group() {
     // the handshake answered, `tools/list` waiting
     std::thread::sleep(Duration::from_secs(1));
     let all = fake_pids(scripts.path());
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &r.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alive(r.pid()) {
-        assert!(Instant::now() < deadline, "remit did not shut down");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    terminate(&r);
     let left = wait_until_gone(&all, Duration::from_secs(5));
     assert!(left.is_empty(), "outlived remit: {left:?}");
     r.kill9();
