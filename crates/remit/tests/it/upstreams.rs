@@ -396,6 +396,26 @@ done
 while :; do sleep 1; done
 "#;
 
+/// remit with the billing upstream and a `FakeStdioUpstreamIgnoringStdinClose` named `fake`
+/// in `mode` (`""` or `hang_list`), `keys` added to its table; the folder holding its script
+/// and `pids` goes with it.
+fn remit_with_fake_ignoring_stdin_close(mode: &str, keys: &str) -> (Remit, tempfile::TempDir) {
+    let scripts = tempfile::tempdir().unwrap();
+    let script = scripts.path().join("fake-upstream.sh");
+    std::fs::write(&script, FAKE_STDIO_UPSTREAM_IGNORING_STDIN_CLOSE).unwrap();
+    let r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\", \"{mode}\"]\nprotocol = \"2025-11-25\"\n{keys}\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
+                script = script.display(),
+                dir = scripts.path().display()
+            ),
+        )
+    });
+    (r, scripts)
+}
+
 /// The pids `FakeStdioUpstreamIgnoringStdinClose` wrote to `dir/pids`.
 fn fake_pids(dir: &std::path::Path) -> Vec<u32> {
     std::fs::read_to_string(dir.join("pids"))
@@ -444,19 +464,7 @@ fn wait_until_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
 /// (it hung) and when `remit serve` shuts down on `SIGTERM`.
 #[test]
 fn a_stdio_upstream_ignoring_stdin_close_and_sigterm_ends_on_restart_and_on_shutdown() {
-    let scripts = tempfile::tempdir().unwrap();
-    let script = scripts.path().join("fake-upstream.sh");
-    std::fs::write(&script, FAKE_STDIO_UPSTREAM_IGNORING_STDIN_CLOSE).unwrap();
-    let mut r = Remit::start_with(|port| {
-        crate::support::register(STANDARD, port).replace(
-            "[upstreams.billing]",
-            &format!(
-                "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\"]\nprotocol = \"2025-11-25\"\ntimeout = \"1s\"\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
-                script = script.display(),
-                dir = scripts.path().display()
-            ),
-        )
-    });
+    let (mut r, scripts) = remit_with_fake_ignoring_stdin_close("", "timeout = \"1s\"");
     wait_for(&r, "fake", Duration::from_secs(30), |u| {
         u["up"] == json!(true)
     });
@@ -485,19 +493,7 @@ fn a_stdio_upstream_ignoring_stdin_close_and_sigterm_ends_on_restart_and_on_shut
 /// child started outlived remit).
 #[test]
 fn a_shutdown_while_an_upstream_lists_its_tools_still_ends_its_process_group() {
-    let scripts = tempfile::tempdir().unwrap();
-    let script = scripts.path().join("fake-upstream.sh");
-    std::fs::write(&script, FAKE_STDIO_UPSTREAM_IGNORING_STDIN_CLOSE).unwrap();
-    let mut r = Remit::start_with(|port| {
-        crate::support::register(STANDARD, port).replace(
-            "[upstreams.billing]",
-            &format!(
-                "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\", \"hang_list\"]\nprotocol = \"2025-11-25\"\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
-                script = script.display(),
-                dir = scripts.path().display()
-            ),
-        )
-    });
+    let (mut r, scripts) = remit_with_fake_ignoring_stdin_close("hang_list", "");
     let deadline = Instant::now() + Duration::from_secs(30);
     while fake_pids(scripts.path()).len() < 2 {
         assert!(Instant::now() < deadline, "the fake upstream did not start");
