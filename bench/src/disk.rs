@@ -8,6 +8,10 @@
 //! answer a flush that follows an idle moment many times slower than one in a stream.
 //! Both syncs are measured: `fsync` also commits the file's metadata (its mtime changes
 //! with every write), `fdatasync` only what reading the data back needs.
+//!
+//! It also measures what a durable write costs the CPU (the thread's own time on a core,
+//! from `/proc/thread-self/schedstat`): in a virtual machine each request to the disk is
+//! a trap to the host, and the time the core spends on it is time no call can use.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -42,6 +46,14 @@ pub(crate) struct Floor {
     pub(crate) p50_us: f64,
     pub(crate) p90_us: f64,
     pub(crate) p99_us: f64,
+    /// The thread's CPU time per write + sync, in µs (`None`: the kernel does not say).
+    pub(crate) cpu_us: Option<f64>,
+}
+
+/// The calling thread's time on a core so far, in ns (Linux's `schedstat`).
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
 }
 
 /// Measures write + sync in `dir` for `secs` seconds per gap and sync call.
@@ -61,6 +73,7 @@ pub(crate) fn measure(dir: &Path, gaps: &[Duration], secs: f64) -> anyhow::Resul
         let mut offset = 32;
         let mut took = Vec::new();
         let until = Instant::now() + Duration::from_secs_f64(secs);
+        let cpu_before = thread_cpu_ns();
         while Instant::now() < until {
             let t = Instant::now();
             file.write_all_at(&frames, offset)?;
@@ -77,6 +90,9 @@ pub(crate) fn measure(dir: &Path, gaps: &[Duration], secs: f64) -> anyhow::Resul
                 std::thread::sleep(gap);
             }
         }
+        let cpu_us = cpu_before.zip(thread_cpu_ns()).map(|(before, after)| {
+            after.saturating_sub(before) as f64 / 1e3 / took.len().max(1) as f64
+        });
         took.sort_by(f64::total_cmp);
         let at = |q: f64| {
             let i = ((took.len() as f64 * q) as usize).min(took.len().saturating_sub(1));
@@ -89,6 +105,7 @@ pub(crate) fn measure(dir: &Path, gaps: &[Duration], secs: f64) -> anyhow::Resul
             p50_us: at(0.50),
             p90_us: at(0.90),
             p99_us: at(0.99),
+            cpu_us,
         });
     }
     std::fs::remove_file(&path)?;
@@ -98,11 +115,11 @@ pub(crate) fn measure(dir: &Path, gaps: &[Duration], secs: f64) -> anyhow::Resul
 /// The measurements as a markdown table.
 pub(crate) fn table(floors: &[Floor]) -> String {
     let mut s = String::from(
-        "| sync | idle gap before each write | writes | p50 | p90 | p99 |\n|---|---|---|---|---|---|\n",
+        "| sync | idle gap before each write | writes | p50 | p90 | p99 | CPU per write |\n|---|---|---|---|---|---|---|\n",
     );
     for f in floors {
         s += &format!(
-            "| {} | {} | {} | {:.0} µs | {:.0} µs | {:.0} µs |\n",
+            "| {} | {} | {} | {:.0} µs | {:.0} µs | {:.0} µs | {} |\n",
             match f.sync {
                 Sync::All => "`fsync`",
                 Sync::Data => "`fdatasync`",
@@ -115,7 +132,9 @@ pub(crate) fn table(floors: &[Floor]) -> String {
             f.writes,
             f.p50_us,
             f.p90_us,
-            f.p99_us
+            f.p99_us,
+            f.cpu_us
+                .map_or_else(|| "—".to_owned(), |us| format!("{us:.0} µs"))
         );
     }
     s
