@@ -88,6 +88,14 @@ impl Refusal {
         }
     }
 
+    /// For `over_budget`: the whole seconds to wait before retrying ([`retry_after_seconds`]).
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            Self::OverBudget { retry_in, .. } => Some(retry_after_seconds(*retry_in)),
+            _ => None,
+        }
+    }
+
     /// Whether the arguments are at fault (HTTP 422) rather than the remit (403) or a dependency (503).
     pub fn is_bad_arguments(&self) -> bool {
         matches!(
@@ -95,6 +103,11 @@ impl Refusal {
             Self::InvalidArguments { .. } | Self::ConditionError { .. }
         )
     }
+}
+
+/// `wait` in whole seconds, rounded up and at least one: what HTTP's `Retry-After` says.
+pub fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 impl fmt::Display for Refusal {
@@ -282,6 +295,28 @@ mod tests {
     use crate::register::{Strictness, compile};
     use serde_json::json;
     use std::path::Path;
+
+    #[test]
+    fn a_wait_is_retried_after_whole_seconds_rounded_up_and_at_least_one() {
+        use std::time::Duration;
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_secs(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_secs(3600)), 3600);
+        let over = Refusal::OverBudget {
+            action: ActionName::new("billing.refund"),
+            budget: "1 per hour".to_owned(),
+            used: 1.0,
+            resets_at: "2026-01-01T00:00:00Z".to_owned(),
+            retry_in: Duration::from_millis(2500),
+        };
+        assert_eq!(over.retry_after_seconds(), Some(3));
+        let frozen = Refusal::Frozen {
+            target: "agent `a`".to_owned(),
+        };
+        assert_eq!(frozen.retry_after_seconds(), None);
+    }
 
     fn register() -> crate::register::Register {
         let src = r#"

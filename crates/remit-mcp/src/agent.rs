@@ -116,7 +116,8 @@ fn run_of(ctx: &RequestContext<RoleServer>) -> Option<RunId> {
 /// Maps an outcome of the pipeline to the MCP tool result the agent sees.
 ///
 /// A refusal or failure is a tool error (`isError: true`) whose text says why and whether
-/// to retry; `_meta.remit` carries `{code, call, message}` for programs. It is not put in
+/// to retry; `_meta.remit` carries `{code, call, message}` for programs, and for
+/// `over_budget` also `retry_after_seconds` (the whole seconds of HTTP's `Retry-After`). It is not put in
 /// `structuredContent`, which clients validate against the tool's `outputSchema`.
 pub fn outcome_to_mcp(outcome: &Outcome) -> CallToolResult {
     let mut r = match outcome {
@@ -141,7 +142,15 @@ pub fn outcome_to_mcp(outcome: &Outcome) -> CallToolResult {
             }
         }
         Outcome::Refused { call, refusal } => {
-            error_result(&refusal.to_string(), refusal.code(), call.as_str())
+            let mut r = error_result(&refusal.to_string(), refusal.code(), call.as_str());
+            // for `over_budget`: the whole seconds HTTP's `Retry-After` would say
+            if let (Some(secs), Some(Value::Object(remit))) = (
+                refusal.retry_after_seconds(),
+                r.meta.as_mut().and_then(|m| m.0.get_mut("remit")),
+            ) {
+                remit.insert("retry_after_seconds".to_owned(), secs.into());
+            }
+            r
         }
         Outcome::Rejected {
             call,

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use remit_core::decision::Refusal;
+use remit_core::decision::{Refusal, retry_after_seconds};
 use remit_core::ids::RunId;
 use remit_core::pipeline::{Call, Caller, Credential, Entry, Gateway, Outcome};
 use remit_core::wire::check_strict_json;
@@ -217,9 +217,10 @@ fn too_many_failures(wait: Duration) -> String {
 
 /// `resp` with a `Retry-After` of `wait`, in whole seconds (at least one).
 fn retry_after(wait: Duration, mut resp: Response) -> Response {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(retry_after_seconds(wait)),
+    );
     resp
 }
 
@@ -389,6 +390,9 @@ pub struct ApiError {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
+    /// For `over_budget`: the whole seconds to wait before retrying, as `Retry-After` says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
 }
 
 /// The body of `POST /v1/calls`, which [`check_strict_json`] has passed, as a [`CallRequest`].
@@ -418,6 +422,7 @@ fn error(status: StatusCode, call: Option<String>, code: &str, message: String) 
             code: code.to_owned(),
             message,
             data: None,
+            retry_after_seconds: None,
         }),
     )
         .into_response();
@@ -605,15 +610,18 @@ async fn post_call(
         })
         .into_response(),
         Outcome::Refused { call, refusal } => {
-            let refused = error(
-                refusal_status(&refusal),
+            let status = refusal_status(&refusal);
+            let body = ApiError {
                 // an unauthenticated call is not recorded, so it has no id to look up
-                (!matches!(refusal, Refusal::Unauthenticated)).then(|| call.to_string()),
-                refusal.code(),
-                refusal.to_string(),
-            );
-            match refusal {
+                call: (!matches!(refusal, Refusal::Unauthenticated)).then(|| call.to_string()),
+                code: refusal.code().to_owned(),
+                message: refusal.to_string(),
+                data: None,
                 // when the budget has room again, as the message says
+                retry_after_seconds: refusal.retry_after_seconds(),
+            };
+            let refused = challenged(status, (status, Json(body)).into_response());
+            match refusal {
                 Refusal::OverBudget { retry_in, .. } => retry_after(retry_in, refused),
                 _ => refused,
             }
@@ -630,6 +638,7 @@ async fn post_call(
                 code: "rejected".to_owned(),
                 message: format!("the upstream rejected the call ({code}): {message}; nothing ran"),
                 data,
+                retry_after_seconds: None,
             }),
         )
             .into_response(),

@@ -201,6 +201,8 @@ fn a_budget_refusal_over_http_says_when_to_retry_in_retry_after() {
         body["message"].as_str().unwrap().contains("retry after 20"),
         "{body}"
     );
+    // and the body says it as a program reads it: the same whole seconds
+    assert_eq!(body["retry_after_seconds"], json!(wait), "{body}");
     // a refusal of another kind says nothing of retrying
     let unlisted = r
         .client
@@ -211,6 +213,80 @@ fn a_budget_refusal_over_http_says_when_to_retry_in_retry_after() {
         .unwrap();
     assert_eq!(unlisted.status().as_u16(), 403);
     assert!(unlisted.headers().get("retry-after").is_none());
+    let body: Value = unlisted.json().unwrap();
+    assert!(body.get("retry_after_seconds").is_none(), "{body}");
+}
+
+/// A budget refusal over MCP says when to retry in `_meta.remit.retry_after_seconds`, the
+/// whole seconds HTTP's `Retry-After` gives, on the short way and through rmcp alike (it
+/// said so only in its text).
+#[test]
+fn a_budget_refusal_over_mcp_says_when_to_retry_in_its_meta() {
+    let r = Remit::start(STANDARD);
+    let refund = json!({ "charge_id": "ch_003", "amount": 10, "reason": "x" });
+    for _ in 0..3 {
+        let (status, body) = r.call("billing.issue_refund", refund.clone());
+        assert_eq!(status, 200, "{body}");
+    }
+    let retry_after = |v: &Value| {
+        assert_eq!(v["result"]["isError"], json!(true), "{v}");
+        let remit = &v["result"]["_meta"]["remit"];
+        assert_eq!(remit["code"], "over_budget", "{v}");
+        let wait = remit["retry_after_seconds"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no retry_after_seconds: {v}"));
+        // the window is an hour from the first of the three calls, made just now
+        assert!((3_540..=3_600).contains(&wait), "{v}");
+        wait
+    };
+    // the short way
+    let (status, v) = r.mcp(
+        TOKEN,
+        "tools/call",
+        json!({ "name": "billing.issue_refund", "arguments": refund }),
+    );
+    assert_eq!(status, 200, "{v}");
+    let short = retry_after(&v);
+    // the long way, through rmcp (a weighted `Accept` sends it there)
+    let answer = r
+        .stateless_call(
+            None,
+            &json!(2),
+            "billing.issue_refund",
+            &refund,
+            "application/json;q=1, text/event-stream",
+        )
+        .send()
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let long = retry_after(&crate::support::parse_jsonrpc(&answer.text().unwrap()));
+    // HTTP's `Retry-After`, asked just after, says the same (a second may have passed)
+    let refused = r
+        .client
+        .post(r.url("/v1/calls"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "tool": "billing.issue_refund", "arguments": refund }))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let http: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for mcp in [short, long] {
+        assert!(http <= mcp && mcp - http <= 1, "MCP {mcp} s, HTTP {http} s");
+    }
+    // a refusal of another kind says nothing of retrying
+    let (_, v) = r.mcp(
+        TOKEN,
+        "tools/call",
+        json!({ "name": "billing.delete_customer", "arguments": { "id": "cus_002" } }),
+    );
+    let remit = &v["result"]["_meta"]["remit"];
+    assert_eq!(remit["code"], "unlisted", "{v}");
+    assert!(remit.get("retry_after_seconds").is_none(), "{v}");
+    assert_eq!(r.ledger().len(), 3, "a refused refund reached the upstream");
 }
 
 #[test]

@@ -109,6 +109,23 @@ fn stdio_needs_no_agents_token_in_its_environment() {
     assert_eq!(s.ledger().len(), 1);
 }
 
+/// Over stdio too, a budget refusal says when to retry in `_meta.remit.retry_after_seconds`.
+#[test]
+fn a_budget_refusal_over_stdio_says_when_to_retry_in_its_meta() {
+    let mut s = Session::start(&[]);
+    let refund = r#"{"charge_id":"ch_003","amount":10,"reason":"x"}"#;
+    for id in 1..=3 {
+        let answer = s.ask(&Session::call_line(id, "billing.issue_refund", refund));
+        assert_eq!(answer["result"]["isError"], false, "{answer}");
+    }
+    let answer = s.ask(&Session::call_line(4, "billing.issue_refund", refund));
+    let remit = &answer["result"]["_meta"]["remit"];
+    assert_eq!(remit["code"], "over_budget", "{answer}");
+    let wait = remit["retry_after_seconds"].as_u64().unwrap_or_default();
+    assert!((3_540..=3_600).contains(&wait), "{answer}");
+    assert_eq!(s.ledger().len(), 3);
+}
+
 #[test]
 fn stdio_rejects_duplicate_json_keys() {
     // as `/mcp` does: serde kept the last key, so this ran `cus_002` (and, for a `name`
