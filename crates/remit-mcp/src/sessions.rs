@@ -18,8 +18,10 @@
 //! own closes, so an agent (or a leaked token) opening sessions in a loop cannot grow remit's
 //! memory without bound. The HTTP guard refuses such an `initialize` with a 429 before rmcp
 //! sees it ([`AgentSessions::is_full`]); [`SessionError::TooMany`] holds the limit even for
-//! `initialize`s that race past the guard. A session no request has touched for rmcp's
-//! `keep_alive` (5 minutes) ends by itself and frees its slot.
+//! `initialize`s that race past the guard, and the guard answers those refused so with the
+//! same 429 ([`AgentSessions::serving_agent_was_refused`]) instead of rmcp's 500. A session
+//! no request has touched for rmcp's `keep_alive` (5 minutes) ends by itself and frees its
+//! slot.
 
 use futures_core::Stream;
 use remit_core::ids::AgentId;
@@ -32,10 +34,13 @@ use rmcp::transport::streamable_http_server::session::local::{
 use rmcp::transport::streamable_http_server::{RestoreOutcome, SessionId, SessionManager};
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 tokio::task_local! {
     /// The agent whose request is being handled.
     static REQUESTER: AgentId;
+    /// Whether the request being handled was refused a session for its agent's limit.
+    static REFUSED: AtomicBool;
 }
 
 /// rmcp's in-memory sessions, each owned by the agent that opened it, at most `limit` an agent.
@@ -153,7 +158,19 @@ impl AgentSessions {
     /// Runs `future` (the handling of one request of `agent`'s): the sessions it opens are
     /// `agent`'s, and it reaches no other agent's.
     pub async fn serving<F: Future>(agent: AgentId, future: F) -> F::Output {
-        REQUESTER.scope(agent, future).await
+        REFUSED
+            .scope(AtomicBool::new(false), REQUESTER.scope(agent, future))
+            .await
+    }
+
+    /// Whether the request being served (inside [`AgentSessions::serving`]) was refused a
+    /// session because its agent holds as many as it may: an `initialize` that raced others
+    /// past [`AgentSessions::is_full`] and lost the last slot (rmcp answers it 500).
+    /// Outside any request, `false`.
+    pub fn serving_agent_was_refused() -> bool {
+        REFUSED
+            .try_with(|refused| refused.load(Ordering::Relaxed))
+            .unwrap_or(false)
     }
 
     /// Whether session `id` is open and was opened by `agent`.
@@ -234,6 +251,8 @@ impl SessionManager for AgentSessions {
             let mut owners = self.write();
             let held = owners.held.entry(owner.clone()).or_default();
             if *held >= self.limit {
+                // said to the guard, which answers as for an agent already at its limit
+                let _ = REFUSED.try_with(|refused| refused.store(true, Ordering::Relaxed));
                 return Err(SessionError::TooMany { limit: self.limit });
             }
             *held += 1;
@@ -404,6 +423,22 @@ mod tests {
         assert!(!sessions.is_full(&alice));
         let (_third, _t4) = open(&alice).await.unwrap();
         assert!(sessions.is_full(&alice));
+    }
+
+    #[tokio::test]
+    async fn a_request_refused_a_session_for_its_limit_is_told_so_and_no_other() {
+        let sessions = AgentSessions::with_limit(1);
+        let alice = AgentId::new("alice");
+        let open = || {
+            AgentSessions::serving(alice.clone(), async {
+                let opened = sessions.create_session().await;
+                (opened.is_ok(), AgentSessions::serving_agent_was_refused())
+            })
+        };
+        assert_eq!(open().await, (true, false));
+        assert_eq!(open().await, (false, true));
+        // outside any request, nothing was refused
+        assert!(!AgentSessions::serving_agent_was_refused());
     }
 
     #[tokio::test]

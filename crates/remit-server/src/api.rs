@@ -295,13 +295,25 @@ async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
         );
     }
     // an agent at its limit of sessions opens no more: refused before rmcp creates one
-    if !parts.headers.contains_key("mcp-session-id")
-        && let Some(id) = opening_session(&bytes)
+    let opening = if parts.headers.contains_key("mcp-session-id") {
+        None
+    } else {
+        opening_session(&bytes)
+    };
+    if let Some(id) = &opening
         && state.sessions.serving_agent_is_full()
     {
-        return too_many_sessions(&id, state.sessions.limit());
+        return too_many_sessions(id, state.sessions.limit());
     }
-    forward(app, Request::from_parts(parts, Body::from(bytes))).await
+    let answer = forward(app, Request::from_parts(parts, Body::from(bytes))).await;
+    match opening {
+        // one of `initialize`s racing for the last slot, past the check above: rmcp
+        // created no session and answered 500; answered as the check would have
+        Some(id) if remit_mcp::AgentSessions::serving_agent_was_refused() => {
+            too_many_sessions(&id, state.sessions.limit())
+        }
+        _ => answer,
+    }
 }
 
 /// The id of the `initialize` request `body` is, if it is one (which, sent without a

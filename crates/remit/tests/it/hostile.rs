@@ -305,6 +305,88 @@ fn another_agents_token_cannot_use_read_or_end_a_session() {
     );
 }
 
+/// A 2025-11-25 `initialize` with JSON-RPC id `id`.
+fn session_init(id: u32) -> serde_json::Value {
+    json!({ "jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "it", "version": "1" } } })
+}
+
+/// Sends an `initialize` without a session as `token`'s agent: the status, the session it
+/// opened (if any) and the JSON-RPC body (JSON, or one SSE event carrying it).
+fn open_session(r: &Remit, token: &str, id: u32) -> (u16, Option<String>, serde_json::Value) {
+    let answer = in_session(
+        r,
+        reqwest::Method::POST,
+        token,
+        None,
+        Some(&session_init(id)),
+    );
+    let status = answer.status().as_u16();
+    let session = answer
+        .headers()
+        .get("mcp-session-id")
+        .map(|s| s.to_str().unwrap().to_owned());
+    let text = answer.text().unwrap();
+    let json = text
+        .find('{')
+        .zip(text.rfind('}'))
+        .map_or("null", |(from, to)| &text[from..=to]);
+    let body = serde_json::from_str(json).unwrap_or_else(|e| panic!("{status} {e}: {text}"));
+    (status, session, body)
+}
+
+/// `initialize`s that race for an agent's last session slot: one opens a session, every
+/// other is answered as an agent at its limit is (429 with the JSON-RPC error), not with
+/// rmcp's 500, and opens none.
+#[test]
+fn racing_initializes_past_the_limit_of_sessions_are_refused_with_429() {
+    use reqwest::Method;
+    let r = Remit::start_with(|port| {
+        register(STANDARD, port).replace("[gateway]", "[gateway]\nmax_sessions_per_agent = 1")
+    });
+    const RACERS: u32 = 8;
+    for round in 0..6 {
+        let start = std::sync::Barrier::new(RACERS as usize);
+        let answers: Vec<_> = std::thread::scope(|s| {
+            let racers: Vec<_> = (1..=RACERS)
+                .map(|id| {
+                    let (r, start) = (&r, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        (id, open_session(r, TOKEN, id))
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let mut opened = Vec::new();
+        for (id, (status, session, body)) in answers {
+            match status {
+                200 => opened.push(session.expect("a session opened without an id")),
+                429 => {
+                    assert_eq!(session, None, "round {round}: {body}");
+                    assert_eq!(body["jsonrpc"], "2.0", "round {round}: {body}");
+                    assert_eq!(body["id"], id, "round {round}: {body}");
+                    assert_eq!(body["error"]["code"], -32000, "round {round}: {body}");
+                    let message = body["error"]["message"].as_str().unwrap();
+                    assert!(
+                        message.contains("1 open sessions"),
+                        "round {round}: {message}"
+                    );
+                }
+                _ => panic!("round {round}: initialize {id} answered {status}: {body}"),
+            }
+        }
+        assert_eq!(opened.len(), 1, "round {round}: {opened:?}");
+        // no more was created than the one: the agent is at its limit, and ending that
+        // one frees the slot for the next round
+        let (status, _, body) = open_session(&r, TOKEN, 99);
+        assert_eq!(status, 429, "round {round}: {body}");
+        let status = in_session(&r, Method::DELETE, TOKEN, Some(&opened[0]), None).status();
+        assert_eq!(status, 202, "round {round}");
+    }
+}
+
 #[test]
 fn an_agent_at_its_limit_of_sessions_opens_no_more_until_it_ends_one() {
     // an agent (or a leaked token) could open sessions in a loop, each kept in memory
@@ -312,26 +394,8 @@ fn an_agent_at_its_limit_of_sessions_opens_no_more_until_it_ends_one() {
     let r = Remit::start_with(|port| {
         register(STANDARD, port).replace("[gateway]", "[gateway]\nmax_sessions_per_agent = 3")
     });
-    let init = |id: u32| {
-        json!({ "jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "it", "version": "1" } } })
-    };
-    let open = |token: &str, id: u32| {
-        let answer = in_session(&r, Method::POST, token, None, Some(&init(id)));
-        let status = answer.status().as_u16();
-        let session = answer
-            .headers()
-            .get("mcp-session-id")
-            .map(|s| s.to_str().unwrap().to_owned());
-        // JSON, or one SSE event carrying it
-        let text = answer.text().unwrap();
-        let json = text
-            .find('{')
-            .zip(text.rfind('}'))
-            .map_or("null", |(from, to)| &text[from..=to]);
-        let body: serde_json::Value = serde_json::from_str(json).unwrap();
-        (status, session, body)
-    };
+    let init = session_init;
+    let open = |token: &str, id: u32| open_session(&r, token, id);
     let mut held = Vec::new();
     for id in 1..=3 {
         let (status, session, body) = open(TOKEN, id);
