@@ -73,12 +73,13 @@ async def test_billing_agent_session(gateway, transport: str, mode: str) -> None
         refund_id = first.structured_content["refund_id"]
 
         # a condition refuses, naming the condition
-        assert_refused(
+        condition = assert_refused(
             await client.call_tool("billing.issue_refund", refund("ch_003", 700)),
             "condition",
             REFUND_CONDITION,
             "billing.issue_refund",
         )
+        assert "retry_after_seconds" not in condition, condition  # only a budget says when
         # ungranted tools (and names no upstream has) are refused as outside the remit
         assert_refused(
             await client.call_tool("billing.delete_customer", {"id": "cus_002"}), "unlisted", "billing.delete_customer"
@@ -94,19 +95,22 @@ async def test_billing_agent_session(gateway, transport: str, mode: str) -> None
         # budgets: at most 3 refunds an hour and 100 a day; a refused call consumes nothing
         second = await client.call_tool("billing.issue_refund", refund("ch_001", 50))
         assert not second.is_error, text_of(second)
-        assert_refused(
+        daily = assert_refused(
             await client.call_tool("billing.issue_refund", refund("ch_002", 20)),
             "over_budget",
             "sum of `args.amount` at most 100 per 24h; 90 used",
             "retry after",
         )
+        # and says when to retry in whole seconds, for a program: the day from the first refund
+        assert 86_340 <= daily["retry_after_seconds"] <= 86_400, daily
         third = await client.call_tool("billing.issue_refund", refund("ch_002", 10))
         assert not third.is_error, text_of(third)
-        assert_refused(
+        hourly = assert_refused(
             await client.call_tool("billing.issue_refund", refund("ch_002", 1)),
             "over_budget",
             "at most 3 calls per 1h; 3 used",
         )
+        assert 3_540 <= hourly["retry_after_seconds"] <= 3_600, hourly
 
     # the upstream saw exactly the allowed calls, with the agent's `_reason` removed
     ledger = helpers.billing_ledger(gw.dir / "billing.db")
