@@ -11,6 +11,7 @@
 
 mod agent;
 mod finish;
+mod group;
 mod lean;
 mod progress;
 mod sessions;

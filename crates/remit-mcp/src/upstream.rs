@@ -293,10 +293,13 @@ fn lifecycle(protocol: Protocol) -> ClientLifecycleMode {
     }
 }
 
-async fn connect(
-    link: &Arc<Link>,
-    changes: &watch::Sender<u64>,
-) -> Result<RunningService<RoleClient, UpstreamClient>, String> {
+/// An open connection to an upstream, and for a stdio one the process group its child leads.
+type Connection = (
+    RunningService<RoleClient, UpstreamClient>,
+    Option<crate::group::Group>,
+);
+
+async fn connect(link: &Arc<Link>, changes: &watch::Sender<u64>) -> Result<Connection, String> {
     let client = UpstreamClient {
         info: client_info(link.config.protocol),
         link: Arc::clone(link),
@@ -326,10 +329,12 @@ async fn connect(
             cmd.wrap(process_wrap::tokio::ProcessGroup::leader());
             let transport = TokioChildProcess::new(cmd)
                 .map_err(|e| format!("could not start `{program}`: {e}"))?;
-            client
+            let group = transport.id().map(crate::group::Group::started);
+            let running = client
                 .serve_with_lifecycle(transport, mode)
                 .await
-                .map_err(|e| format!("handshake failed: {e}"))
+                .map_err(|e| format!("handshake failed: {e}"))?;
+            Ok((running, group))
         }
         Transport::Http { url, headers } => {
             let mut custom = HashMap::new();
@@ -353,6 +358,7 @@ async fn connect(
             client
                 .serve_with_lifecycle(transport, mode)
                 .await
+                .map(|running| (running, None))
                 .map_err(|e| {
                     let redirect = match &e {
                         rmcp::service::ClientInitializeError::TransportError { error, .. } => {
@@ -521,7 +527,7 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>, mut stop: watch
         // an upstream that answers the handshake but never its `tools/list` is down too:
         // dropping its connection ends the child, and it is tried again like any other
         let attempt = match attempt {
-            Ok(running) => {
+            Ok((running, group)) => {
                 let peer = running.peer().clone();
                 let listed = tokio::select! {
                     listed = tokio::time::timeout(HANDSHAKE, list_tools(&link.config.name, &peer)) => listed,
@@ -529,11 +535,12 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>, mut stop: watch
                         // a shutdown waits for this connection to close like any other
                         running.cancellation_token().cancel();
                         let _ = running.waiting().await;
+                        crate::group::end(group).await;
                         return;
                     }
                 };
                 match listed {
-                    Ok(tools) => Ok((running, peer, tools)),
+                    Ok(tools) => Ok((running, group, peer, tools)),
                     Err(_) => Err(format!(
                         "no answer to tools/list within {}s",
                         HANDSHAKE.as_secs()
@@ -543,7 +550,7 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>, mut stop: watch
             Err(e) => Err(e),
         };
         match attempt {
-            Ok((running, peer, tools)) => {
+            Ok((running, group, peer, tools)) => {
                 let protocol = peer.peer_info().map(|i| i.protocol_version.to_string());
                 let lean = lean_for(&link.config, protocol.as_deref());
                 let ok = tools.is_ok();
@@ -571,16 +578,31 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>, mut stop: watch
                 tracing::info!(upstream = %link.config.name, "upstream connected");
                 let connected = tokio::time::Instant::now();
                 let token = running.cancellation_token();
-                let ended = running.waiting();
-                tokio::pin!(ended);
+                let mut ended = Box::pin(running.waiting());
                 let stopping = tokio::select! {
-                    _ = &mut ended => false,
-                    () = link.reconnect.notified() => { token.cancel(); false }
+                    _ = &mut ended => {
+                        // the child exited on its own (or the server dropped the
+                        // connection): what it started may still run in its group
+                        tokio::spawn(crate::group::end(group));
+                        false
+                    }
+                    () = link.reconnect.notified() => {
+                        // rmcp closes the connection in the background; what is left of
+                        // the group once it is closed is ended then, the restart goes on
+                        token.cancel();
+                        tokio::spawn(async move {
+                            let _ = ended.await;
+                            crate::group::end(group).await;
+                        });
+                        false
+                    }
                     () = stopped(&mut stop) => {
                         // rmcp closes the connection: for a child, stdin closed, then
-                        // SIGTERM and SIGKILL to its group; wait for it to be done
+                        // SIGTERM and SIGKILL to its group; wait for it to be done, and
+                        // for what a child that exited at once left in its group
                         token.cancel();
                         let _ = (&mut ended).await;
+                        crate::group::end(group).await;
                         true
                     }
                 };

@@ -400,9 +400,16 @@ while :; do sleep 1; done
 /// in `mode` (`""` or `hang_list`), `keys` added to its table; the folder holding its script
 /// and `pids` goes with it.
 fn remit_with_fake_ignoring_stdin_close(mode: &str, keys: &str) -> (Remit, tempfile::TempDir) {
+    remit_with_fake_script(FAKE_STDIO_UPSTREAM_IGNORING_STDIN_CLOSE, mode, keys)
+}
+
+/// remit with the billing upstream and the shell script `fake` as the stdio upstream `fake`
+/// (its tool `poke` open to support-bot), run as `sh SCRIPT DIR MODE`, `keys` added to its
+/// table; the folder `DIR` holding the script goes with it.
+fn remit_with_fake_script(fake: &str, mode: &str, keys: &str) -> (Remit, tempfile::TempDir) {
     let scripts = tempfile::tempdir().unwrap();
     let script = scripts.path().join("fake-upstream.sh");
-    std::fs::write(&script, FAKE_STDIO_UPSTREAM_IGNORING_STDIN_CLOSE).unwrap();
+    std::fs::write(&script, fake).unwrap();
     let r = Remit::start_with(|port| {
         crate::support::register(STANDARD, port).replace(
             "[upstreams.billing]",
@@ -502,6 +509,102 @@ fn a_shutdown_while_an_upstream_lists_its_tools_still_ends_its_process_group() {
     // the handshake answered, `tools/list` waiting
     std::thread::sleep(Duration::from_secs(1));
     let all = fake_pids(scripts.path());
+    terminate(&r);
+    let left = wait_until_gone(&all, Duration::from_secs(5));
+    assert!(left.is_empty(), "outlived remit: {left:?}");
+    r.kill9();
+}
+
+/// FakeStdioUpstreamThatCrashesLeavingAGrandchild: answers `initialize` and `tools/list` (one
+/// tool, `poke`); starts two processes of its own (`sleep`, one of them ignoring `SIGTERM`)
+/// with their own stdin and stdout, appending their pids to `$1/grandchildren`; exits at
+/// once on a `tools/call` (a crash), and when its stdin closes, leaving both running.
+const FAKE_STDIO_UPSTREAM_THAT_CRASHES_LEAVING_A_GRANDCHILD: &str = r#"#!/bin/sh
+sleep 300 </dev/null >/dev/null 2>&1 &
+echo $! >> "$1/grandchildren"
+( trap '' TERM; exec sleep 300 ) </dev/null >/dev/null 2>&1 &
+echo $! >> "$1/grandchildren"
+while IFS= read -r line; do
+  id=$(printf '%s\n' "$line" | sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p')
+  case "$line" in
+    *'"method":"initialize"'*)
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"fake","version":"0"}}}\n' "$id" ;;
+    *'"method":"tools/list"'*)
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"poke","inputSchema":{"type":"object"}}]}}\n' "$id" ;;
+    *'"method":"tools/call"'*) exit 3 ;;
+    *) ;;
+  esac
+done
+"#;
+
+/// The pids `FakeStdioUpstreamThatCrashesLeavingAGrandchild` wrote to `dir/grandchildren`.
+fn grandchildren(dir: &std::path::Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("grandchildren"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// A stdio upstream that crashes, leaving what it started running in its process group, has
+/// that group ended (`SIGTERM`, then `SIGKILL` for the one ignoring it) while remit carries on
+/// and starts the upstream again (before, the group was signalled only while the child itself
+/// ran: each crash left its processes behind).
+#[test]
+fn a_stdio_upstream_that_crashes_leaving_a_grandchild_has_its_group_ended_and_is_restarted() {
+    let (mut r, scripts) = remit_with_fake_script(
+        FAKE_STDIO_UPSTREAM_THAT_CRASHES_LEAVING_A_GRANDCHILD,
+        "",
+        "",
+    );
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["up"] == json!(true)
+    });
+    let first = grandchildren(scripts.path());
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(first.iter().all(|p| alive(*p)), "{first:?}");
+    // the call makes the upstream exit at once: the call fails
+    let (status, body) = r.call("fake.poke", json!({}));
+    assert_ne!(status, 200, "{body}");
+    let left = wait_until_gone(&first, Duration::from_secs(10));
+    assert!(left.is_empty(), "outlived the upstream's crash: {left:?}");
+    assert!(alive(r.pid()), "remit ended");
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["restarts"].as_u64().unwrap() >= 1 && u["up"] == json!(true)
+    });
+    // the failed call's own request to reconnect may restart it once more
+    std::thread::sleep(Duration::from_secs(2));
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["up"] == json!(true)
+    });
+    let all = grandchildren(scripts.path());
+    let (earlier, current) = all.split_at(all.len() - 2);
+    assert!(earlier.len() >= 2, "{all:?}");
+    let left = wait_until_gone(earlier, Duration::from_secs(10));
+    assert!(left.is_empty(), "outlived their upstream: {left:?}");
+    assert!(
+        current.iter().all(|p| alive(*p)),
+        "the running upstream's were ended: {current:?}"
+    );
+    terminate(&r);
+    r.kill9();
+}
+
+/// A stdio upstream that exits as soon as its stdin closes, leaving what it started running
+/// in its process group, has that group ended when `remit serve` shuts down on `SIGTERM`
+/// (before, rmcp signalled the group only while the child itself ran).
+#[test]
+fn a_stdio_upstream_exiting_when_its_stdin_closes_leaves_nothing_running_after_shutdown() {
+    let (mut r, scripts) = remit_with_fake_script(
+        FAKE_STDIO_UPSTREAM_THAT_CRASHES_LEAVING_A_GRANDCHILD,
+        "",
+        "",
+    );
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["up"] == json!(true)
+    });
+    let all = grandchildren(scripts.path());
+    assert_eq!(all.len(), 2, "{all:?}");
     terminate(&r);
     let left = wait_until_gone(&all, Duration::from_secs(5));
     assert!(left.is_empty(), "outlived remit: {left:?}");

@@ -1,0 +1,195 @@
+//! What a stdio upstream leaves in its process group once its connection has ended.
+//!
+//! Each child upstream leads a process group of its own (its pid is the group's id), so that
+//! rmcp's `SIGTERM` and `SIGKILL` reach whatever it started. rmcp signals the group only while
+//! the child itself still runs: a child that exits on its own (a crash, or at once when its
+//! stdin closes) is reaped and nobody signals the group, so what it started outlives it, one
+//! more process each time the upstream is restarted. [`end`] signals what is left.
+//!
+//! Signalling a group by number after its leader has gone is safe against pid reuse here:
+//! Linux does not hand out a pid again while a live process still has it as its process-group
+//! id, so the number can only have been reused once the group was empty, by a new process
+//! that made itself a group leader. Before each signal remit looks, in `/proc/*/stat`, for
+//! processes whose group is that number and whose session is remit's own (a process can join
+//! a group only within its own session, so a number reused by a `setsid` process shows another
+//! session), and signals nothing if there are none. The one new group leader that would share
+//! remit's session is a child upstream remit started since, whose pid could be that number: the
+//! pids of the children remit runs are kept ([`Group`]), and a group whose id is one of them
+//! is not signalled. What is left is the instant between the look and the signal, in which the
+//! group would have to empty and its number be handed out again (pids are handed out in
+//! turn, so only after every other free pid).
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long what is left in a group has, after `SIGTERM`, before it is sent `SIGKILL`
+/// (rmcp's own grace for a child).
+const GRACE: Duration = Duration::from_secs(3);
+
+/// How often the group is looked at during [`GRACE`]: an empty group is done with at once.
+const LOOK: Duration = Duration::from_millis(100);
+
+/// The pids of the child upstreams remit runs (each its group's id).
+static RUNNING: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+/// The process group a child upstream leads, counted as running while this is held.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pgid: u32,
+}
+
+impl Group {
+    /// The group of the child just started with pid `pid`.
+    pub(crate) fn started(pid: u32) -> Self {
+        if let Ok(mut running) = RUNNING.lock() {
+            running.insert(pid);
+        }
+        Self { pgid: pid }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Ok(mut running) = RUNNING.lock() {
+            running.remove(&self.pgid);
+        }
+    }
+}
+
+/// After a child's connection has ended (the child exited or was ended): `SIGTERM` to what is
+/// left in its group, and `SIGKILL` to what is still there [`GRACE`] later. Nothing for an
+/// upstream that is not a child.
+pub(crate) async fn end(group: Option<Group>) {
+    let Some(group) = group else {
+        return;
+    };
+    let pgid = group.pgid;
+    // no longer one of the running children: its own group is what is ended here
+    drop(group);
+    if !signal(pgid, Signal::Term) {
+        return;
+    }
+    tracing::info!(
+        pgid,
+        "a child upstream's process group outlived it; sent SIGTERM"
+    );
+    let deadline = tokio::time::Instant::now() + GRACE;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(LOOK).await;
+        if !has_members(pgid) {
+            return;
+        }
+    }
+    if signal(pgid, Signal::Kill) {
+        tracing::warn!(
+            pgid,
+            "a child upstream's process group ignored SIGTERM; sent SIGKILL"
+        );
+    }
+}
+
+/// The two signals [`end`] sends.
+#[derive(Clone, Copy)]
+enum Signal {
+    Term,
+    Kill,
+}
+
+/// Sends `signal` to group `pgid` if it still has members in remit's session and is not the
+/// group of a child remit runs; whether it was sent.
+fn signal(pgid: u32, signal: Signal) -> bool {
+    if RUNNING
+        .lock()
+        .map_or(true, |running| running.contains(&pgid))
+    {
+        return false;
+    }
+    if !has_members(pgid) {
+        return false;
+    }
+    send(pgid, signal)
+}
+
+#[cfg(unix)]
+fn send(pgid: u32, signal: Signal) -> bool {
+    use nix::sys::signal::{Signal as Sig, killpg};
+    let Ok(raw) = i32::try_from(pgid) else {
+        return false;
+    };
+    // 0 and 1 would name remit's own group and init's
+    if raw <= 1 {
+        return false;
+    }
+    let sig = match signal {
+        Signal::Term => Sig::SIGTERM,
+        Signal::Kill => Sig::SIGKILL,
+    };
+    killpg(nix::unistd::Pid::from_raw(raw), sig).is_ok()
+}
+
+#[cfg(not(unix))]
+fn send(_pgid: u32, _signal: Signal) -> bool {
+    false
+}
+
+/// Whether a live process (not a zombie) has `pgid` as its group and remit's session as its
+/// own; none where there is no `/proc`.
+fn has_members(pgid: u32) -> bool {
+    let Some((_, own_session)) = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .as_deref()
+        .and_then(group_and_session)
+    else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let is_pid = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        is_pid
+            && std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .as_deref()
+                .and_then(group_and_session)
+                == Some((pgid, own_session))
+    })
+}
+
+/// A live process's group and session from its `/proc/PID/stat` (`None` for a zombie).
+fn group_and_session(stat: &str) -> Option<(u32, u32)> {
+    // the command name may hold spaces and parentheses: the fields start after the last ")"
+    let (_, after) = stat.rsplit_once(") ")?;
+    let mut fields = after.split_ascii_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
+    Some((pgrp, session))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_gives_group_and_session_even_with_a_strange_name() {
+        let stat = "4242 (a) b (c) S 1 4240 4200 0 -1 4194560 0 0";
+        assert_eq!(group_and_session(stat), Some((4240, 4200)));
+        assert_eq!(group_and_session("4242 (z) Z 1 4240 4200 0"), None);
+    }
+
+    #[test]
+    fn remit_own_group_has_members() {
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let (pgrp, _) = group_and_session(&own).unwrap();
+        assert!(has_members(pgrp));
+    }
+}
