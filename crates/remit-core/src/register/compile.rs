@@ -805,6 +805,9 @@ const BLOCK_SHAPES: [(&str, &str); 3] = [
     ),
 ];
 
+/// The variables a `require` condition and a budget's `sum` are evaluated with
+/// ([`crate::condition::Bindings::for_args`]), and how the hint says so.
+const REQUIRE_SCOPE: (&[&str], &str) = (&["args"], "`args` (the call's arguments)");
 /// The variables a CEL entry of a block may read, and how the hint says so.
 const APPROVE_WHEN_SCOPE: (&[&str], &str) = (&["args"], "`args` (the call's arguments)");
 const VERIFY_EXPECT_SCOPE: (&[&str], &str) = (
@@ -934,25 +937,43 @@ fn check_cel(
             format!("`{what}` `{expr}` does not compile: {e}"),
             Some(format!("`{what}` is CEL over {said}")),
         ),
-        Ok(c) => {
-            let unknown: Vec<String> = c
-                .variables()
-                .into_iter()
-                .filter(|v| !scope.contains(&v.as_str()))
-                .map(|v| format!("`{v}`"))
-                .collect();
-            if !unknown.is_empty() {
-                cx.error(
-                    at,
-                    format!(
-                        "`{what}` `{expr}` reads {}, which it will not see",
-                        unknown.join(", ")
-                    ),
-                    Some(format!("`{what}` sees only {said}")),
-                );
-            }
-        }
+        Ok(c) => check_reads(cx, at, &format!("`{what}`"), &c, scope, said),
     }
+}
+
+/// The variables a compiled expression reads must be among those in `scope`, the ones it
+/// will see when it is evaluated (a macro's own variable does not count): otherwise an
+/// error at `at`, with "did you mean" for a name close to one it sees. `what` names the
+/// expression in the message (`condition`, `` `approve.when` ``).
+fn check_reads(
+    cx: &mut Ctx<'_>,
+    at: Range<usize>,
+    what: &str,
+    c: &Condition,
+    scope: &[&str],
+    said: &str,
+) {
+    let unknown: Vec<String> = c
+        .variables()
+        .into_iter()
+        .filter(|v| !scope.contains(&v.as_str()))
+        .collect();
+    let Some(first) = unknown.first() else {
+        return;
+    };
+    let guess = did_you_mean(first, scope.iter().copied())
+        .map(|g| format!("{g} "))
+        .unwrap_or_default();
+    let named: Vec<String> = unknown.iter().map(|v| format!("`{v}`")).collect();
+    cx.error(
+        at,
+        format!(
+            "{what} `{}` reads {}, which it will not see",
+            c.source(),
+            named.join(", ")
+        ),
+        Some(format!("{guess}{what} sees only {said}")),
+    );
 }
 
 fn compile_action(
@@ -1084,6 +1105,8 @@ fn compile_action(
             let start = text_start(cx.source, &span);
             match Condition::compile(expr) {
                 Ok(c) => {
+                    let (scope, said) = REQUIRE_SCOPE;
+                    check_reads(cx, start..span.end, "condition", &c, scope, said);
                     conditions.push(c);
                     at.conditions.push(cx.position(start));
                 }
@@ -1140,7 +1163,12 @@ fn compile_action(
                 None
             }
             (None, Some(expr), Some(max)) => match Condition::compile(expr.get_ref()) {
-                Ok(c) => Some((BudgetMeasure::Sum(c), *max.get_ref())),
+                Ok(c) => {
+                    let (scope, said) = REQUIRE_SCOPE;
+                    let at = text_start(cx.source, &expr.span())..expr.span().end;
+                    check_reads(cx, at, "budget sum", &c, scope, said);
+                    Some((BudgetMeasure::Sum(c), *max.get_ref()))
+                }
                 Err(e) => {
                     cx.error(
                         text_start(cx.source, &expr.span())..expr.span().end,

@@ -107,6 +107,66 @@ fn cel_that_does_not_compile_points_into_the_expression() {
 }
 
 #[test]
+fn conditions_and_budget_sums_that_read_other_than_args_are_errors_at_the_expression() {
+    // (what replaces GOOD's require and budget lines, where the error is, what it says, its hint)
+    let require = "require = \"args.amount > 0 && args.amount <= 500\"\n";
+    let budget = "budget = [{ count = 20, per = \"1h\" }, { sum = \"args.amount\", max = 1000, per = \"24h\" }]\n";
+    let cases: [(&str, &str, &str, &str, &str); 4] = [
+        (
+            require,
+            "require = \"arg.amount > 0\"\n",
+            "arg.amount > 0\"",
+            "condition `arg.amount > 0` reads `arg`, which it will not see",
+            "did you mean `args`? condition sees only `args` (the call's arguments)",
+        ),
+        (
+            require,
+            "require = [\"args.amount > 0\", \"result.ok\"]\n",
+            "result.ok\"",
+            "condition `result.ok` reads `result`, which it will not see",
+            "condition sees only `args` (the call's arguments)",
+        ),
+        (
+            require,
+            "require = \"args.items.all(x, x > 0) && amount < 5\"\n",
+            "args.items.all",
+            "condition `args.items.all(x, x > 0) && amount < 5` reads `amount`, which it will not see",
+            "condition sees only `args`",
+        ),
+        (
+            budget,
+            "budget = [{ sum = \"arg.amount\", max = 1000, per = \"24h\" }]\n",
+            "arg.amount\"",
+            "budget sum `arg.amount` reads `arg`, which it will not see",
+            "did you mean `args`? budget sum sees only `args`",
+        ),
+    ];
+    for (line, written, at, message, help) in cases {
+        let src = GOOD.replace(line, written);
+        assert_ne!(src, GOOD);
+        let (reg, diags) = compile_str(&src);
+        assert!(reg.is_none(), "{written}: {diags:?}");
+        let e = errors(&diags);
+        assert_eq!(e.len(), 1, "{written}: {e:?}");
+        let d = diags
+            .iter()
+            .find(|d| d.severity == Severity::Error)
+            .unwrap();
+        assert!(
+            e[0].starts_with(&format!("{} error: ", located(&src, at, 0, 0))),
+            "{written}: {e:?}"
+        );
+        assert!(d.message.contains(message), "{written}: {}", d.message);
+        let hint = d.help.as_deref().unwrap_or_default();
+        assert!(hint.contains(help), "{written}: {hint}");
+    }
+    // a macro's own variable is not read from outside
+    let src = GOOD.replace(require, "require = \"args.items.all(x, x > 0)\"\n");
+    let (reg, diags) = compile_str(&src);
+    assert!(reg.is_some(), "{diags:?}");
+}
+
+#[test]
 fn unknown_agent_and_upstream_are_errors_with_hints() {
     let src = GOOD
         .replace(
