@@ -768,7 +768,7 @@ fn check_blocks(
             Some("write the delay as a duration: `delay = \"60s\"`".to_owned()),
         );
     }
-    check_block_values(cx, name, a, table);
+    check_block_values(cx, name, a, table, approvers);
     if let Some(approve) = &a.approve
         && let Some(by) = approve.get_ref().get("by").and_then(toml::Value::as_str)
         && !approvers.contains_key(by)
@@ -817,13 +817,15 @@ const VERIFY_EXPECT_SCOPE: (&[&str], &str) = (
 
 /// The values in the blocks remit does not yet enforce, checked now so that a mistake is
 /// caught before they are: durations as a budget's `per`, `approve.quorum` a positive
-/// integer, `approve.when` and `verify.expect` CEL over the variables they will see,
+/// integer no larger than the group `approve.by` names, `approve.when` and `verify.expect`
+/// CEL over the variables they will see,
 /// `undo.impossible` a reason, each block a table. Each error is at the value.
 fn check_block_values(
     cx: &mut Ctx<'_>,
     name: &Spanned<String>,
     a: &RawAction,
     table: Option<&DeTable<'_>>,
+    approvers: &BTreeMap<String, Vec<String>>,
 ) {
     let blocks = [
         ("approve", &a.approve),
@@ -877,6 +879,30 @@ fn check_block_values(
                 format!("`approve.quorum` must be a positive integer, not `{q}`"),
                 Some("write how many approvers must approve, e.g. `quorum = 2`".to_owned()),
             );
+        }
+        // a quorum the group cannot reach: the action could never be approved (an unknown
+        // group, or one with no members, is reported on its own)
+        if block == "approve"
+            && let Some(q) = keys.get("quorum").and_then(toml::Value::as_integer)
+            && let Some(by) = keys.get("by").and_then(toml::Value::as_str)
+            && let Some(members) = approvers.get(by)
+            && !members.is_empty()
+        {
+            let distinct: BTreeSet<&str> = members.iter().map(String::as_str).collect();
+            let size = distinct.len();
+            if usize::try_from(q).is_ok_and(|q| q > size) {
+                let people = if size == 1 { "approver" } else { "approvers" };
+                cx.error(
+                    span_of("quorum"),
+                    format!(
+                        "`approve.quorum` is {q}, but group `{by}` has {size} {people}: no call of `{}` could ever be approved",
+                        name.get_ref()
+                    ),
+                    Some(format!(
+                        "lower it to at most `quorum = {size}`, or add approvers to `{by}` in `[approvers]`"
+                    )),
+                );
+            }
         }
         if block == "undo"
             && let Some(why) = keys.get("impossible")

@@ -860,6 +860,33 @@ fn values_in_blocks_not_yet_enforced_are_checked_at_the_value() {
 }
 
 #[test]
+fn a_quorum_larger_than_its_approver_group_is_an_error_at_the_quorum() {
+    // a name written twice is one approver
+    let blocks = "approve = { by = \"finance\", quorum = 3 }\n\n[approvers]\nfinance = [\"ana\", \"bo\", \"ana\"]\n";
+    let src = GOOD.replace("redact = [\"args.card_number\"]\n", blocks);
+    let (reg, diags) = compile_str(&src);
+    assert!(reg.is_none(), "{diags:?}");
+    let e = errors(&diags);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&format!(
+            "{} error: `approve.quorum` is 3, but group `finance` has 2 approvers: no call of `billing.issue_refund` could ever be approved",
+            located(&src, "3 }", 0, 0)
+        )),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[0].contains("lower it to at most `quorum = 2`, or add approvers to `finance`"),
+        "{}",
+        e[0]
+    );
+    let src = src.replace("quorum = 3", "quorum = 2");
+    let (reg, diags) = compile_str(&src);
+    assert!(reg.is_some(), "{diags:?}");
+}
+
+#[test]
 fn max_sessions_per_agent_defaults_to_64_and_must_be_at_least_1() {
     let (reg, diags) = compile_str(GOOD);
     assert!(errors(&diags).is_empty(), "{diags:?}");
