@@ -3,8 +3,8 @@
 use super::raw::{OneOrMany, RawAction, RawRegister, RawSecret, RawUpstream};
 use super::{
     Action, ActionPositions, Agent, Budget, BudgetMeasure, DEFAULT_MAX_SESSIONS_PER_AGENT,
-    Diagnostic, Gateway, Pending, Position, Protocol, Register, Secret, Severity, Tier, Transport,
-    Upstream,
+    Diagnostic, Gateway, NamedTool, Pending, Position, Protocol, Register, Secret, Severity, Tier,
+    Transport, Upstream,
 };
 use crate::condition::Condition;
 use crate::ids::{ActionName, AgentId, RegisterVersion, UpstreamName};
@@ -720,7 +720,8 @@ fn check_blocks(
     a: &RawAction,
     table: Option<&DeTable<'_>>,
     approvers: &BTreeMap<String, Vec<String>>,
-) {
+    upstreams: &BTreeMap<UpstreamName, Upstream>,
+) -> Vec<NamedTool> {
     for (block, known) in BLOCK_KEYS {
         let Some(DeValue::Table(keys)) = table.and_then(|t| entry(t, block)).map(Spanned::get_ref)
         else {
@@ -768,7 +769,7 @@ fn check_blocks(
             Some("write the delay as a duration: `delay = \"60s\"`".to_owned()),
         );
     }
-    check_block_values(cx, name, a, table, approvers);
+    let named = check_block_values(cx, name, a, table, approvers, upstreams);
     if let Some(approve) = &a.approve
         && let Some(by) = approve.get_ref().get("by").and_then(toml::Value::as_str)
         && !approvers.contains_key(by)
@@ -787,6 +788,7 @@ fn check_blocks(
             hint.or_else(|| Some(format!("add `[approvers]` with `{by} = [\"name\"]`"))),
         );
     }
+    named
 }
 
 /// What each block must look like, for the hint when it is written as a plain value.
@@ -810,6 +812,14 @@ const BLOCK_SHAPES: [(&str, &str); 3] = [
 const REQUIRE_SCOPE: (&[&str], &str) = (&["args"], "`args` (the call's arguments)");
 /// The variables a CEL entry of a block may read, and how the hint says so.
 const APPROVE_WHEN_SCOPE: (&[&str], &str) = (&["args"], "`args` (the call's arguments)");
+/// The variables an argument of `verify.probe` or `undo` may read: the call is over.
+const BLOCK_ARGS_SCOPE: (&[&str], &str) = (
+    &["args", "result"],
+    "`args` (the call's arguments) and `result` (the upstream's answer)",
+);
+/// What `verify.probe` looks like, for the hint.
+const PROBE_SHAPE: &str =
+    "probe = { tool = \"billing.get_refund\", args = { id = \"result.refund_id\" } }";
 const VERIFY_EXPECT_SCOPE: (&[&str], &str) = (
     &["args", "result", "probe"],
     "`args` (the call's arguments), `result` (the upstream's answer) and `probe` (the answer of `verify.probe`)",
@@ -826,7 +836,9 @@ fn check_block_values(
     a: &RawAction,
     table: Option<&DeTable<'_>>,
     approvers: &BTreeMap<String, Vec<String>>,
-) {
+    upstreams: &BTreeMap<UpstreamName, Upstream>,
+) -> Vec<NamedTool> {
+    let mut named = Vec::new();
     let blocks = [
         ("approve", &a.approve),
         ("verify", &a.verify),
@@ -917,12 +929,179 @@ fn check_block_values(
                 ),
             );
         }
+        check_block_tools(
+            cx,
+            block,
+            keys,
+            block_tree,
+            value.span(),
+            upstreams,
+            &mut named,
+        );
     }
     if let Some(delay) = &a.delay
         && !delay.get_ref().is_table()
     {
         check_duration(cx, "delay", delay.get_ref(), delay.span());
     }
+    named
+}
+
+/// The table at `path` inside `tree`, in the parse tree.
+fn subtable<'a, 'i>(tree: Option<&'a DeTable<'i>>, path: &[&str]) -> Option<&'a DeTable<'i>> {
+    let mut at = tree?;
+    for key in path {
+        match entry(at, key).map(Spanned::get_ref) {
+            Some(DeValue::Table(t)) => at = t,
+            _ => return None,
+        }
+    }
+    Some(at)
+}
+
+/// `verify.probe` and `undo`'s `tool` and `args`: each tool `UPSTREAM.TOOL` of a declared
+/// upstream (kept in `named` for checking against its tool list), each argument CEL over
+/// `args` and `result`, the probe a table of `tool` and `args`. Each error at the value.
+fn check_block_tools(
+    cx: &mut Ctx<'_>,
+    block: &str,
+    keys: &toml::Table,
+    block_tree: Option<&DeTable<'_>>,
+    fallback: Range<usize>,
+    upstreams: &BTreeMap<UpstreamName, Upstream>,
+    named: &mut Vec<NamedTool>,
+) {
+    let span_in = |tree: Option<&DeTable<'_>>, key: &str, or: Range<usize>| {
+        tree.and_then(|t| entry(t, key))
+            .map(Spanned::span)
+            .unwrap_or(or)
+    };
+    let (keys, tree, fallback, tool_key, args_key) = match block {
+        "undo" => (keys, block_tree, fallback, "undo.tool", "undo.args"),
+        "verify" => {
+            let Some(probe) = keys.get("probe") else {
+                return;
+            };
+            let at = span_in(block_tree, "probe", fallback);
+            let Some(probe_keys) = probe.as_table() else {
+                cx.error(
+                    at,
+                    format!("`verify.probe` is `{probe}`, not a table of keys"),
+                    Some(format!(
+                        "write the read to make as a table: `{PROBE_SHAPE}`"
+                    )),
+                );
+                return;
+            };
+            let tree = subtable(block_tree, &["probe"]);
+            for (key, _) in tree
+                .map(|t| t.iter().collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
+                let key_text = key.get_ref().as_ref();
+                if ["tool", "args"].contains(&key_text) {
+                    continue;
+                }
+                cx.error(
+                    key.span(),
+                    format!("unknown key `{key_text}` in `verify.probe`"),
+                    did_you_mean(key_text, ["tool", "args"])
+                        .or_else(|| Some("its keys are `tool` and `args`".to_owned())),
+                );
+            }
+            if !probe_keys.contains_key("tool") {
+                cx.error(
+                    at.clone(),
+                    "`verify.probe` names no `tool`".to_owned(),
+                    Some(format!("name the read to make: `{PROBE_SHAPE}`")),
+                );
+            }
+            (
+                probe_keys,
+                tree,
+                at,
+                "verify.probe.tool",
+                "verify.probe.args",
+            )
+        }
+        _ => return,
+    };
+    if let Some(v) = keys.get("tool") {
+        let at = span_in(tree, "tool", fallback.clone());
+        named.extend(check_named_tool(cx, tool_key, v, at, upstreams));
+    }
+    if let Some(v) = keys.get("args") {
+        let at = span_in(tree, "args", fallback);
+        let (scope, said) = BLOCK_ARGS_SCOPE;
+        let Some(args) = v.as_table() else {
+            cx.error(
+                at,
+                format!("`{args_key}` is `{v}`, not a table of arguments"),
+                Some(format!(
+                    "write each argument as CEL over {said}: `args = {{ id = \"result.refund_id\" }}`"
+                )),
+            );
+            return;
+        };
+        let args_tree = subtable(tree, &["args"]);
+        for (k, value) in args {
+            let span = span_in(args_tree, k, at.clone());
+            check_cel(cx, &format!("{args_key}.{k}"), value, span, scope, said);
+        }
+    }
+}
+
+/// A tool a block names: `UPSTREAM.TOOL` with an upstream the register declares.
+fn check_named_tool(
+    cx: &mut Ctx<'_>,
+    key: &'static str,
+    v: &toml::Value,
+    span: Range<usize>,
+    upstreams: &BTreeMap<UpstreamName, Upstream>,
+) -> Option<NamedTool> {
+    let example = "`tool = \"billing.cancel_refund\"`";
+    let Some(text) = v.as_str() else {
+        cx.error(
+            span,
+            format!("`{key}` is `{v}`, not a tool name"),
+            Some(format!("write it as text, `UPSTREAM.TOOL`: {example}")),
+        );
+        return None;
+    };
+    let Some((up, tool)) = text
+        .split_once('.')
+        .filter(|(up, tool)| !up.is_empty() && !tool.is_empty())
+    else {
+        cx.error(
+            span,
+            format!("`{key}` `{text}` does not name its upstream"),
+            Some(format!(
+                "write it as `UPSTREAM.TOOL`, for example `billing.{}`",
+                text.trim_matches('.')
+            )),
+        );
+        return None;
+    };
+    let upstream = UpstreamName::new(up);
+    if !upstreams.contains_key(&upstream) {
+        let hint = did_you_mean(up, upstreams.keys().map(UpstreamName::as_str));
+        cx.error(
+            span,
+            format!("`{key}` `{text}` names unknown upstream `{up}`"),
+            hint.or_else(|| {
+                Some(format!(
+                    "name a tool of a declared upstream, or add `[upstreams.{up}]`"
+                ))
+            }),
+        );
+        return None;
+    }
+    Some(NamedTool {
+        key,
+        upstream,
+        tool: tool.to_owned(),
+        at: cx.position(span.start),
+    })
 }
 
 /// A duration in a block: the syntax of a budget's `per`.
@@ -1259,12 +1438,13 @@ fn compile_action(
             );
         }
     }
-    check_blocks(
+    let named_tools = check_blocks(
         cx,
         name,
         a,
         tree.and_then(|t| action_table(t, name.get_ref())),
         approvers,
+        upstreams,
     );
     let exposed = if upstream.namespace {
         name.get_ref().clone()
@@ -1287,6 +1467,7 @@ fn compile_action(
         delay: pending(cx, a.delay.as_ref(), "delay"),
         verify: pending(cx, a.verify.as_ref(), "verify"),
         undo: pending(cx, a.undo.as_ref(), "undo"),
+        named_tools,
         at,
     })
 }

@@ -61,6 +61,29 @@ pub fn against_tools(
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for a in register.actions.values() {
+        // the tools `verify.probe` and `undo` name, on the upstreams that answered
+        for named in &a.named_tools {
+            if !reachable.contains(&named.upstream.as_str())
+                || tools
+                    .iter()
+                    .any(|t| t.upstream == named.upstream && t.name == named.tool)
+            {
+                continue;
+            }
+            let names = tools
+                .iter()
+                .filter(|t| t.upstream == named.upstream)
+                .map(|t| t.name.as_str());
+            out.push(Diagnostic::at(
+                Severity::Error,
+                named.at,
+                format!(
+                    "`{}` names `{}.{}`, but upstream `{}` has no tool `{}`",
+                    named.key, named.upstream, named.tool, named.upstream, named.tool
+                ),
+                super::compile::did_you_mean(&named.tool, names),
+            ));
+        }
         if !reachable.contains(&a.upstream.as_str()) {
             continue;
         }

@@ -283,6 +283,20 @@ pub struct Pending {
     pub at: Position,
 }
 
+/// A tool that a block not yet enforced names (`verify.probe.tool`, `undo.tool`), for
+/// checking against the tools its upstream lists.
+#[derive(Debug, Clone)]
+pub struct NamedTool {
+    /// The entry that names it (`undo.tool`).
+    pub key: &'static str,
+    /// The upstream it names, one the register declares.
+    pub upstream: UpstreamName,
+    /// The tool's name on that upstream.
+    pub tool: String,
+    /// Where the name is written.
+    pub at: Position,
+}
+
 /// Where the parts of an action are written, so that a finding points at the entry it is about.
 #[derive(Debug, Clone, Default)]
 pub struct ActionPositions {
@@ -339,6 +353,8 @@ pub struct Action {
     pub verify: Option<Pending>,
     /// `undo`: parsed, not yet enforced.
     pub undo: Option<Pending>,
+    /// The tools `verify.probe` and `undo` name.
+    pub named_tools: Vec<NamedTool>,
     /// Where its parts are written, for diagnostics.
     pub at: ActionPositions,
 }

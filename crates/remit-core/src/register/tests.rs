@@ -887,6 +887,146 @@ fn a_quorum_larger_than_its_approver_group_is_an_error_at_the_quorum() {
 }
 
 #[test]
+fn tools_and_arguments_of_verify_and_undo_are_checked_at_the_value() {
+    // (the blocks written, where the error is, what it says, what its hint says)
+    let cases: [(&str, &str, &str, &str); 12] = [
+        (
+            "verify = { probe = { tool = \"billing.get_refund\", arg = { id = \"result.refund_id\" } } }",
+            "arg =",
+            "unknown key `arg` in `verify.probe`",
+            "did you mean `args`?",
+        ),
+        (
+            "verify = { probe = { args = { id = \"result.refund_id\" } } }",
+            "{ args",
+            "`verify.probe` names no `tool`",
+            "probe = { tool = \"billing.get_refund\"",
+        ),
+        (
+            "undo = { tool = \"cancel_refund\" }",
+            "\"cancel_refund\"",
+            "`undo.tool` `cancel_refund` does not name its upstream",
+            "`billing.cancel_refund`",
+        ),
+        (
+            "undo = { tool = \"biling.cancel_refund\" }",
+            "\"biling.",
+            "`undo.tool` `biling.cancel_refund` names unknown upstream `biling`",
+            "did you mean `billing`?",
+        ),
+        (
+            "undo = { tool = \"ledger.reverse\" }",
+            "\"ledger.",
+            "`undo.tool` `ledger.reverse` names unknown upstream `ledger`",
+            "add `[upstreams.ledger]`",
+        ),
+        (
+            "undo = { tool = 5 }",
+            "5 }",
+            "`undo.tool` is `5`, not a tool name",
+            "`UPSTREAM.TOOL`",
+        ),
+        (
+            "undo = { tool = \"billing.cancel_refund\", args = { id = \"reply.refund_id\" } }",
+            "reply.refund_id",
+            "`undo.args.id` `reply.refund_id` reads `reply`, which it will not see",
+            "`args` (the call's arguments) and `result` (the upstream's answer)",
+        ),
+        (
+            "undo = { tool = \"billing.cancel_refund\", args = { id = \"result.\" } }",
+            "result.\"",
+            "`undo.args.id` `result.` does not compile",
+            "CEL over `args` (the call's arguments) and `result`",
+        ),
+        (
+            "undo = { tool = \"billing.cancel_refund\", args = \"result.refund_id\" }",
+            "\"result.refund_id\"",
+            "`undo.args` is `\"result.refund_id\"`, not a table of arguments",
+            "`args = { id = \"result.refund_id\" }`",
+        ),
+        (
+            "verify = { probe = { tool = \"billng.get_refund\" }, expect = \"true\" }",
+            "\"billng.",
+            "`verify.probe.tool` `billng.get_refund` names unknown upstream `billng`",
+            "did you mean `billing`?",
+        ),
+        (
+            "verify = { probe = { tool = \"billing.get_refund\", args = { id = \"args.id + resul.x\" } } }",
+            "args.id + resul",
+            "`verify.probe.args.id` `args.id + resul.x` reads `resul`",
+            "did you mean `result`?",
+        ),
+        (
+            "verify = { probe = \"billing.get_refund\", expect = \"true\" }",
+            "\"billing.get_refund\"",
+            "`verify.probe` is `\"billing.get_refund\"`, not a table of keys",
+            "probe = { tool = \"billing.get_refund\"",
+        ),
+    ];
+    for (blocks, at, message, help) in cases {
+        let src = GOOD.replace("redact = [\"args.card_number\"]\n", &format!("{blocks}\n"));
+        let (reg, diags) = compile_str(&src);
+        assert!(reg.is_none(), "{blocks}: {diags:?}");
+        let e = errors(&diags);
+        assert_eq!(e.len(), 1, "{blocks}: {e:?}");
+        let d = diags
+            .iter()
+            .find(|d| d.severity == Severity::Error)
+            .unwrap();
+        assert!(
+            e[0].starts_with(&format!("{} error: ", located(&src, at, 0, 0))),
+            "{blocks}: {e:?}"
+        );
+        assert!(d.message.contains(message), "{blocks}: {}", d.message);
+        let hint = d.help.as_deref().unwrap_or_default();
+        assert!(hint.contains(help), "{blocks}: {hint}");
+    }
+
+    // as the docs write them, both pass; against the upstream's tool list, a tool it lacks
+    // is an error at the name, with "did you mean" (`verify`'s first, as the blocks go)
+    let blocks = "undo = { tool = \"billing.cancel_refund\", args = { id = \"result.refund_id\", amount = \"args.amount\" }, within = \"30m\" }\n\
+        verify = { probe = { tool = \"billing.get_refnd\", args = { id = \"result.refund_id\" } }, expect = \"probe.status == 'issued'\", within = \"5s\" }\n";
+    let src = GOOD.replace("redact = [\"args.card_number\"]\n", blocks);
+    let (reg, diags) = compile_str(&src);
+    let reg = reg.unwrap_or_else(|| panic!("{diags:?}"));
+    let tools = [
+        billing_tool("get_customer", &serde_json::json!({ "id": {} })),
+        billing_tool("issue_refund", &serde_json::json!({ "amount": {} })),
+        billing_tool("get_refund", &serde_json::json!({ "id": {} })),
+    ];
+    let found = findings::against_tools(&reg, &tools, &["billing"]);
+    let e = errors(&found);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[1].starts_with(&format!(
+            "{} error: `undo.tool` names `billing.cancel_refund`, but upstream `billing` has no tool `cancel_refund`",
+            located(&src, "\"billing.cancel_refund\"", 0, 0)
+        )),
+        "{e:?}"
+    );
+    assert!(
+        e[0].starts_with(&format!(
+            "{} error: `verify.probe.tool` names `billing.get_refnd`, but upstream `billing` has no tool `get_refnd`",
+            located(&src, "\"billing.get_refnd\"", 0, 0)
+        )) && e[0].contains("did you mean `get_refund`?"),
+        "{e:?}"
+    );
+    // an upstream that did not answer is not held to an empty list
+    assert!(errors(&findings::against_tools(&reg, &tools, &[])).is_empty());
+    let tools = [
+        billing_tool("get_customer", &serde_json::json!({ "id": {} })),
+        billing_tool("issue_refund", &serde_json::json!({ "amount": {} })),
+        billing_tool("get_refund", &serde_json::json!({ "id": {} })),
+        billing_tool("cancel_refund", &serde_json::json!({ "id": {} })),
+    ];
+    let src = src.replace("get_refnd", "get_refund");
+    let (reg, diags) = compile_str(&src);
+    let reg = reg.unwrap_or_else(|| panic!("{diags:?}"));
+    let found = findings::against_tools(&reg, &tools, &["billing"]);
+    assert!(errors(&found).is_empty(), "{found:?}");
+}
+
+#[test]
 fn max_sessions_per_agent_defaults_to_64_and_must_be_at_least_1() {
     let (reg, diags) = compile_str(GOOD);
     assert!(errors(&diags).is_empty(), "{diags:?}");
