@@ -79,6 +79,9 @@ struct Link {
     reconnect: Notify,
     /// Calls on this upstream whose agents asked for progress.
     progress: Arc<crate::progress::Waiting>,
+    /// The endings of process groups its children left ([`crate::group::end`]), which a
+    /// shutdown waits for.
+    ends: tokio_util::task::TaskTracker,
 }
 
 impl LinkState {
@@ -162,6 +165,7 @@ impl McpUpstreams {
                 state: RwLock::new(LinkState::default()),
                 reconnect: Notify::new(),
                 progress: Arc::default(),
+                ends: tokio_util::task::TaskTracker::new(),
             });
             links.insert(link.config.name.clone(), Arc::clone(&link));
             supervisors.push(tokio::spawn(supervise(
@@ -191,6 +195,11 @@ impl McpUpstreams {
             // they run at once; each is awaited in turn
             for supervisor in supervisors {
                 let _ = supervisor.await;
+            }
+            // and what a child that exited on its own just before left in its group
+            for link in self.links.values() {
+                link.ends.close();
+                link.ends.wait().await;
             }
         };
         if tokio::time::timeout(SHUTDOWN, all).await.is_err() {
@@ -583,14 +592,14 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>, mut stop: watch
                     _ = &mut ended => {
                         // the child exited on its own (or the server dropped the
                         // connection): what it started may still run in its group
-                        tokio::spawn(crate::group::end(group));
+                        link.ends.spawn(crate::group::end(group));
                         false
                     }
                     () = link.reconnect.notified() => {
                         // rmcp closes the connection in the background; what is left of
                         // the group once it is closed is ended then, the restart goes on
                         token.cancel();
-                        tokio::spawn(async move {
+                        link.ends.spawn(async move {
                             let _ = ended.await;
                             crate::group::end(group).await;
                         });

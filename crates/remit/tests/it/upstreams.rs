@@ -520,6 +520,9 @@ fn a_shutdown_while_an_upstream_lists_its_tools_still_ends_its_process_group() {
 /// with their own stdin and stdout, appending their pids to `$1/grandchildren`; exits at
 /// once on a `tools/call` (a crash), and when its stdin closes, leaving both running.
 const FAKE_STDIO_UPSTREAM_THAT_CRASHES_LEAVING_A_GRANDCHILD: &str = r#"#!/bin/sh
+# with "once", it starts only once: every later start fails before it starts anything
+if [ "$2" = once ] && [ -e "$1/started" ]; then exit 4; fi
+touch "$1/started"
 sleep 300 </dev/null >/dev/null 2>&1 &
 echo $! >> "$1/grandchildren"
 ( trap '' TERM; exec sleep 300 ) </dev/null >/dev/null 2>&1 &
@@ -590,11 +593,35 @@ fn a_stdio_upstream_that_crashes_leaving_a_grandchild_has_its_group_ended_and_is
     r.kill9();
 }
 
+/// A stdio upstream that crashes just before remit shuts down, leaving what it started in its
+/// process group, has that group ended before remit exits: the one ignoring `SIGTERM` gets
+/// its `SIGKILL` 3 s after the crash, and the shutdown waits for it (before, the ending
+/// was a task of its own, cut off when remit exited).
+#[test]
+fn a_stdio_upstream_crashing_just_before_shutdown_has_its_group_ended_before_remit_exits() {
+    // started once: after the crash, remit's attempts to start it again fail at once
+    let (mut r, scripts) = remit_with_fake_script(
+        FAKE_STDIO_UPSTREAM_THAT_CRASHES_LEAVING_A_GRANDCHILD,
+        "once",
+        "",
+    );
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["up"] == json!(true)
+    });
+    let all = grandchildren(scripts.path());
+    assert_eq!(all.len(), 2, "{all:?}");
+    let (status, body) = r.call("fake.poke", json!({}));
+    assert_ne!(status, 200, "{body}");
+    terminate(&r);
+    let left = wait_until_gone(&all, Duration::from_secs(1));
+    assert!(left.is_empty(), "outlived remit: {left:?}");
+    r.kill9();
+}
+
 /// A stdio upstream that exits as soon as its stdin closes, leaving what it started running
 /// in its process group, has that group ended when `remit serve` shuts down on `SIGTERM`
 /// (before, rmcp signalled the group only while the child itself ran).
 #[test]
-#[ignore = "flaky: failed 2 of 4 runs beside the other process-group tests (both pids left); cause not found yet"]
 fn a_stdio_upstream_exiting_when_its_stdin_closes_leaves_nothing_running_after_shutdown() {
     let (mut r, scripts) = remit_with_fake_script(
         FAKE_STDIO_UPSTREAM_THAT_CRASHES_LEAVING_A_GRANDCHILD,
