@@ -563,6 +563,15 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>, mut stop: watch
                 let protocol = peer.peer_info().map(|i| i.protocol_version.to_string());
                 let lean = lean_for(&link.config, protocol.as_deref());
                 let ok = tools.is_ok();
+                // a restart asked for before this connection is published was about an older
+                // one (a call that failed as its child exited): dropped, or it would end this
+                // connection as soon as it is up
+                // (dropped at once: a `Notified` left waiting would take the next request)
+                {
+                    let stale = link.reconnect.notified();
+                    tokio::pin!(stale);
+                    stale.as_mut().enable();
+                }
                 if let Ok(mut s) = link.state.write() {
                     match tools {
                         Ok(t) => {
