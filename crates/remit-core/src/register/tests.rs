@@ -144,21 +144,7 @@ fn conditions_and_budget_sums_that_read_other_than_args_are_errors_at_the_expres
     for (line, written, at, message, help) in cases {
         let src = GOOD.replace(line, written);
         assert_ne!(src, GOOD);
-        let (reg, diags) = compile_str(&src);
-        assert!(reg.is_none(), "{written}: {diags:?}");
-        let e = errors(&diags);
-        assert_eq!(e.len(), 1, "{written}: {e:?}");
-        let d = diags
-            .iter()
-            .find(|d| d.severity == Severity::Error)
-            .unwrap();
-        assert!(
-            e[0].starts_with(&format!("{} error: ", located(&src, at, 0, 0))),
-            "{written}: {e:?}"
-        );
-        assert!(d.message.contains(message), "{written}: {}", d.message);
-        let hint = d.help.as_deref().unwrap_or_default();
-        assert!(hint.contains(help), "{written}: {hint}");
+        assert_one_error(&src, at, message, help, written);
     }
     // a macro's own variable is not read from outside
     let src = GOOD.replace(require, "require = \"args.items.all(x, x > 0)\"\n");
@@ -518,6 +504,25 @@ fn a_redacted_argument_the_tool_does_not_have_is_an_error_when_its_schema_is_kno
     let reg = reg.unwrap();
     assert!(errors(&findings::against_tools(&reg, &tools, &["billing"])).is_empty());
 }
+/// Asserts `src` does not compile and gives exactly one error, located at the first `at`,
+/// whose message contains `message` and whose hint contains `help` (`case` names it in failures).
+fn assert_one_error(src: &str, at: &str, message: &str, help: &str, case: &str) {
+    let (reg, diags) = compile_str(src);
+    assert!(reg.is_none(), "{case}: {diags:?}");
+    let e = errors(&diags);
+    assert_eq!(e.len(), 1, "{case}: {e:?}");
+    let d = diags
+        .iter()
+        .find(|d| d.severity == Severity::Error)
+        .unwrap();
+    assert!(
+        e[0].starts_with(&format!("{} error: ", located(src, at, 0, 0))),
+        "{case}: {e:?}"
+    );
+    assert!(d.message.contains(message), "{case}: {}", d.message);
+    let hint = d.help.as_deref().unwrap_or_default();
+    assert!(hint.contains(help), "{case}: {hint}");
+}
 
 /// `remit.toml:LINE:COLUMN:` of the `nth` (from 0) occurrence of `needle` in `src`, plus
 /// `shift` columns (1 steps past an opening quote).
@@ -829,21 +834,7 @@ fn values_in_blocks_not_yet_enforced_are_checked_at_the_value() {
             "redact = [\"args.card_number\"]\n",
             &format!("{blocks}\n\n[approvers]\nfinance = [\"ana\"]\n"),
         );
-        let (reg, diags) = compile_str(&src);
-        assert!(reg.is_none(), "{blocks}: {diags:?}");
-        let e = errors(&diags);
-        assert_eq!(e.len(), 1, "{blocks}: {e:?}");
-        let d = diags
-            .iter()
-            .find(|d| d.severity == Severity::Error)
-            .unwrap();
-        assert!(
-            e[0].starts_with(&format!("{} error: ", located(&src, at, 0, 0))),
-            "{blocks}: {e:?}"
-        );
-        assert!(d.message.contains(message), "{blocks}: {}", d.message);
-        let hint = d.help.as_deref().unwrap_or_default();
-        assert!(hint.contains(help), "{blocks}: {hint}");
+        assert_one_error(&src, at, message, help, blocks);
     }
 
     // each value as the docs give it, and a macro's own variable, pass
@@ -965,21 +956,7 @@ fn tools_and_arguments_of_verify_and_undo_are_checked_at_the_value() {
     ];
     for (blocks, at, message, help) in cases {
         let src = GOOD.replace("redact = [\"args.card_number\"]\n", &format!("{blocks}\n"));
-        let (reg, diags) = compile_str(&src);
-        assert!(reg.is_none(), "{blocks}: {diags:?}");
-        let e = errors(&diags);
-        assert_eq!(e.len(), 1, "{blocks}: {e:?}");
-        let d = diags
-            .iter()
-            .find(|d| d.severity == Severity::Error)
-            .unwrap();
-        assert!(
-            e[0].starts_with(&format!("{} error: ", located(&src, at, 0, 0))),
-            "{blocks}: {e:?}"
-        );
-        assert!(d.message.contains(message), "{blocks}: {}", d.message);
-        let hint = d.help.as_deref().unwrap_or_default();
-        assert!(hint.contains(help), "{blocks}: {hint}");
+        assert_one_error(&src, at, message, help, blocks);
     }
 
     // as the docs write them, both pass; against the upstream's tool list, a tool it lacks

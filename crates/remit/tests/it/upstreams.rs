@@ -540,6 +540,23 @@ while IFS= read -r line; do
 done
 "#;
 
+/// remit in front of `FakeStdioUpstreamThatCrashesLeavingAGrandchild` (started with `mode`),
+/// once it is up, and the two processes it started.
+fn remit_with_fake_crasher(mode: &str) -> (Remit, tempfile::TempDir, Vec<u32>) {
+    let (r, scripts) = remit_with_fake_script(
+        FAKE_STDIO_UPSTREAM_THAT_CRASHES_LEAVING_A_GRANDCHILD,
+        mode,
+        "",
+    );
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["up"] == json!(true)
+    });
+    let started = grandchildren(scripts.path());
+    assert_eq!(started.len(), 2, "{started:?}");
+    assert!(started.iter().all(|p| alive(*p)), "{started:?}");
+    (r, scripts, started)
+}
+
 /// The pids `FakeStdioUpstreamThatCrashesLeavingAGrandchild` wrote to `dir/grandchildren`.
 fn grandchildren(dir: &std::path::Path) -> Vec<u32> {
     std::fs::read_to_string(dir.join("grandchildren"))
@@ -555,17 +572,7 @@ fn grandchildren(dir: &std::path::Path) -> Vec<u32> {
 /// ran: each crash left its processes behind).
 #[test]
 fn a_stdio_upstream_that_crashes_leaving_a_grandchild_has_its_group_ended_and_is_restarted() {
-    let (mut r, scripts) = remit_with_fake_script(
-        FAKE_STDIO_UPSTREAM_THAT_CRASHES_LEAVING_A_GRANDCHILD,
-        "",
-        "",
-    );
-    wait_for(&r, "fake", Duration::from_secs(30), |u| {
-        u["up"] == json!(true)
-    });
-    let first = grandchildren(scripts.path());
-    assert_eq!(first.len(), 2, "{first:?}");
-    assert!(first.iter().all(|p| alive(*p)), "{first:?}");
+    let (mut r, scripts, first) = remit_with_fake_crasher("");
     // the call makes the upstream exit at once: the call fails
     let (status, body) = r.call("fake.poke", json!({}));
     assert_ne!(status, 200, "{body}");
@@ -601,16 +608,7 @@ fn a_stdio_upstream_that_crashes_leaving_a_grandchild_has_its_group_ended_and_is
 #[test]
 fn a_stdio_upstream_crashing_just_before_shutdown_has_its_group_ended_before_remit_exits() {
     // started once: after the crash, remit's attempts to start it again fail at once
-    let (mut r, scripts) = remit_with_fake_script(
-        FAKE_STDIO_UPSTREAM_THAT_CRASHES_LEAVING_A_GRANDCHILD,
-        "once",
-        "",
-    );
-    wait_for(&r, "fake", Duration::from_secs(30), |u| {
-        u["up"] == json!(true)
-    });
-    let all = grandchildren(scripts.path());
-    assert_eq!(all.len(), 2, "{all:?}");
+    let (mut r, _scripts, all) = remit_with_fake_crasher("once");
     let (status, body) = r.call("fake.poke", json!({}));
     assert_ne!(status, 200, "{body}");
     terminate(&r);
@@ -624,16 +622,7 @@ fn a_stdio_upstream_crashing_just_before_shutdown_has_its_group_ended_before_rem
 /// (before, rmcp signalled the group only while the child itself ran).
 #[test]
 fn a_stdio_upstream_exiting_when_its_stdin_closes_leaves_nothing_running_after_shutdown() {
-    let (mut r, scripts) = remit_with_fake_script(
-        FAKE_STDIO_UPSTREAM_THAT_CRASHES_LEAVING_A_GRANDCHILD,
-        "",
-        "",
-    );
-    wait_for(&r, "fake", Duration::from_secs(30), |u| {
-        u["up"] == json!(true)
-    });
-    let all = grandchildren(scripts.path());
-    assert_eq!(all.len(), 2, "{all:?}");
+    let (mut r, _scripts, all) = remit_with_fake_crasher("");
     terminate(&r);
     let left = wait_until_gone(&all, Duration::from_secs(5));
     assert!(left.is_empty(), "outlived remit: {left:?}");
