@@ -14,6 +14,21 @@ fn env() -> &'static Arc<Env> {
     ENV.get_or_init(|| Arc::new(Env::stdlib()))
 }
 
+/// The type names CEL's standard environment resolves (`type(args.id) == string`): read by
+/// an expression as identifiers, they are not variables.
+const TYPE_NAMES: [&str; 10] = [
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+];
+
 /// A compiled CEL expression with the text it was written as.
 pub struct Condition {
     source: String,
@@ -124,7 +139,7 @@ impl Condition {
     }
 
     /// The variables the expression reads (`args`, `result`, ...), sorted, not counting those
-    /// a macro binds itself (`x` in `args.items.all(x, x > 0)`).
+    /// a macro binds itself (`x` in `args.items.all(x, x > 0)`) or CEL's type names (`int`).
     pub fn variables(&self) -> Vec<String> {
         let mut bound = std::collections::HashSet::new();
         bound_variables(self.program.expression(), &mut bound);
@@ -133,7 +148,7 @@ impl Condition {
             .references()
             .variables()
             .into_iter()
-            .filter(|v| !bound.contains(*v))
+            .filter(|v| !bound.contains(*v) && !TYPE_NAMES.contains(v))
             .map(str::to_owned)
             .collect();
         read.sort();
@@ -354,6 +369,21 @@ mod tests {
             Value::Object(map) => Bindings::for_args(Box::leak(Box::new(map))),
             other => panic!("test arguments must be an object, not {other}"),
         }
+    }
+
+    #[test]
+    fn type_names_are_not_variables_and_resolve_at_run_time() {
+        for name in TYPE_NAMES {
+            let c = Condition::compile(&format!("type(args.amount) == {name}")).unwrap();
+            assert_eq!(c.variables(), ["args"], "{name}");
+            // the environment knows it: no "undeclared reference"
+            let answer = c.holds(&args(json!({"amount": 4})));
+            assert!(answer.is_ok(), "{name}: {answer:?}");
+        }
+        // one the environment does not know is still read, and refused at run time
+        let c = Condition::compile("type(args.amount) == timestamp").unwrap();
+        assert_eq!(c.variables(), ["args", "timestamp"]);
+        assert!(c.holds(&args(json!({"amount": 4}))).is_err());
     }
 
     #[test]

@@ -150,6 +150,13 @@ fn conditions_and_budget_sums_that_read_other_than_args_are_errors_at_the_expres
     let src = GOOD.replace(require, "require = \"args.items.all(x, x > 0)\"\n");
     let (reg, diags) = compile_str(&src);
     assert!(reg.is_some(), "{diags:?}");
+    // nor are CEL's type names, which a condition may compare with
+    let src = GOOD.replace(
+        require,
+        "require = \"type(args.amount) == uint && args.amount <= 500\"\n",
+    );
+    let (reg, diags) = compile_str(&src);
+    assert!(reg.is_some(), "{diags:?}");
 }
 
 #[test]
