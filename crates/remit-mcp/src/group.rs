@@ -12,12 +12,13 @@
 //! that made itself a group leader. Before each signal remit looks, in `/proc/*/stat`, for
 //! processes whose group is that number and whose session is remit's own (a process can join
 //! a group only within its own session, so a number reused by a `setsid` process shows another
-//! session), and signals nothing if there are none. The one new group leader that would share
-//! remit's session is a child upstream remit started since, whose pid could be that number: the
-//! pids of the children remit runs are kept ([`Group`]), and a group whose id is one of them
-//! is not signalled. What is left is the instant between the look and the signal, in which the
-//! group would have to empty and its number be handed out again (pids are handed out in
-//! turn, so only after every other free pid).
+//! session), and signals nothing if there are none. A new group leader can still share
+//! remit's session: a child upstream remit started since (the pids of the children remit runs
+//! are kept, [`Group`], and their groups are never signalled), a job of the shell that
+//! started remit, or a descendant of an upstream that makes itself a group leader. Each
+//! needs the number to come round again (pids are handed out in turn, so only after every
+//! other free pid) in the instant between the look and the signal, or, for a child, between
+//! its start and [`Group::started`]. remit's own group and pid are never signalled.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -117,8 +118,12 @@ fn send(pgid: u32, signal: Signal) -> bool {
     let Ok(raw) = i32::try_from(pgid) else {
         return false;
     };
-    // 0 and 1 would name remit's own group and init's
-    if raw <= 1 {
+    // 0 and 1 would name remit's own group and init's; remit's own group by number, never
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .as_deref()
+        .and_then(group_and_session);
+    if raw <= 1 || own.is_none_or(|(group, _)| group == pgid) || pgid == std::process::id() {
         return false;
     }
     let sig = match signal {

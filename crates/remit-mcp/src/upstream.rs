@@ -563,16 +563,17 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>, mut stop: watch
                 let protocol = peer.peer_info().map(|i| i.protocol_version.to_string());
                 let lean = lean_for(&link.config, protocol.as_deref());
                 let ok = tools.is_ok();
-                // a restart asked for before this connection is published was about an older
-                // one (a call that failed as its child exited): dropped, or it would end this
-                // connection as soon as it is up
-                // (dropped at once: a `Notified` left waiting would take the next request)
-                {
-                    let stale = link.reconnect.notified();
-                    tokio::pin!(stale);
-                    stale.as_mut().enable();
-                }
                 if let Ok(mut s) = link.state.write() {
+                    // a restart asked for before this connection is published was about an
+                    // older one (a call that failed as its child exited): dropped, or it would
+                    // end this connection as soon as it is up. Under the lock, which a call
+                    // holds while it asks (`Link::reconnect_if_current`). The `Notified` is
+                    // dropped at once: one left waiting would take the next request.
+                    {
+                        let stale = link.reconnect.notified();
+                        tokio::pin!(stale);
+                        stale.as_mut().enable();
+                    }
                     match tools {
                         Ok(t) => {
                             s.set_tools(t);
@@ -698,11 +699,26 @@ impl Link {
                     "a call timed out and a ping had no answer within {}s: the upstream hangs; restarting it",
                     PING.as_secs()
                 ));
+                // asked under the lock, as `reconnect_if_current` does
+                link.reconnect.notify_one();
                 drop(s);
                 tracing::warn!(upstream = %link.config.name, "upstream hangs; restarting it");
-                link.reconnect.notify_one();
             }
         });
+    }
+
+    /// Asks the supervisor to drop the connection and connect again, if the connection a
+    /// failed call used (`generation`, its [`LinkState::restarts`]) is still the current one:
+    /// a late failure on an older connection does not end a newer one.
+    fn reconnect_if_current(&self, generation: u64) {
+        if let Ok(s) = self.state.read()
+            && s.restarts == generation
+        {
+            // asked while the lock is held: the supervisor drops requests from before a
+            // connection is published under the same lock (so one asked between two
+            // connections is dropped too)
+            self.reconnect.notify_one();
+        }
     }
 
     /// The upstream answered a call: it is up.
@@ -731,7 +747,7 @@ impl Upstreams for McpUpstreams {
             .links
             .get(cleared.upstream())
             .ok_or_else(|| UpstreamError::Unknown(name.clone()))?;
-        let (peer, lean, modern) = link
+        let (peer, lean, modern, generation) = link
             .state
             .read()
             .ok()
@@ -741,7 +757,7 @@ impl Upstreams for McpUpstreams {
                 let lean = s.lean.clone().filter(|_| {
                     s.header_tools.is_empty() || !s.header_tools.contains(cleared.tool())
                 });
-                s.peer.clone().map(|p| (p, lean, modern))
+                s.peer.clone().map(|p| (p, lean, modern, s.restarts))
             })
             .ok_or_else(|| UpstreamError::Unavailable {
                 upstream: name.clone(),
@@ -846,7 +862,7 @@ impl Upstreams for McpUpstreams {
                         data: data.data,
                     },
                     ServiceError::TransportSend(e) => {
-                        link.reconnect.notify_one();
+                        link.reconnect_if_current(generation);
                         match &link.config.transport {
                             // the child's stdin could not be written: it never got the call
                             Transport::Stdio { .. } => UpstreamError::Unavailable {
@@ -858,7 +874,7 @@ impl Upstreams for McpUpstreams {
                         }
                     }
                     ServiceError::TransportClosed => {
-                        link.reconnect.notify_one();
+                        link.reconnect_if_current(generation);
                         UpstreamError::Lost { upstream: name }
                     }
                     other => UpstreamError::Protocol {
@@ -889,5 +905,58 @@ impl Upstreams for McpUpstreams {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use remit_core::register::Position;
+
+    fn link() -> Link {
+        Link {
+            config: Upstream {
+                name: UpstreamName::new("u"),
+                transport: Transport::Stdio {
+                    command: vec!["true".to_owned()],
+                    env: Vec::new(),
+                    cwd: std::path::PathBuf::from("/"),
+                },
+                protocol: Protocol::Legacy,
+                namespace: true,
+                timeout: Duration::from_secs(1),
+                at: Position::default(),
+            },
+            secrets: Vec::new(),
+            unanswered: AtomicBool::new(false),
+            state: RwLock::new(LinkState::default()),
+            reconnect: Notify::new(),
+            progress: Arc::default(),
+            ends: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    /// Whether a restart was asked for (taking the request).
+    fn asked(link: &Link) -> bool {
+        let request = link.reconnect.notified();
+        tokio::pin!(request);
+        request.as_mut().enable()
+    }
+
+    #[tokio::test]
+    async fn a_failure_on_an_older_connection_asks_no_restart_of_the_current_one() {
+        let link = link();
+        link.state.write().unwrap().restarts = 2;
+        link.reconnect_if_current(1);
+        assert!(
+            !asked(&link),
+            "an older connection's failure restarted the current one"
+        );
+        link.reconnect_if_current(2);
+        assert!(
+            asked(&link),
+            "the current connection's failure asked for no restart"
+        );
+        assert!(!asked(&link), "one request, taken once");
     }
 }

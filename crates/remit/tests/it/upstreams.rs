@@ -527,6 +527,8 @@ sleep 300 </dev/null >/dev/null 2>&1 &
 echo $! >> "$1/grandchildren"
 ( trap '' TERM; exec sleep 300 ) </dev/null >/dev/null 2>&1 &
 echo $! >> "$1/grandchildren"
+# with "handshake-crash", it dies before it answers anything
+if [ "$2" = handshake-crash ]; then exit 5; fi
 while IFS= read -r line; do
   id=$(printf '%s\n' "$line" | sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p')
   case "$line" in
@@ -613,6 +615,35 @@ fn a_stdio_upstream_crashing_just_before_shutdown_has_its_group_ended_before_rem
     assert_ne!(status, 200, "{body}");
     terminate(&r);
     let left = wait_until_gone(&all, Duration::from_secs(1));
+    assert!(left.is_empty(), "outlived remit: {left:?}");
+    r.kill9();
+}
+
+/// A stdio upstream that dies before it answers `initialize`, leaving what it started in its
+/// process group, has that group ended after each failed attempt, and at shutdown: dropping a
+/// child whose handshake failed kills its whole group (`kill_on_drop` through the group),
+/// which a change to how connections end must keep.
+#[test]
+fn a_stdio_upstream_dying_during_its_handshake_leaves_nothing_behind() {
+    let (mut r, scripts) = remit_with_fake_script(
+        FAKE_STDIO_UPSTREAM_THAT_CRASHES_LEAVING_A_GRANDCHILD,
+        "handshake-crash",
+        "",
+    );
+    // tried twice: the first attempt's processes have had their 3 s of grace
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut started = grandchildren(scripts.path());
+    while started.len() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        started = grandchildren(scripts.path());
+    }
+    assert!(started.len() >= 4, "not tried twice: {started:?}");
+    let left = wait_until_gone(&started[..2], Duration::from_secs(10));
+    assert!(left.is_empty(), "outlived a failed handshake: {left:?}");
+    assert!(alive(r.pid()), "remit ended");
+    terminate(&r);
+    let all = grandchildren(scripts.path());
+    let left = wait_until_gone(&all, Duration::from_secs(5));
     assert!(left.is_empty(), "outlived remit: {left:?}");
     r.kill9();
 }
