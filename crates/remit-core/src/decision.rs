@@ -53,6 +53,15 @@ pub enum Refusal {
         /// How long from the refusal until then (what HTTP's `Retry-After` says).
         retry_in: std::time::Duration,
     },
+    /// A budget could never hold this call, even empty: its amount alone is over the limit.
+    BeyondBudget {
+        /// The action.
+        action: ActionName,
+        /// The budget, in words.
+        budget: String,
+        /// What this call would add.
+        amount: f64,
+    },
     /// The kill switch is on for the agent or the action.
     Frozen {
         /// What is frozen.
@@ -81,7 +90,7 @@ impl Refusal {
             Self::InvalidArguments { .. } => "invalid_arguments",
             Self::Condition { .. } => "condition",
             Self::ConditionError { .. } => "invalid_arguments",
-            Self::OverBudget { .. } => "over_budget",
+            Self::OverBudget { .. } | Self::BeyondBudget { .. } => "over_budget",
             Self::Frozen { .. } => "frozen",
             Self::NotYetEnforced { .. } => "not_enforced",
             Self::Unavailable { .. } => "unavailable",
@@ -150,6 +159,14 @@ impl fmt::Display for Refusal {
             } => write!(
                 f,
                 "refused: budget for `{action}` is exhausted ({budget}; {used} used); retry after {resets_at}"
+            ),
+            Self::BeyondBudget {
+                action,
+                budget,
+                amount,
+            } => write!(
+                f,
+                "refused: `{action}` would add {amount} to a budget that never holds that much ({budget}); it will not fit at any time: ask for less, or ask a person"
             ),
             Self::Frozen { target } => write!(
                 f,
@@ -233,6 +250,14 @@ pub fn decide(
     let mut charges = Vec::with_capacity(action.budgets.len());
     for (i, b) in action.budgets.iter().enumerate() {
         match charge_for(action, agent, i, b, bindings) {
+            // more than the budget ever holds: no wait would let it through
+            Ok(c) if !c.fits_on(0.0) => {
+                return Decision::Deny(Refusal::BeyondBudget {
+                    action: action.name.clone(),
+                    budget: b.to_string(),
+                    amount: c.amount,
+                });
+            }
             Ok(c) => charges.push(c),
             Err(e) => return Decision::Deny(condition_error(action, &e)),
         }
@@ -319,7 +344,15 @@ mod tests {
     }
 
     fn register() -> crate::register::Register {
-        let src = r#"
+        register_of(REGISTER)
+    }
+
+    fn register_of(src: &str) -> crate::register::Register {
+        let (r, d) = compile(src, Path::new("r.toml"), &|_| None, Strictness::Serve);
+        r.unwrap_or_else(|| panic!("{d:?}"))
+    }
+
+    const REGISTER: &str = r#"
 [agents.bot]
 [upstreams.billing]
 command = ["x"]
@@ -335,8 +368,29 @@ approve = { by = "finance" }
 [approvers]
 finance = ["ana"]
 "#;
-        let (r, d) = compile(src, Path::new("r.toml"), &|_| None, Strictness::Serve);
-        r.unwrap_or_else(|| panic!("{d:?}"))
+
+    #[test]
+    fn a_call_more_than_its_budget_ever_holds_is_refused_with_no_time_to_retry() {
+        let r = register_of(&REGISTER.replace("max = 1000", "max = 100"));
+        let a = r.action_exposed_as("billing.issue_refund").unwrap();
+        let d = decide(a, "bot", &args(json!({"amount": 150})), &HashSet::new());
+        let Decision::Deny(refusal) = d else {
+            panic!("allowed: {d:?}")
+        };
+        assert!(
+            matches!(&refusal, Refusal::BeyondBudget { amount, .. } if *amount == 150.0),
+            "{refusal:?}"
+        );
+        assert_eq!(refusal.code(), "over_budget");
+        // no wait would let it through: no time to retry is given
+        assert_eq!(refusal.retry_after_seconds(), None);
+        assert!(
+            refusal.to_string().contains("will not fit at any time"),
+            "{refusal}"
+        );
+        // exactly the limit fits an empty window
+        let d = decide(a, "bot", &args(json!({"amount": 100})), &HashSet::new());
+        assert!(matches!(d, Decision::Allow(_)), "{d:?}");
     }
 
     fn args(v: serde_json::Value) -> Bindings<'static> {

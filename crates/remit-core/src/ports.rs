@@ -69,6 +69,13 @@ pub struct BudgetCharge {
     pub limit: f64,
 }
 
+impl BudgetCharge {
+    /// Whether this charge fits on top of `used` under its limit, forgiving float rounding (0.1 + 0.2).
+    pub fn fits_on(&self, used: f64) -> bool {
+        used + self.amount <= self.limit + 1e-9 * self.limit.abs().max(1.0)
+    }
+}
+
 /// What the store answered to a budget charge.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ChargeOutcome {

@@ -517,6 +517,7 @@ fn refusal_status(r: &Refusal) -> StatusCode {
         Refusal::OverBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
         Refusal::Unlisted { .. }
         | Refusal::Condition { .. }
+        | Refusal::BeyondBudget { .. }
         | Refusal::Frozen { .. }
         | Refusal::NotYetEnforced { .. } => StatusCode::FORBIDDEN,
     }

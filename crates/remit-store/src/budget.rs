@@ -39,11 +39,6 @@ pub(crate) fn check_charges(charges: &[BudgetCharge]) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Whether `amount` fits on top of `used` under `limit`, forgiving float rounding (0.1 + 0.2).
-pub(crate) fn fits(used: f64, amount: f64, limit: f64) -> bool {
-    used + amount <= limit + 1e-9 * limit.abs().max(1.0)
-}
-
 /// The first budget of a call with no room, and what its window holds.
 ///
 /// `used[i]` is what the store's window for `charges[i]` holds; a key charged twice in
@@ -57,7 +52,7 @@ pub(crate) fn first_exceeded(charges: &[BudgetCharge], used: &[f64]) -> Option<(
             .map(|c| c.amount)
             .sum();
         let used = used + earlier;
-        if !fits(used, charge.amount, charge.limit) {
+        if !charge.fits_on(used) {
             return Some((i, used));
         }
     }
@@ -182,8 +177,8 @@ mod tests {
 
     #[test]
     fn float_rounding_does_not_refuse_an_exact_fit() {
-        assert!(fits(0.1 + 0.2, 0.7, 1.0));
-        assert!(!fits(0.5, 0.6, 1.0));
+        assert!(charge("k", 0.7, 1.0).fits_on(0.1 + 0.2));
+        assert!(!charge("k", 0.6, 1.0).fits_on(0.5));
     }
 
     #[test]

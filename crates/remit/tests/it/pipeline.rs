@@ -217,6 +217,54 @@ fn a_budget_refusal_over_http_says_when_to_retry_in_retry_after() {
     assert!(body.get("retry_after_seconds").is_none(), "{body}");
 }
 
+/// A call that alone is more than its budget ever holds is refused for good: 403 over HTTP
+/// with no `Retry-After` and no `retry_after_seconds`, none over MCP either, and the upstream
+/// never sees it (it was a 429 with a time to retry, after which it was refused again).
+#[test]
+fn a_call_more_than_its_budget_ever_holds_is_refused_with_no_time_to_retry() {
+    let r = Remit::start(&STANDARD.replace(
+        r#"budget = [{ count = 3, per = "1h" }]"#,
+        r#"budget = [{ sum = "args.amount", max = 100, per = "24h" }]"#,
+    ));
+    let big = json!({ "charge_id": "ch_003", "amount": 150, "reason": "x" });
+    let refused = r
+        .client
+        .post(r.url("/v1/calls"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "tool": "billing.issue_refund", "arguments": big }))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    assert!(refused.headers().get("retry-after").is_none());
+    let body: Value = refused.json().unwrap();
+    assert_eq!(body["code"], "over_budget", "{body}");
+    assert!(body.get("retry_after_seconds").is_none(), "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("will not fit at any time"), "{body}");
+    let (status, v) = r.mcp(
+        TOKEN,
+        "tools/call",
+        json!({ "name": "billing.issue_refund", "arguments": big }),
+    );
+    assert_eq!(status, 200, "{v}");
+    let remit = &v["result"]["_meta"]["remit"];
+    assert_eq!(remit["code"], "over_budget", "{v}");
+    assert!(remit.get("retry_after_seconds").is_none(), "{v}");
+    // what the budget holds still goes through, and only that reached the upstream
+    let (status, body) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_003", "amount": 100, "reason": "x" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let refunds: Vec<Value> = r
+        .ledger()
+        .into_iter()
+        .filter(|(tool, _)| tool == "issue_refund")
+        .map(|(_, args)| args["amount"].clone())
+        .collect();
+    assert_eq!(refunds, [json!(100)], "{refunds:?}");
+}
+
 /// A budget refusal over MCP says when to retry in `_meta.remit.retry_after_seconds`, the
 /// whole seconds HTTP's `Retry-After` gives, on the short way and through rmcp alike (it
 /// said so only in its text).
