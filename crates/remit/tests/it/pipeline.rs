@@ -177,13 +177,7 @@ fn a_budget_refusal_over_http_says_when_to_retry_in_retry_after() {
         let (status, body) = r.call("billing.issue_refund", refund.clone());
         assert_eq!(status, 200, "{body}");
     }
-    let refused = r
-        .client
-        .post(r.url("/v1/calls"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "tool": "billing.issue_refund", "arguments": refund }))
-        .send()
-        .unwrap();
+    let refused = r.post_call("billing.issue_refund", &refund);
     assert_eq!(refused.status().as_u16(), 429);
     let wait: u64 = refused
         .headers()
@@ -204,13 +198,7 @@ fn a_budget_refusal_over_http_says_when_to_retry_in_retry_after() {
     // and the body says it as a program reads it: the same whole seconds
     assert_eq!(body["retry_after_seconds"], json!(wait), "{body}");
     // a refusal of another kind says nothing of retrying
-    let unlisted = r
-        .client
-        .post(r.url("/v1/calls"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "tool": "billing.delete_customer", "arguments": { "id": "cus_002" } }))
-        .send()
-        .unwrap();
+    let unlisted = r.post_call("billing.delete_customer", &json!({ "id": "cus_002" }));
     assert_eq!(unlisted.status().as_u16(), 403);
     assert!(unlisted.headers().get("retry-after").is_none());
     let body: Value = unlisted.json().unwrap();
@@ -227,13 +215,7 @@ fn a_call_more_than_its_budget_ever_holds_is_refused_with_no_time_to_retry() {
         r#"budget = [{ sum = "args.amount", max = 100, per = "24h" }]"#,
     ));
     let big = json!({ "charge_id": "ch_003", "amount": 150, "reason": "x" });
-    let refused = r
-        .client
-        .post(r.url("/v1/calls"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "tool": "billing.issue_refund", "arguments": big }))
-        .send()
-        .unwrap();
+    let refused = r.post_call("billing.issue_refund", &big);
     assert_eq!(refused.status().as_u16(), 403);
     assert!(refused.headers().get("retry-after").is_none());
     let body: Value = refused.json().unwrap();
@@ -309,13 +291,7 @@ fn a_budget_refusal_over_mcp_says_when_to_retry_in_its_meta() {
     assert_eq!(answer.status().as_u16(), 200);
     let long = retry_after(&crate::support::parse_jsonrpc(&answer.text().unwrap()));
     // HTTP's `Retry-After`, asked just after, says the same (a second may have passed)
-    let refused = r
-        .client
-        .post(r.url("/v1/calls"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "tool": "billing.issue_refund", "arguments": refund }))
-        .send()
-        .unwrap();
+    let refused = r.post_call("billing.issue_refund", &refund);
     assert_eq!(refused.status().as_u16(), 429);
     let http: u64 = refused.headers()["retry-after"]
         .to_str()

@@ -226,6 +226,16 @@ impl Remit {
         (r.status().as_u16(), r.json().unwrap_or(Value::Null))
     }
 
+    /// `POST /v1/calls` of `tool` with the support-bot token: the whole answer, headers included.
+    pub(crate) fn post_call(&self, tool: &str, args: &Value) -> reqwest::blocking::Response {
+        self.client
+            .post(self.url("/v1/calls"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "tool": tool, "arguments": args }))
+            .send()
+            .unwrap()
+    }
+
     #[expect(
         clippy::needless_pass_by_value,
         reason = "tests read better with json! inline"
