@@ -96,8 +96,9 @@ pub fn app(runtime: &crate::Runtime) -> App {
     let router = Router::new()
         .nest_service("/mcp", mcp)
         .route("/v1/calls", post(post_call).fallback(method_not_allowed))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/health", get(health))
+        .route("/v1/openapi.json", get(openapi).fallback(get_only))
+        .route("/health", get(health).fallback(get_only))
+        .fallback(not_found)
         .with_state(state.clone());
     App {
         inner: Arc::new(AppInner { state, router }),
@@ -505,6 +506,30 @@ async fn method_not_allowed(method: http::Method) -> Response {
     resp.headers_mut()
         .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
     closing(resp)
+}
+
+/// The answer to any method but `GET` (or `HEAD`) on a `GET` endpoint: `405`, with `Allow`
+/// (any body unread).
+async fn get_only(method: http::Method, uri: http::Uri) -> Response {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "bad_request",
+        format!("{method} is not allowed on {}; send a GET", uri.path()),
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+    closing(resp)
+}
+
+/// The answer to a path remit does not serve: `404` (any body unread).
+async fn not_found() -> Response {
+    closing(error(
+        StatusCode::NOT_FOUND,
+        None,
+        "not_found",
+        "no such endpoint: calls go to POST /v1/calls or to /mcp; see /v1/openapi.json".to_owned(),
+    ))
 }
 
 fn refusal_status(r: &Refusal) -> StatusCode {

@@ -550,8 +550,15 @@ fn every_answer_given_with_the_body_unread_closes_the_connection() {
                 .header("content-type", "application/json")
                 .header("accept", "application/json, text/event-stream")
                 .body(oversized.clone()),
+            // a path remit does not serve, and a method its GET endpoints do not take
+            r.client
+                .post(r.url("/v1/call"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(big.clone()),
+            r.client.post(r.url("/health")).body(big.clone()),
         ];
-        for (req, status) in refused.into_iter().zip([401, 401, 405, 401, 413]) {
+        for (req, status) in refused.into_iter().zip([401, 401, 405, 401, 413, 404, 405]) {
             let answer = req.send().unwrap();
             assert_eq!(answer.status().as_u16(), status, "round {round}");
             assert_eq!(
