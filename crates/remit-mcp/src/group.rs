@@ -98,7 +98,7 @@ enum Signal {
 }
 
 /// Sends `signal` to group `pgid` if it still has members in remit's session and is not the
-/// group of a child remit runs; whether it was sent.
+/// group of a child remit runs, nor remit's own (nor 0 or 1, init's); whether it was sent.
 fn signal(pgid: u32, signal: Signal) -> bool {
     if RUNNING
         .lock()
@@ -106,7 +106,13 @@ fn signal(pgid: u32, signal: Signal) -> bool {
     {
         return false;
     }
-    if !has_members(pgid) {
+    let Some((own_group, own_session)) = own_group_and_session() else {
+        return false;
+    };
+    if pgid <= 1 || pgid == own_group || pgid == std::process::id() {
+        return false;
+    }
+    if !has_members_in(pgid, own_session) {
         return false;
     }
     send(pgid, signal)
@@ -118,14 +124,6 @@ fn send(pgid: u32, signal: Signal) -> bool {
     let Ok(raw) = i32::try_from(pgid) else {
         return false;
     };
-    // 0 and 1 would name remit's own group and init's; remit's own group by number, never
-    let own = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .as_deref()
-        .and_then(group_and_session);
-    if raw <= 1 || own.is_none_or(|(group, _)| group == pgid) || pgid == std::process::id() {
-        return false;
-    }
     let sig = match signal {
         Signal::Term => Sig::SIGTERM,
         Signal::Kill => Sig::SIGKILL,
@@ -138,16 +136,22 @@ fn send(_pgid: u32, _signal: Signal) -> bool {
     false
 }
 
-/// Whether a live process (not a zombie) has `pgid` as its group and remit's session as its
-/// own; none where there is no `/proc`.
-fn has_members(pgid: u32) -> bool {
-    let Some((_, own_session)) = std::fs::read_to_string("/proc/self/stat")
+/// remit's own process group and session (`None` where there is no `/proc`).
+fn own_group_and_session() -> Option<(u32, u32)> {
+    std::fs::read_to_string("/proc/self/stat")
         .ok()
         .as_deref()
         .and_then(group_and_session)
-    else {
-        return false;
-    };
+}
+
+/// Whether a live process (not a zombie) has `pgid` as its group and remit's session as its
+/// own; none where there is no `/proc`.
+fn has_members(pgid: u32) -> bool {
+    own_group_and_session().is_some_and(|(_, own_session)| has_members_in(pgid, own_session))
+}
+
+/// Whether a live process (not a zombie) has `pgid` as its group and `session` as its own.
+fn has_members_in(pgid: u32, session: u32) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
     };
@@ -161,7 +165,7 @@ fn has_members(pgid: u32) -> bool {
                 .ok()
                 .as_deref()
                 .and_then(group_and_session)
-                == Some((pgid, own_session))
+                == Some((pgid, session))
     })
 }
 
