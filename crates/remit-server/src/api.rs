@@ -271,7 +271,11 @@ fn unauthenticated(state: &AppState, req: &Request) -> Response {
 async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
     let state = &app.state;
     if req.method() != http::Method::POST {
-        return forward(app, req).await;
+        // rmcp answers a `GET` or `DELETE` without reading a body it was sent; hyper then
+        // closes the connection, which the answer says so the client does not reuse it
+        let unread = carries_body(req.headers());
+        let answer = forward(app, req).await;
+        return if unread { closing(answer) } else { answer };
     }
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, state.max_body).await else {
@@ -315,6 +319,15 @@ async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
         }
         _ => answer,
     }
+}
+
+/// Whether a request says it has a body (`Content-Length` other than 0, or `Transfer-Encoding`).
+fn carries_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length.as_bytes() != b"0")
 }
 
 /// The id of the `initialize` request `body` is, if it is one (which, sent without a

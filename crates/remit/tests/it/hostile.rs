@@ -517,8 +517,9 @@ fn a_call_body_not_declared_json_is_refused_with_415_before_it_is_read() {
 
 #[test]
 fn every_answer_given_with_the_body_unread_closes_the_connection() {
-    // a 401 (and a 405, and a 413 or 401 on /mcp) left the body unread without saying
-    // `Connection: close`: hyper closed the connection and the client, reusing it, got no answer
+    // a 401 (and a 405, and a 413 or 401 on /mcp, and rmcp's answers to a GET or DELETE
+    // with a body) left the body unread without saying `Connection: close`: hyper closed
+    // the connection and the client, reusing it, got no answer
     let r = Remit::start(STANDARD);
     // larger than one TCP segment, small enough to arrive whole: a larger rest, unread when
     // the connection closes, can reset it before the client reads the answer
@@ -557,8 +558,21 @@ fn every_answer_given_with_the_body_unread_closes_the_connection() {
                 .header("content-type", "application/json")
                 .body(big.clone()),
             r.client.post(r.url("/health")).body(big.clone()),
+            // rmcp's own answers on `/mcp`, to a `GET` and a `DELETE` sent with a body
+            r.client
+                .get(r.url("/mcp"))
+                .bearer_auth(TOKEN)
+                .header("accept", "text/event-stream")
+                .body(big.clone()),
+            r.client
+                .delete(r.url("/mcp"))
+                .bearer_auth(TOKEN)
+                .body(big.clone()),
         ];
-        for (req, status) in refused.into_iter().zip([401, 401, 405, 401, 413, 404, 405]) {
+        for (req, status) in refused
+            .into_iter()
+            .zip([401, 401, 405, 401, 413, 404, 405, 400, 400])
+        {
             let answer = req.send().unwrap();
             assert_eq!(answer.status().as_u16(), status, "round {round}");
             assert_eq!(
