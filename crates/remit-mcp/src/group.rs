@@ -201,4 +201,51 @@ mod tests {
         let (pgrp, _) = group_and_session(&own).unwrap();
         assert!(has_members(pgrp));
     }
+
+    /// A child's pid and its `/proc` group and session, once it has started as `program`.
+    fn child(mut command: std::process::Command) -> (std::process::Child, u32, (u32, u32)) {
+        let mut child = command.spawn().unwrap();
+        let pid = child.id();
+        for _ in 0..200 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // `setsid` has become `sleep` once the session is its own
+            if stat.contains("(sleep)")
+                && let Some(ids) = group_and_session(&stat)
+            {
+                return (child, pid, ids);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{command:?} did not start");
+    }
+
+    #[test]
+    fn a_group_is_signalled_only_within_remit_own_session() {
+        use std::os::unix::process::CommandExt as _;
+        let (_, own_session) = own_group_and_session().unwrap();
+        // its own group in remit's session: an upstream remit started
+        let mut mine = std::process::Command::new("sleep");
+        mine.arg("30").process_group(0);
+        let (mut mine, mine_pid, (mine_group, mine_session)) = child(mine);
+        assert_eq!((mine_group, mine_session), (mine_pid, own_session));
+        assert!(has_members(mine_group));
+        // its own session: what a reused group number would be
+        let mut other = std::process::Command::new("setsid");
+        other.args(["sleep", "30"]);
+        let (mut other, other_pid, (other_group, other_session)) = child(other);
+        assert_eq!((other_group, other_session), (other_pid, other_pid));
+        assert!(
+            has_members_in(other_group, other_session),
+            "the group is there"
+        );
+        assert!(!has_members(other_group), "but not in remit's session");
+        assert!(!signal(other_group, Signal::Term));
+        assert!(other.try_wait().unwrap().is_none(), "it was not signalled");
+        for c in [&mut mine, &mut other] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
