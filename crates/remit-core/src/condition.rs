@@ -1,6 +1,6 @@
 //! CEL conditions on an action's arguments, compiled once and evaluated per call.
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use cel::{Context, Env, Program, Value as CelValue};
 use native::{Native, Val};
 use serde_json::{Map, Value};
@@ -101,12 +101,52 @@ impl<'a> Bindings<'a> {
     /// The interpreter's context, converted on first use.
     fn context(&self) -> &Context<'static, 'static> {
         self.ctx.get_or_init(|| {
-            let args = cel::to_value(self.args).unwrap_or(CelValue::Null);
+            let args = cel_object(self.args);
             let mut ctx = Context::with_env(env().clone());
             ctx.add_variable_from_value("args", args);
             ctx
         })
     }
+}
+
+/// A JSON value as CEL's JSON mapping has it: every number a `double`, except an integer
+/// a double cannot hold exactly.
+///
+/// JSON does not tell `5` from `5.0`; bound as `uint`, `int` or `double` by how the number was
+/// written, `args.amount * 2.0` worked for `5.5` and failed for `5`, and no literal worked for
+/// both. As doubles (as cel-go and cel-cpp bind JSON), an expression works for every number
+/// an agent sends or for none. An integer past 2^53 stays an exact `int` or `uint`: as a
+/// double it would be another integer (a budget would charge a rounded amount); compared
+/// it still answers, and arithmetic on it is an error, so a refusal.
+fn cel_value(value: &Value) -> CelValue {
+    match value {
+        Value::Null => CelValue::Null,
+        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Number(n) => match exact_integer(n) {
+            Some(Ok(i)) => CelValue::Int(i),
+            Some(Err(u)) => CelValue::UInt(u),
+            // without serde_json's `arbitrary_precision`, every number has an f64
+            None => CelValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => CelValue::String(Arc::new(s.clone())),
+        Value::Array(items) => CelValue::List(Arc::new(items.iter().map(cel_value).collect())),
+        Value::Object(map) => cel_object(map),
+    }
+}
+
+/// An integer that a double cannot hold exactly (past ±2^53): `Ok` as an `i64`, `Err` as a `u64` past it.
+fn exact_integer(n: &serde_json::Number) -> Option<Result<i64, u64>> {
+    if let Some(i) = n.as_i64() {
+        return (i.unsigned_abs() > MAX_AMOUNT_INT.unsigned_abs()).then_some(Ok(i));
+    }
+    n.as_u64().map(Err)
+}
+
+/// A JSON object as a CEL map, its numbers doubles ([`cel_value`]).
+fn cel_object(map: &Map<String, Value>) -> CelValue {
+    let entries: std::collections::HashMap<String, CelValue> =
+        map.iter().map(|(k, v)| (k.clone(), cel_value(v))).collect();
+    CelValue::Map(entries.into())
 }
 
 impl Condition {
@@ -230,6 +270,151 @@ impl Condition {
                 want: "a finite number",
             }),
         }
+    }
+}
+
+/// A mistake `remit check` finds in an expression: it fails or misleads for every call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mistake {
+    /// What is wrong.
+    pub message: String,
+    /// What to write instead.
+    pub help: String,
+}
+
+impl Condition {
+    /// Arithmetic that fails for every number an agent sends: an argument (a double, see
+    /// [`cel_value`]) with an integer literal (`args.amount * 2`), or `%` on an argument.
+    pub fn mistakes(&self) -> Vec<Mistake> {
+        let mut found = Vec::new();
+        arithmetic_mistakes(self.program.expression(), &mut found);
+        found
+    }
+
+    /// What the expression gives whatever the arguments, when that is not a boolean: a
+    /// literal (`'abc'`, `5`), arithmetic or a `size()` at the top (as a `require` it refuses
+    /// every call).
+    pub fn never_boolean(&self) -> Option<&'static str> {
+        match &self.program.expression().expr {
+            Expr::Literal(LiteralValue::Boolean(_)) => None,
+            Expr::Literal(LiteralValue::String(_)) => Some("a string"),
+            Expr::Literal(LiteralValue::Bytes(_)) => Some("bytes"),
+            Expr::Literal(LiteralValue::Null) => Some("null"),
+            Expr::Literal(_) => Some("a number"),
+            Expr::List(_) => Some("a list"),
+            Expr::Map(_) => Some("a map"),
+            Expr::Call(call) if is_arithmetic(&call.func_name) || call.func_name == "size" => {
+                Some("a number")
+            }
+            _ => None,
+        }
+    }
+}
+
+fn is_arithmetic(op: &str) -> bool {
+    use cel::common::ast::operators::{ADD, DIVIDE, MODULO, MULTIPLY, SUBSTRACT};
+    [ADD, SUBSTRACT, MULTIPLY, DIVIDE, MODULO].contains(&op)
+}
+
+/// Whether `e` reads an argument as it is (`args.amount`, `args.lines[0].qty`), not through a
+/// function that changes its type (`int(args.n)`, `size(args.items)`).
+fn is_argument(e: &IdedExpr) -> bool {
+    match &e.expr {
+        Expr::Ident(name) => name == "args",
+        Expr::Select(select) => !select.test && is_argument(&select.operand),
+        Expr::Call(call) if call.func_name == cel::common::ast::operators::INDEX => {
+            call.args.first().is_some_and(is_argument)
+        }
+        _ => false,
+    }
+}
+
+/// Whether `e` is an integer literal (`2`, `2u`, `-2`).
+fn is_integer_literal(e: &IdedExpr) -> bool {
+    match &e.expr {
+        Expr::Literal(LiteralValue::Int(_) | LiteralValue::UInt(_)) => true,
+        Expr::Call(call) if call.func_name == cel::common::ast::operators::NEGATE => {
+            call.args.first().is_some_and(is_integer_literal)
+        }
+        _ => false,
+    }
+}
+
+fn arithmetic_mistakes(e: &IdedExpr, found: &mut Vec<Mistake>) {
+    use cel::common::ast::operators::MODULO;
+    match &e.expr {
+        Expr::Call(call) => {
+            if let [left, right] = call.args.as_slice()
+                && is_arithmetic(&call.func_name)
+            {
+                let argument = [left, right].into_iter().find(|x| is_argument(x));
+                if let Some(argument) = argument {
+                    let name = argument_text(argument);
+                    if call.func_name == MODULO {
+                        found.push(Mistake {
+                            message: format!(
+                                "`%` on `{name}` fails for every call: the arguments' numbers are doubles"
+                            ),
+                            help: format!("convert it first: `int({name}) % ...`"),
+                        });
+                    } else if let Some(literal) =
+                        [left, right].into_iter().find(|x| is_integer_literal(x))
+                    {
+                        let n = integer_text(literal);
+                        found.push(Mistake {
+                            message: format!(
+                                "arithmetic on `{name}` with the integer `{n}` fails for every call:                                  the arguments' numbers are doubles, and CEL does not mix doubles and integers"
+                            ),
+                            help: format!("write the literal as a double: `{n}.0`"),
+                        });
+                    }
+                }
+            }
+            if let Some(target) = &call.target {
+                arithmetic_mistakes(target, found);
+            }
+            for arg in &call.args {
+                arithmetic_mistakes(arg, found);
+            }
+        }
+        Expr::Comprehension(c) => {
+            for part in [&c.iter_range, &c.loop_step, &c.result] {
+                arithmetic_mistakes(part, found);
+            }
+        }
+        Expr::List(list) => {
+            for element in &list.elements {
+                arithmetic_mistakes(element, found);
+            }
+        }
+        Expr::Select(select) => arithmetic_mistakes(&select.operand, found),
+        _ => {}
+    }
+}
+
+/// `args.a.b` as written, for a message (`args...` when it holds an index).
+fn argument_text(e: &IdedExpr) -> String {
+    match &e.expr {
+        Expr::Ident(name) => name.clone(),
+        Expr::Select(select) => format!("{}.{}", argument_text(&select.operand), select.field),
+        Expr::Call(call) => match call.args.first() {
+            Some(list) => format!("{}[...]", argument_text(list)),
+            None => "args".to_owned(),
+        },
+        _ => "args".to_owned(),
+    }
+}
+
+/// An integer literal as written, without its `u`.
+fn integer_text(e: &IdedExpr) -> String {
+    match &e.expr {
+        Expr::Literal(LiteralValue::Int(i)) => i.inner().to_string(),
+        Expr::Literal(LiteralValue::UInt(u)) => u.inner().to_string(),
+        Expr::Call(call) => format!(
+            "-{}",
+            call.args.first().map(integer_text).unwrap_or_default()
+        ),
+        _ => String::new(),
     }
 }
 
@@ -384,6 +569,62 @@ mod tests {
         let c = Condition::compile("type(args.amount) == timestamp").unwrap();
         assert_eq!(c.variables(), ["args", "timestamp"]);
         assert!(c.holds(&args(json!({"amount": 4}))).is_err());
+    }
+
+    #[test]
+    fn arithmetic_gives_one_answer_however_the_agent_writes_a_number() {
+        // numbers were bound as uint, int or double by how they were written: `* 2.0`
+        // failed for `5`, `* 2` for `-1` or `5.5`
+        let c = Condition::compile("args.amount * 2.0 <= 100.0 && args.fee + args.amount < 60.0")
+            .unwrap();
+        for (amount, fee, holds) in [
+            (json!(5), json!(1), true),
+            (json!(5.0), json!(0.5), true),
+            (json!(-1), json!(3), true),
+            (json!(49.5), json!(11), false),
+            (json!(60), json!(0), false),
+        ] {
+            let answer = c.holds(&args(json!({"amount": amount, "fee": fee})));
+            assert_eq!(answer, Ok(holds), "{amount} {fee}");
+        }
+        // an integer literal in arithmetic with an argument fails for every number alike
+        let c = Condition::compile("args.amount * 2 <= 100").unwrap();
+        for amount in [json!(5), json!(-1), json!(5.5)] {
+            assert!(
+                c.holds(&args(json!({"amount": amount}))).is_err(),
+                "{amount}"
+            );
+        }
+        // comparisons and equality across int, uint and double literals still hold,
+        // natively and in the interpreter alike
+        for expr in [
+            "args.amount == 3",
+            "args.amount == 3u",
+            "args.amount == 3.0",
+            "args.amount in [1, 2, 3]",
+            "args.amount < 4u && args.amount > 2",
+            "int(args.amount) % 3 == 0",
+            "type(args.amount) == double",
+        ] {
+            let c = Condition::compile(expr).unwrap();
+            let bound = args(json!({"amount": 3}));
+            assert_eq!(c.holds(&bound), Ok(true), "{expr}");
+            assert_eq!(c.holds_by_interpreter(&bound), Ok(true), "{expr}");
+        }
+        // an integer a double cannot hold exactly is not rounded into another one: arithmetic
+        // on it is an error, comparisons answer
+        let huge = args(json!({"amount": 9_007_199_254_740_993_u64}));
+        let c = Condition::compile("args.amount * 2.0 > 0.0").unwrap();
+        assert!(c.holds(&huge).is_err());
+        let c = Condition::compile("args.amount > 9007199254740992").unwrap();
+        assert_eq!(c.holds(&huge), Ok(true));
+        assert_eq!(c.holds_by_interpreter(&huge), Ok(true));
+        // nested numbers are doubles too
+        let c = Condition::compile("args.lines.all(l, l.qty * 1.5 < 10.0)").unwrap();
+        assert_eq!(
+            c.holds(&args(json!({"lines": [{"qty": 2}, {"qty": 6.5}]}))),
+            Ok(true)
+        );
     }
 
     #[test]

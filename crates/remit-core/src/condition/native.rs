@@ -278,20 +278,16 @@ fn lookup<'a>(args: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value
     Some(value)
 }
 
-/// A JSON value as CEL sees it after `cel::to_value`; lists and maps are left to CEL.
+/// A JSON value as the interpreter is given it ([`super::cel_value`]); lists and maps are left to CEL.
 fn scalar(value: &Value) -> Option<Val<'_>> {
     Some(match value {
         Value::Null => Val::Null,
         Value::Bool(b) => Val::Bool(*b),
-        Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                Val::UInt(u)
-            } else if let Some(i) = n.as_i64() {
-                Val::Int(i)
-            } else {
-                Val::Double(n.as_f64()?)
-            }
-        }
+        Value::Number(n) => match super::exact_integer(n) {
+            Some(Ok(i)) => Val::Int(i),
+            Some(Err(u)) => Val::UInt(u),
+            None => Val::Double(n.as_f64()?),
+        },
         Value::String(s) => Val::Str(s),
         Value::Array(_) | Value::Object(_) => return None,
     })
@@ -515,7 +511,7 @@ mod tests {
         for source in [
             "args.to.endsWith('@example.com')",
             "size('abc') < 10",
-            "args.amount * 2 < 100",
+            "args.amount * 2.0 < 100.0",
             "args.items.all(i, i > 0)",
             "args.currency in args.allowed",
             "other.amount > 0",

@@ -1158,6 +1158,13 @@ fn check_reads(
     scope: &[&str],
     said: &str,
 ) {
+    for m in c.mistakes() {
+        cx.error(
+            at.clone(),
+            format!("{what} `{}`: {}", c.source(), m.message),
+            Some(m.help),
+        );
+    }
     let unknown: Vec<String> = c
         .variables()
         .into_iter()
@@ -1312,6 +1319,13 @@ fn compile_action(
                 Ok(c) => {
                     let (scope, said) = REQUIRE_SCOPE;
                     check_reads(cx, start..span.end, "condition", &c, scope, said);
+                    if let Some(gives) = c.never_boolean() {
+                        cx.error(
+                            start..span.end,
+                            format!("condition `{expr}` gives {gives}, never true or false: it would refuse every call"),
+                            Some("a condition is a test, e.g. `args.amount <= 500` or `size(args.to) > 0`".to_owned()),
+                        );
+                    }
                     conditions.push(c);
                     at.conditions.push(cx.position(start));
                 }

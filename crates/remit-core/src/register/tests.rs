@@ -1029,3 +1029,73 @@ fn max_sessions_per_agent_defaults_to_64_and_must_be_at_least_1() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn arithmetic_that_fails_for_every_call_and_conditions_that_are_never_true_are_errors() {
+    // they compiled and refused every call at run time, as the agent's fault
+    let require = "require = \"args.amount > 0 && args.amount <= 500\"\n";
+    let budget = "budget = [{ count = 20, per = \"1h\" }, { sum = \"args.amount\", max = 1000, per = \"24h\" }]\n";
+    let cases: [(&str, &str, &str, &str, &str); 6] = [
+        (
+            require,
+            "require = \"args.amount * 2 <= 100\"\n",
+            "args.amount * 2",
+            "arithmetic on `args.amount` with the integer `2` fails for every call",
+            "`2.0`",
+        ),
+        (
+            require,
+            "require = \"args.lines.all(l, 10 - l.qty > 0.0) && args.fee + -3 < 9.0\"\n",
+            "args.lines.all",
+            "arithmetic on `args.fee` with the integer `-3`",
+            "`-3.0`",
+        ),
+        (
+            require,
+            "require = \"args.count % 2 == 0\"\n",
+            "args.count %",
+            "`%` on `args.count` fails for every call",
+            "`int(args.count) % ...`",
+        ),
+        (
+            require,
+            "require = \"'abc'\"\n",
+            "'abc'",
+            "condition `'abc'` gives a string, never true or false",
+            "a condition is a test",
+        ),
+        (
+            require,
+            "require = [\"args.amount > 0\", \"args.amount / 100.0\"]\n",
+            "args.amount / 100.0\"",
+            "gives a number, never true or false",
+            "a condition is a test",
+        ),
+        (
+            budget,
+            "budget = [{ sum = \"args.amount * 100\", max = 1000, per = \"24h\" }]\n",
+            "args.amount * 100",
+            "budget sum `args.amount * 100`: arithmetic on `args.amount` with the integer `100`",
+            "`100.0`",
+        ),
+    ];
+    for (line, written, at, message, help) in cases {
+        let src = GOOD.replace(line, written);
+        assert_ne!(src, GOOD);
+        assert_one_error(&src, at, message, help, written);
+    }
+    // what works for every number is fine: doubles, conversions, sizes, comparisons
+    for written in [
+        "require = \"args.amount * 2.0 <= 100.0 && int(args.amount) % 2 == 0\"\n",
+        "require = \"size(args.items) + 1 <= 10 && args.amount - 1.5 > 0.0\"\n",
+        "require = \"args.confirmed\"\n",
+        "require = \"args.note + '!' != '!'\"\n",
+    ] {
+        let src = GOOD.replace(require, written);
+        let (reg, diags) = compile_str(&src);
+        assert!(
+            reg.is_some() && errors(&diags).is_empty(),
+            "{written}: {diags:?}"
+        );
+    }
+}
