@@ -283,8 +283,8 @@ pub struct Mistake {
 }
 
 impl Condition {
-    /// Arithmetic that fails for every number an agent sends: an argument (a double, see
-    /// [`cel_value`]) with an integer literal (`args.amount * 2`), or `%` on an argument.
+    /// Arithmetic that fails for every number an agent sends: an argument (a number in the
+    /// arguments is a double) with an integer literal (`args.amount * 2`), or `%` on an argument.
     pub fn mistakes(&self) -> Vec<Mistake> {
         let mut found = Vec::new();
         arithmetic_mistakes(self.program.expression(), &mut found);

@@ -79,6 +79,15 @@ pub enum Refusal {
         /// What failed, without secrets.
         message: String,
     },
+    /// The action cannot be called as the register and its upstream stand (the upstream
+    /// does not list the tool, or gives it a schema remit cannot check): retrying will not
+    /// help until an operator fixes one of them.
+    Unusable {
+        /// The action.
+        action: ActionName,
+        /// Why, without secrets.
+        why: String,
+    },
 }
 
 impl Refusal {
@@ -93,7 +102,7 @@ impl Refusal {
             Self::OverBudget { .. } | Self::BeyondBudget { .. } => "over_budget",
             Self::Frozen { .. } => "frozen",
             Self::NotYetEnforced { .. } => "not_enforced",
-            Self::Unavailable { .. } => "unavailable",
+            Self::Unavailable { .. } | Self::Unusable { .. } => "unavailable",
         }
     }
 
@@ -180,6 +189,12 @@ impl fmt::Display for Refusal {
                 write!(
                     f,
                     "refused: remit could not decide safely ({message}); nothing was executed, retry later"
+                )
+            }
+            Self::Unusable { action, why } => {
+                write!(
+                    f,
+                    "refused: `{action}` cannot be called now: {why}; nothing was executed, and retrying will not help until an operator fixes the register or the upstream"
                 )
             }
         }

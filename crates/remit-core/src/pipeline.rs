@@ -158,7 +158,9 @@ impl Outcome {
 
 struct CatalogEntry {
     spec: ToolSpec,
-    validator: Option<jsonschema::Validator>,
+    /// The input schema's validator; `Err` with why when the schema does not compile
+    /// (its calls are refused: nothing goes unchecked).
+    validator: Option<Result<jsonschema::Validator, String>>,
 }
 
 /// The upstream tools the gateway knows now, keyed by `UPSTREAM.TOOL`.
@@ -226,9 +228,12 @@ impl Gateway {
         let specs = self.upstreams.tools().await;
         let mut tools = HashMap::new();
         for spec in specs {
-            let validator = spec
-                .input_schema()
-                .and_then(|s| jsonschema::validator_for(s).ok());
+            let validator = spec.input_schema().map(|s| {
+                jsonschema::validator_for(s).map_err(|e| {
+                    tracing::warn!(upstream = %spec.upstream, tool = %spec.name, error = %e.masked(), "a tool's input schema does not compile: its calls will be refused");
+                    e.masked().to_string()
+                })
+            });
             tools.insert(
                 format!("{}.{}", spec.upstream, spec.name),
                 CatalogEntry { spec, validator },
@@ -425,25 +430,44 @@ impl Gateway {
         let proposed = trail.event(Stage::Proposed, detail);
         trail.pending.push(proposed);
         let catalog = self.catalog();
-        let entry =
-            catalog
-                .tools
-                .get(action.name.as_str())
-                .ok_or_else(|| Refusal::Unavailable {
-                    message: format!(
-                        "upstream `{}` has not listed `{}`",
+        let Some(entry) = catalog.tools.get(action.name.as_str()) else {
+            // an upstream that lists other tools is up and does not have this one; one that
+            // lists none may be starting or restarting
+            let prefix = format!("{}.", action.upstream);
+            if catalog.tools.keys().any(|k| k.starts_with(&prefix)) {
+                return Err(Refusal::Unusable {
+                    action: action.name.clone(),
+                    why: format!(
+                        "upstream `{}` does not list a tool `{}`",
                         action.upstream, action.tool
                     ),
-                })?;
+                }
+                .into());
+            }
+            return Err(Refusal::Unavailable {
+                message: format!(
+                    "upstream `{}` has not listed `{}`",
+                    action.upstream, action.tool
+                ),
+            }
+            .into());
+        };
         if let Some(v) = &entry.validator {
+            let v = v.as_ref().map_err(|why| Refusal::Unusable {
+                action: action.name.clone(),
+                why: format!("its input schema cannot be checked ({why})"),
+            })?;
             // lend the map to the validator as a Value, without copying it
             let instance = Value::Object(std::mem::take(&mut args));
+            // the value itself is left out (`/id: value is not of type "string"`): the
+            // message goes into the audit, where a redacted argument must not be written
             let checked = v.validate(&instance).map_err(|e| {
                 let at = e.instance_path().to_string();
+                let what = e.masked();
                 if at.is_empty() {
-                    e.to_string()
+                    what.to_string()
                 } else {
-                    format!("{at}: {e}")
+                    format!("{at}: {what}")
                 }
             });
             if let Value::Object(map) = instance {
@@ -590,7 +614,17 @@ impl Gateway {
                 data,
                 ..
             })) => {
-                let detail = json!({ "error": message, "code": code, "sent": true, "ran": false });
+                // the upstream's words may echo a redacted argument: the audit keeps them
+                // scrubbed (the agent, who sent it, gets them as they came)
+                let mut error = Value::String(message.clone());
+                scrub(&mut error, &trail.secrets);
+                // only a request refused as such is known not to have run: another error
+                // (`-32603`, or the tool's own code) may come after the tool acted
+                let detail = if crate::ports::refused_before_running(code) {
+                    json!({ "error": error, "code": code, "sent": true, "ran": false })
+                } else {
+                    json!({ "error": error, "code": code, "sent": true })
+                };
                 (
                     trail.event(Stage::Failed, detail),
                     Err(Stop::Rejected(code, message, data)),
@@ -601,7 +635,9 @@ impl Gateway {
                     e,
                     UpstreamError::Unavailable { .. } | UpstreamError::Unknown(_)
                 );
-                let detail = json!({ "error": e.to_string(), "sent": sent });
+                let mut error = Value::String(e.to_string());
+                scrub(&mut error, &trail.secrets);
+                let detail = json!({ "error": error, "sent": sent });
                 (
                     trail.event(Stage::Failed, detail),
                     Err(Stop::Failed(e.to_string())),
@@ -663,14 +699,24 @@ impl Gateway {
                     .register
                     .actions_for(&agent.id)
                     .map(|a| a.exposed.as_str());
+                // no hint for a name far longer than any granted one: the distance costs
+                // its length times theirs, per granted action, on the caller's worker
+                let hint = if tool.len() <= MAX_HINTED_NAME {
+                    did_you_mean(tool, granted.collect::<Vec<_>>())
+                } else {
+                    None
+                };
                 Err(Refusal::Unlisted {
                     tool: printable(tool),
-                    hint: did_you_mean(tool, granted.collect::<Vec<_>>()),
+                    hint,
                 })
             }
         }
     }
 }
+
+/// The longest requested tool name a refusal suggests a granted one for.
+const MAX_HINTED_NAME: usize = 256;
 
 enum Stop {
     Refused(Refusal),

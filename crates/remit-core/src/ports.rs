@@ -332,7 +332,8 @@ pub enum UpstreamError {
         /// Which upstream.
         upstream: String,
     },
-    /// The upstream refused the request with a JSON-RPC error; the tool did not run.
+    /// The upstream answered with a JSON-RPC error; the tool did not run if
+    /// [`refused_before_running`] says so, and may have otherwise.
     #[error("upstream `{upstream}` rejected the call ({code}): {message}")]
     Rejected {
         /// Which upstream.
@@ -352,6 +353,13 @@ pub enum UpstreamError {
         /// The upstream's message.
         message: String,
     },
+}
+
+/// Whether an upstream's JSON-RPC error `code` says the request was refused as such
+/// (parse error, invalid request, unknown method, invalid params), so the tool did not run;
+/// after any other error it may have.
+pub fn refused_before_running(code: i64) -> bool {
+    matches!(code, -32700 | -32600 | -32601 | -32602)
 }
 
 /// The health of one upstream, for `remit status` and `/health`.

@@ -158,7 +158,13 @@ pub fn outcome_to_mcp(outcome: &Outcome) -> CallToolResult {
             message,
             ..
         } => error_result(
-            &format!("the upstream rejected the call ({code}): {message}"),
+            &if remit_core::ports::refused_before_running(*code) {
+                format!("the upstream rejected the call ({code}): {message}; nothing ran")
+            } else {
+                format!(
+                    "the upstream answered the call with an error ({code}): {message}; it may or may not have run"
+                )
+            },
             "rejected",
             call.as_str(),
         ),

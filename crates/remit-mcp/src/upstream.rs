@@ -729,24 +729,11 @@ impl Link {
     }
 }
 
-#[async_trait]
-impl Upstreams for McpUpstreams {
-    async fn tools(&self) -> Vec<ToolSpec> {
-        let mut out = Vec::new();
-        for link in self.links.values() {
-            if let Ok(s) = link.state.read() {
-                out.extend(s.tools.iter().cloned());
-            }
-        }
-        out
-    }
-
-    async fn execute(&self, cleared: Cleared) -> Result<Value, UpstreamError> {
+impl Link {
+    /// Sends one call to this upstream, by the lean client when it can, else rmcp's.
+    async fn call(self: &Arc<Self>, cleared: Cleared) -> Result<Value, UpstreamError> {
+        let link = self;
         let name = cleared.upstream().to_string();
-        let link = self
-            .links
-            .get(cleared.upstream())
-            .ok_or_else(|| UpstreamError::Unknown(name.clone()))?;
         let (peer, lean, modern, generation) = link
             .state
             .read()
@@ -780,11 +767,10 @@ impl Upstreams for McpUpstreams {
             match &answer {
                 Ok(_) => link.answered(),
                 Err(e @ UpstreamError::Timeout { .. }) => link.suspect(peer, e),
-                Err(e) => {
-                    if let Ok(mut s) = link.state.write() {
-                        s.last_error = Some(e.to_string());
-                    }
-                }
+                // a call's own rejection says nothing of the connection (and may quote the
+                // agent's arguments): only the connection's errors are kept for health
+                Err(UpstreamError::Rejected { .. }) => {}
+                Err(e) => link.failed(e),
             }
             return answer;
         }
@@ -882,12 +868,89 @@ impl Upstreams for McpUpstreams {
                         message: other.to_string(),
                     },
                 };
-                if let Ok(mut s) = link.state.write() {
-                    s.last_error = Some(err.to_string());
+                if !matches!(err, UpstreamError::Rejected { .. }) {
+                    link.failed(&err);
                 }
                 Err(err)
             }
         }
+    }
+
+    /// Keeps `e`, without the upstream's credentials, as the upstream's last error.
+    fn failed(&self, e: &UpstreamError) {
+        if let Ok(mut s) = self.state.write() {
+            s.last_error = Some(redact_secrets(&e.to_string(), &self.secrets));
+        }
+    }
+}
+
+/// `e` with each of `secrets` replaced in its message (and a rejection's `data`).
+fn without_secrets(e: UpstreamError, secrets: &[String]) -> UpstreamError {
+    match e {
+        UpstreamError::Rejected {
+            upstream,
+            code,
+            message,
+            data,
+        } => UpstreamError::Rejected {
+            upstream,
+            code,
+            message: redact_secrets(&message, secrets),
+            data: data.map(|mut data| {
+                redact_value(&mut data, secrets);
+                data
+            }),
+        },
+        UpstreamError::Unavailable { upstream, message } => UpstreamError::Unavailable {
+            upstream,
+            message: redact_secrets(&message, secrets),
+        },
+        UpstreamError::Protocol { upstream, message } => UpstreamError::Protocol {
+            upstream,
+            message: redact_secrets(&message, secrets),
+        },
+        other => other,
+    }
+}
+
+/// Every string in `value` (keys too) through [`redact_secrets`].
+fn redact_value(value: &mut Value, secrets: &[String]) {
+    match value {
+        Value::String(s) => *s = redact_secrets(s, secrets),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, secrets)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut v) in entries {
+                redact_value(&mut v, secrets);
+                map.insert(redact_secrets(&key, secrets), v);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[async_trait]
+impl Upstreams for McpUpstreams {
+    async fn tools(&self) -> Vec<ToolSpec> {
+        let mut out = Vec::new();
+        for link in self.links.values() {
+            if let Ok(s) = link.state.read() {
+                out.extend(s.tools.iter().cloned());
+            }
+        }
+        out
+    }
+
+    async fn execute(&self, cleared: Cleared) -> Result<Value, UpstreamError> {
+        let link = self
+            .links
+            .get(cleared.upstream())
+            .ok_or_else(|| UpstreamError::Unknown(cleared.upstream().to_string()))?;
+        // an upstream's error may quote its own credentials ("invalid key sk-..."): the
+        // agent, and the audit, get it without them
+        link.call(cleared)
+            .await
+            .map_err(|e| without_secrets(e, &link.secrets))
     }
 
     fn health(&self) -> Vec<UpstreamHealth> {

@@ -551,7 +551,7 @@ fn refusal_status(r: &Refusal) -> StatusCode {
         Refusal::InvalidArguments { .. } | Refusal::ConditionError { .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        Refusal::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::Unavailable { .. } | Refusal::Unusable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Refusal::OverBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
         Refusal::Unlisted { .. }
         | Refusal::Condition { .. }
@@ -687,7 +687,13 @@ async fn post_call(
             Json(ApiError {
                 call: Some(call.to_string()),
                 code: "rejected".to_owned(),
-                message: format!("the upstream rejected the call ({code}): {message}; nothing ran"),
+                message: if remit_core::ports::refused_before_running(code) {
+                    format!("the upstream rejected the call ({code}): {message}; nothing ran")
+                } else {
+                    format!(
+                        "the upstream answered the call with an error ({code}): {message}; it may or may not have run"
+                    )
+                },
                 data,
                 retry_after_seconds: None,
             }),

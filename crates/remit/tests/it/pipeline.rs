@@ -1611,3 +1611,45 @@ fn a_call_that_cannot_be_recorded_fails_and_a_write_never_runs() {
     let (code, out, err) = r.audit(&["verify"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A call the tool's schema refuses is recorded without the value that failed: the
+/// schema's message quoted it, and the `refused` event kept a redacted argument whole.
+#[test]
+fn a_schema_refusal_does_not_write_a_redacted_value_into_the_audit() {
+    let r = Remit::start(STANDARD);
+    let (status, answer) = r.call(
+        "billing.issue_refund",
+        json!({ "charge_id": "ch_003", "amount": 12, "reason": { "card": "4111 1111 1111 1111" } }),
+    );
+    assert_eq!(status, 422, "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("/reason"), "{message}");
+    assert!(message.contains("not of type \"string\""), "{message}");
+    assert!(!message.contains("4111"), "{message}");
+    let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
+    assert!(export.contains("\"refused\""), "{export}");
+    assert!(
+        !export.contains("4111"),
+        "a redacted value reached the audit: {export}"
+    );
+    assert!(r.ledger().is_empty());
+}
+
+/// An action whose tool its upstream, up and listing others, does not list is refused as
+/// unusable, not "retry later" (a retry never helps).
+#[test]
+fn an_action_for_a_tool_the_upstream_does_not_list_is_refused_without_retry_later() {
+    let r = Remit::start(&format!(
+        "{STANDARD}\n[actions.\"billing.list_refunds\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n"
+    ));
+    let (status, answer) = r.call("billing.list_refunds", json!({}));
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["code"], "unavailable", "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains("does not list a tool `list_refunds`"),
+        "{message}"
+    );
+    assert!(message.contains("retrying will not help"), "{message}");
+    assert!(!message.contains("retry later"), "{message}");
+}

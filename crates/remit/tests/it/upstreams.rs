@@ -659,3 +659,106 @@ fn a_stdio_upstream_exiting_when_its_stdin_closes_leaves_nothing_running_after_s
     assert!(left.is_empty(), "outlived remit: {left:?}");
     r.kill9();
 }
+
+/// A stdio MCP server that answers every call with a JSON-RPC error quoting its own key
+/// (`FAKE_KEY` in its environment) and the call's `card`: the fault of a careless upstream.
+/// With "bad-schema", its tool's input schema refers to a remote schema remit will not fetch.
+/// Each call it receives is appended to `$1/calls`.
+const FAKE_STDIO_UPSTREAM_QUOTING_ITS_KEY_IN_ERRORS: &str = r#"#!/bin/sh
+schema='{"type":"object"}'
+if [ "$2" = bad-schema ]; then
+  schema='{"type":"object","properties":{"n":{"type":"integer","maximum":5}},"$ref":"https://example.invalid/x.json"}'
+fi
+while IFS= read -r line; do
+  id=$(printf '%s\n' "$line" | sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p')
+  case "$line" in
+    *'"method":"initialize"'*)
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"fake","version":"0"}}}\n' "$id" ;;
+    *'"method":"tools/list"'*)
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"poke","inputSchema":%s}]}}\n' "$id" "$schema" ;;
+    *'"method":"tools/call"'*)
+      printf '%s\n' "$line" >> "$1/calls"
+      card=$(printf '%s\n' "$line" | sed -n 's/.*"card":"\([^"]*\)".*/\1/p')
+      printf '{"jsonrpc":"2.0","id":%s,"error":{"code":-32603,"message":"bad card %s key=%s","data":{"key":"%s"}}}\n' "$id" "$card" "$FAKE_KEY" "$FAKE_KEY" ;;
+    *) ;;
+  esac
+done
+"#;
+
+/// remit in front of `FAKE_STDIO_UPSTREAM_QUOTING_ITS_KEY_IN_ERRORS` (in `mode`), with the
+/// action `fake.poke` redacting `args.card`, once the upstream is up.
+fn remit_with_fake_quoter(mode: &str) -> (Remit, tempfile::TempDir) {
+    let scripts = tempfile::tempdir().unwrap();
+    let script = scripts.path().join("fake-upstream.sh");
+    std::fs::write(&script, FAKE_STDIO_UPSTREAM_QUOTING_ITS_KEY_IN_ERRORS).unwrap();
+    let r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\", \"{mode}\"]\nprotocol = \"2025-11-25\"\nenv = {{ FAKE_KEY = \"upstreamSECRETkey99\" }}\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"write\"\nredact = [\"args.card\"]\n\n[upstreams.billing]",
+                script = script.display(),
+                dir = scripts.path().display()
+            ),
+        )
+    });
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["up"] == json!(true)
+    });
+    (r, scripts)
+}
+
+/// An upstream's error that quotes its credential reaches neither the agent nor the audit
+/// with it, nor `/health`; a redacted argument it echoes is scrubbed from the audit; and an
+/// error other than a refused request is not recorded as "did not run" (before: the key went
+/// to the agent and into the audit, the card into the audit, and `ran: false` for any code).
+#[test]
+fn an_upstream_error_quoting_its_key_or_a_redacted_argument_is_scrubbed() {
+    let (r, scripts) = remit_with_fake_quoter("");
+    let (status, body) = r.call("fake.poke", json!({ "card": "4111111111111111" }));
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "rejected", "{body}");
+    let text = body.to_string();
+    assert!(!text.contains("upstreamSECRETkey99"), "{body}");
+    assert!(text.contains("key=[redacted]"), "{body}");
+    // the agent sent the card: its own value comes back to it
+    assert!(text.contains("bad card 4111111111111111"), "{body}");
+    assert!(text.contains("may or may not have run"), "{body}");
+    let calls = std::fs::read_to_string(scripts.path().join("calls")).unwrap();
+    assert_eq!(calls.lines().count(), 1, "{calls}");
+    let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
+    assert!(!export.contains("upstreamSECRETkey99"), "{export}");
+    assert!(!export.contains("4111111111111111"), "{export}");
+    let failed: Vec<Value> = export
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .filter(|e| e["stage"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{export}");
+    assert_eq!(failed[0]["detail"]["code"], -32603, "{export}");
+    assert!(failed[0]["detail"].get("ran").is_none(), "{export}");
+    let health = r.health_as_operator().to_string();
+    assert!(!health.contains("4111111111111111"), "{health}");
+    assert!(!health.contains("upstreamSECRETkey99"), "{health}");
+}
+
+/// A tool whose input schema remit cannot compile is refused, not called unchecked (before:
+/// its arguments went to the upstream without any check); the refusal says retrying will not
+/// help.
+#[test]
+fn a_tool_whose_input_schema_does_not_compile_is_refused_not_called_unchecked() {
+    let (r, scripts) = remit_with_fake_quoter("bad-schema");
+    let (status, body) = r.call("fake.poke", json!({ "n": 999 }));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "unavailable", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("input schema cannot be checked"),
+        "{message}"
+    );
+    assert!(message.contains("retrying will not help"), "{message}");
+    assert!(
+        !scripts.path().join("calls").exists(),
+        "the upstream got the call"
+    );
+    assert_eq!(r.stages_of("fake.poke"), ["proposed", "refused"]);
+}
