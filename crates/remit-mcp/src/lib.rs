@@ -17,6 +17,7 @@ mod progress;
 mod sessions;
 mod stateless;
 mod stdio;
+mod unreached;
 mod upstream;
 
 pub use agent::{AgentServer, CredentialSource, McpHttpService, http_service, outcome_to_mcp};

@@ -139,8 +139,11 @@ impl ClientHandler for UpstreamClient {
         let changes = self.changes.clone();
         let peer = context.peer;
         tokio::spawn(async move {
-            if let Ok(Ok(tools)) =
-                tokio::time::timeout(HANDSHAKE, list_tools(&link.config.name, &peer)).await
+            if let Ok(Ok(tools)) = tokio::time::timeout(
+                HANDSHAKE,
+                list_tools(&link.config.name, &peer, http_url(&link.config)),
+            )
+            .await
                 && let Ok(mut s) = link.state.write()
             {
                 s.set_tools(tools);
@@ -342,7 +345,7 @@ async fn connect(link: &Arc<Link>, changes: &watch::Sender<u64>) -> Result<Conne
             let running = client
                 .serve_with_lifecycle(transport, mode)
                 .await
-                .map_err(|e| format!("handshake failed: {e}"))?;
+                .map_err(|e| crate::unreached::handshake(&e, None))?;
             Ok((running, group))
         }
         Transport::Http { url, headers } => {
@@ -368,27 +371,14 @@ async fn connect(link: &Arc<Link>, changes: &watch::Sender<u64>) -> Result<Conne
                 .serve_with_lifecycle(transport, mode)
                 .await
                 .map(|running| (running, None))
-                .map_err(|e| {
-                    let redirect = match &e {
-                        rmcp::service::ClientInitializeError::TransportError { error, .. } => {
-                            redirect_of(error)
-                        }
-                        _ => None,
-                    };
-                    match redirect {
-                        Some(redirect) => format!("handshake failed: {redirect}"),
-                        None => {
-                            format!("handshake failed: {}", scrub(&e.to_string(), url.expose()))
-                        }
-                    }
-                })
+                .map_err(|e| crate::unreached::handshake(&e, Some(url.expose())))
         }
     }
 }
 
 /// The redirect an error of rmcp's HTTP client comes from, if it does (rmcp's
 /// `StreamableHttpError::Client` does not name the reqwest error as its source).
-fn redirect_of<'a>(
+pub(crate) fn redirect_of<'a>(
     error: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a crate::lean::Redirected> {
     use rmcp::transport::streamable_http_client::StreamableHttpError;
@@ -405,16 +395,6 @@ fn redirect_of<'a>(
         next = e.source();
     }
     None
-}
-
-/// Removes a URL (which may carry credentials) from a message, as written in the
-/// register and as an HTTP client prints it (`http://h:1?k=v` prints as `http://h:1/?k=v`).
-fn scrub(message: &str, url: &str) -> String {
-    let mut out = message.replace(url, "<upstream url>");
-    if let Ok(parsed) = reqwest::Url::parse(url) {
-        out = out.replace(parsed.as_str(), "<upstream url>");
-    }
-    redact_secrets(&out, &secret_words_of_url(url))
 }
 
 /// The shortest value counted as a secret when scrubbing text; shorter ones would blank
@@ -478,8 +458,15 @@ pub fn redact_secrets(text: &str, secrets: &[String]) -> String {
     out
 }
 
-async fn list_tools(name: &UpstreamName, peer: &Peer<RoleClient>) -> Result<Vec<ToolSpec>, String> {
-    let tools = peer.list_all_tools().await.map_err(|e| e.to_string())?;
+async fn list_tools(
+    name: &UpstreamName,
+    peer: &Peer<RoleClient>,
+    url: Option<&str>,
+) -> Result<Vec<ToolSpec>, String> {
+    let tools = peer
+        .list_all_tools()
+        .await
+        .map_err(|e| crate::unreached::request(&e, url, "tools/list"))?;
     let mut out = Vec::with_capacity(tools.len());
     for t in tools {
         if let Ok(Value::Object(definition)) = serde_json::to_value(&t) {
@@ -491,6 +478,14 @@ async fn list_tools(name: &UpstreamName, peer: &Peer<RoleClient>) -> Result<Vec<
         }
     }
     Ok(out)
+}
+
+/// An HTTP upstream's URL; `None` for a child process.
+fn http_url(config: &Upstream) -> Option<&str> {
+    match &config.transport {
+        Transport::Http { url, .. } => Some(url.expose()),
+        Transport::Stdio { .. } => None,
+    }
 }
 
 /// The lean client for an HTTP upstream that negotiated the stateless revision.
@@ -539,7 +534,7 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>, mut stop: watch
             Ok((running, group)) => {
                 let peer = running.peer().clone();
                 let listed = tokio::select! {
-                    listed = tokio::time::timeout(HANDSHAKE, list_tools(&link.config.name, &peer)) => listed,
+                    listed = tokio::time::timeout(HANDSHAKE, list_tools(&link.config.name, &peer, http_url(&link.config))) => listed,
                     () = stopped(&mut stop) => {
                         // a shutdown waits for this connection to close like any other
                         running.cancellation_token().cancel();
@@ -580,10 +575,7 @@ async fn supervise(link: Arc<Link>, changes: watch::Sender<u64>, mut stop: watch
                             s.last_error = None;
                         }
                         Err(e) => {
-                            s.last_error = Some(redact_secrets(
-                                &format!("tools/list failed: {e}"),
-                                &link.secrets,
-                            ));
+                            s.last_error = Some(redact_secrets(&e, &link.secrets));
                         }
                     }
                     s.peer = Some(peer);

@@ -127,9 +127,12 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// Logs at `default` (or as `REMIT_LOG` says), with rmcp's own lines left out unless
+/// `REMIT_LOG` asks for them: they print Rust type names and `Debug` output, and remit logs
+/// what they are about (an upstream down, and why) in its own words.
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REMIT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},rmcp=off")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(log_lines::Scrubbed)
@@ -161,7 +164,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Serve => {
-            init_tracing("info,rmcp=warn");
+            init_tracing("info");
             serve::serve(&cli.register).await
         }
         Command::Stdio { agent } => {

@@ -81,7 +81,7 @@ pub(crate) async fn check(path: &Path, offline: bool) -> anyhow::Result<Exit> {
                 Severity::Warning,
                 at,
                 format!(
-                    "upstream `{}` could not be reached ({}); its tools and argument names were not checked",
+                    "upstream `{}` could not be reached: {}; its tools and argument names were not checked",
                     h.upstream,
                     h.last_error.as_deref().unwrap_or("no answer")
                 ),

@@ -154,3 +154,89 @@ fn register_prints_one_row_per_action() {
         assert!(text.contains("billing.list_charges"));
     }
 }
+
+/// Answers every HTTP request on a thread of its own with `answer`; returns the port.
+fn answering(answer: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn check_says_in_plain_words_why_an_http_upstream_could_not_be_reached() {
+    let refusing = crate::support::free_port(); // nothing listens there
+    let unauthorized = answering(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"crm\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let body = format!(
+        r#"
+[agents.support-bot]
+token = {{ env = "REMIT_TOKEN_SUPPORT_BOT" }}
+
+[upstreams.crm]
+url = "http://127.0.0.1:{unauthorized}/mcp?key=q-secret-7"
+headers = {{ Authorization = {{ env = "CRM_TOKEN", prefix = "Bearer " }} }}
+
+[upstreams.gone]
+url = "http://127.0.0.1:{refusing}/mcp"
+
+[actions."crm.x"]
+agents = ["support-bot"]
+tier = "read"
+
+[actions."gone.x"]
+agents = ["support-bot"]
+tier = "read"
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("remit.toml");
+    std::fs::write(&path, body).unwrap();
+    let out = Command::new(crate::support::remit())
+        .arg("check")
+        .arg(&path)
+        .env("REMIT_TOKEN_SUPPORT_BOT", crate::support::TOKEN)
+        .env("CRM_TOKEN", "h-secret-9")
+        .env_remove("REMIT_LOG")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(
+            "upstream `crm` could not be reached: the upstream answered HTTP 401 (authentication required) to the handshake: check its headers in the register;"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "upstream `gone` could not be reached: connection refused at http://127.0.0.1:{refusing};"
+        )),
+        "{text}"
+    );
+    // no library's type names, Debug output or log lines; no credential
+    for leak in [
+        "rmcp",
+        "reqwest",
+        "hyper",
+        "Transport",
+        "ERROR",
+        "Os {",
+        "q-secret-7",
+        "h-secret-9",
+    ] {
+        assert!(!text.contains(leak), "`{leak}` in: {text}");
+    }
+}
