@@ -43,6 +43,17 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the transaction's start: the batch may have waited for its locks).
 const DB_NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
+/// Why a connection to the database cannot be opened, in sqlx's words (which name no
+/// password), after a pool gave up with only "pool timed out".
+async fn why_not(options: &PgConnectOptions) -> String {
+    use sqlx::ConnectOptions;
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect()).await {
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(_)) => "no connection within the time allowed (it answers now)".to_owned(),
+        Err(_) => format!("no connection within {}s", ACQUIRE_TIMEOUT.as_secs()),
+    }
+}
+
 /// Whose clock stamps budget charges, and so decides which charges are in a window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChargeClock {
@@ -106,16 +117,25 @@ impl PgStore {
             .application_name("remit")
             .options([("synchronous_commit", "on")]);
         let shown: Arc<str> = redacted(&options).into();
-        let pool = PgPoolOptions::new()
+        let pool = match PgPoolOptions::new()
             .max_connections(connections.max(2))
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
-            .map_err(|e| {
-                StoreError::unavailable(format!(
-                    "cannot connect to the postgres store `{shown}`: {e}"
-                ))
-            })?;
+        {
+            Ok(pool) => pool,
+            Err(e) => {
+                let cause = match e {
+                    // the pool retries until its deadline and then forgets why: one more
+                    // attempt says (connection refused, no such host, a wrong password)
+                    sqlx::Error::PoolTimedOut => why_not(&options).await,
+                    e => e.to_string(),
+                };
+                return Err(StoreError::unavailable(format!(
+                    "cannot connect to the postgres store `{shown}`: {cause}"
+                )));
+            }
+        };
         MIGRATOR.run(&pool).await.map_err(|e| {
             StoreError::new(
                 StoreErrorKind::Corrupt,
@@ -347,5 +367,19 @@ mod tests {
         );
         assert_ne!(budget_lock("a"), budget_lock("b"));
         assert_ne!(audit_lock(), budget_lock(""));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_reported_with_its_cause_and_without_the_password() {
+        // nothing listens on port 1
+        let error = PgStore::connect("postgres://remit:pw-secret-1@127.0.0.1:1/remit")
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("connected to port 1"));
+        let message = error.message.to_lowercase();
+        assert!(message.contains("connection refused"), "{message}");
+        assert!(message.contains("127.0.0.1:1"), "{message}");
+        assert!(!message.contains("pw-secret-1"), "{message}");
+        assert!(!message.contains("pool timed out"), "{message}");
     }
 }
