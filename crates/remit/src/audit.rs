@@ -153,8 +153,8 @@ pub(crate) enum AuditCommand {
     /// Export every event.
     Export {
         /// Output format.
-        #[arg(long, default_value = "jsonl")]
-        format: String,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
     },
     /// Print an inclusion proof for one event against the latest checkpoint, checkable offline.
     Prove {
@@ -178,6 +178,13 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         origin: Option<String>,
     },
+}
+
+/// How `remit audit export` prints the log.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// One event a line: `{"seq":N,"event":{...}}`, the event as it was hashed.
+    Jsonl,
 }
 
 async fn open(register: &Register) -> anyhow::Result<Arc<dyn Store>> {
@@ -295,7 +302,7 @@ pub(crate) async fn run(path: &Path, command: AuditCommand) -> anyhow::Result<Ex
                 }
             }
             for s in shown {
-                println!("{s}");
+                crate::outln!("{s}");
             }
             Ok(Exit::Ok)
         }
@@ -304,10 +311,10 @@ pub(crate) async fn run(path: &Path, command: AuditCommand) -> anyhow::Result<Ex
             loop {
                 let batch = store.events(next, page_size()).await?;
                 for e in &batch {
-                    println!("{}", human(e));
+                    crate::outln!("{}", human(e));
                     next = e.seq + 1;
                 }
-                std::io::stdout().flush()?;
+                crate::out::stdout().flush()?;
                 if !follow {
                     return Ok(Exit::Ok);
                 }
@@ -317,11 +324,8 @@ pub(crate) async fn run(path: &Path, command: AuditCommand) -> anyhow::Result<Ex
             }
         }
         AuditCommand::Export { format } => {
-            anyhow::ensure!(
-                format == "jsonl",
-                "unknown format `{format}`; write `--format jsonl`"
-            );
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let ExportFormat::Jsonl = format;
+            let mut out = std::io::BufWriter::new(crate::out::stdout());
             let mut pages = Pages::open(&store, READ_AHEAD).await?;
             while let Some(batch) = pages.next().await? {
                 for e in &batch {
@@ -362,7 +366,7 @@ async fn verify(
                     checkpoints.sort_by_key(|c| c.tree_size);
                 }
             }
-            Err(e) => println!(
+            Err(e) => crate::outln!(
                 "note: {} is not a checkpoint signed by key {}: {e}",
                 anchor.display(),
                 verifier.name()
@@ -402,13 +406,13 @@ async fn verify(
     problems.extend(report.problems.iter().map(ToString::to_string));
     if problems.is_empty() {
         if report.checkpoints_checked == 0 {
-            println!(
+            crate::outln!(
                 "audit log holds {} events but no signed checkpoint covers them yet: nothing could be verified",
                 report.events
             );
             return Ok(Exit::Findings);
         }
-        println!(
+        crate::outln!(
             "audit log intact: {} events, {} of {} checkpoints verified against key {} ({:.0} events/s)",
             report.events,
             report.checkpoints_checked,
@@ -418,19 +422,19 @@ async fn verify(
         );
         let last = checkpoints.iter().map(|c| c.tree_size).max().unwrap_or(0);
         if last < report.events {
-            println!(
+            crate::outln!(
                 "note: the newest {} events are not yet under a signed checkpoint",
                 report.events - last
             );
         }
         Ok(Exit::Ok)
     } else {
-        println!(
+        crate::outln!(
             "audit log FAILED verification: {} problem(s)",
             problems.len()
         );
         for p in &problems {
-            println!("  {p}");
+            crate::outln!("  {p}");
         }
         Ok(Exit::Findings)
     }
@@ -478,7 +482,7 @@ async fn prove(register: &Register, store: &dyn Store, event: u64) -> anyhow::Re
     proof.check().map_err(|e| {
         anyhow::anyhow!("the proof does not check against the store's own checkpoint: {e}")
     })?;
-    println!("{}", serde_json::to_string_pretty(&proof)?);
+    crate::outln!("{}", serde_json::to_string_pretty(&proof)?);
     Ok(Exit::Ok)
 }
 
@@ -495,7 +499,7 @@ fn check_proof(file: &Path, key: &str, origin: Option<&str>) -> anyhow::Result<E
     let origin = origin.unwrap_or(trusted.name());
     match proof.check_against(&trusted, origin) {
         Ok(()) => {
-            println!(
+            crate::outln!(
                 "proof ok: event {} is in the log `{origin}` of {} events signed by key {}",
                 proof.index,
                 proof.tree_size,
@@ -504,7 +508,7 @@ fn check_proof(file: &Path, key: &str, origin: Option<&str>) -> anyhow::Result<E
             Ok(Exit::Ok)
         }
         Err(e) => {
-            println!("proof FAILED: {e}");
+            crate::outln!("proof FAILED: {e}");
             Ok(Exit::Findings)
         }
     }

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 /// The example register, shipped in `examples/`.
 const REGISTER: &str = include_str!("../../../examples/support-bot.toml");
 
-fn say(text: &str) {
-    println!("{text}");
+fn say(text: &str) -> std::io::Result<()> {
+    crate::out::line(format_args!("{text}"))
 }
 
 fn fresh_token() -> String {
@@ -54,19 +54,21 @@ pub(crate) async fn run(exit: bool, port: u16) -> anyhow::Result<Exit> {
     })
     .await?;
 
-    say("remit demo");
-    say("==========");
+    say("remit demo")?;
+    say("==========")?;
     say(&format!(
         "A gateway is running at {base} with the register {}.",
         path.display()
-    ));
+    ))?;
     say(
         "Behind it sits an example billing system (customers, charges, refunds) as an MCP server over stdio.",
-    );
-    say("A scripted support agent now connects over MCP (Streamable HTTP) and tries things.\n");
+    )?;
+    say("A scripted support agent now connects over MCP (Streamable HTTP) and tries things.\n")?;
 
     let mut n = 0;
     let mut surprises = 0;
+    // the first failure to print a step (stdout closed), returned once the script is done
+    let mut unprinted: Option<std::io::Error> = None;
     let mut on_step = |step: &remit_billing::Step| {
         n += 1;
         let verdict = match &step.outcome {
@@ -80,12 +82,15 @@ pub(crate) async fn run(exit: bool, port: u16) -> anyhow::Result<Exit> {
                 format!("REFUSED ({code}): {message}")
             }
         };
-        say(&format!(
+        let mut printed = say(&format!(
             "{n}. {}\n   {} {}\n   -> {verdict}",
             step.title, step.tool, step.arguments
         ));
         if !step.as_expected {
-            say("   !! not what the register should have done");
+            printed = printed.and_then(|()| say("   !! not what the register should have done"));
+        }
+        if let Err(e) = printed {
+            unprinted.get_or_insert(e);
         }
     };
     let steps = remit_billing::run_support_agent(
@@ -96,6 +101,9 @@ pub(crate) async fn run(exit: bool, port: u16) -> anyhow::Result<Exit> {
     )
     .await
     .context("the scripted agent failed")?;
+    if let Some(e) = unprinted {
+        return Err(e.into());
+    }
     surprises += steps.iter().filter(|s| !s.as_expected).count();
 
     // the kill switch, and the HTTP API for agents that do not speak MCP
@@ -119,10 +127,10 @@ pub(crate) async fn run(exit: bool, port: u16) -> anyhow::Result<Exit> {
     say(&format!(
         "{n}. An operator runs `remit freeze support-bot`; the agent tries a read over the HTTP API (POST /v1/calls)\n   -> HTTP {status}: {}",
         body.get("message").and_then(Value::as_str).unwrap_or("?")
-    ));
+    ))?;
     if status != reqwest::StatusCode::FORBIDDEN {
         surprises += 1;
-        say("   !! the kill switch did not refuse the call");
+        say("   !! the kill switch did not refuse the call")?;
     }
     runtime
         .gateway
@@ -165,35 +173,35 @@ pub(crate) async fn run(exit: bool, port: u16) -> anyhow::Result<Exit> {
         } else {
             "PROBLEMS FOUND"
         }
-    ));
+    ))?;
     if !report.is_ok() {
         surprises += 1;
     }
 
-    say("\nEvery step above is in the tamper-evident audit log. Look at it with:");
-    say(&format!("  remit audit show --register {}", path.display()));
+    say("\nEvery step above is in the tamper-evident audit log. Look at it with:")?;
+    say(&format!("  remit audit show --register {}", path.display()))?;
     say(&format!(
         "  remit audit verify --register {}",
         path.display()
-    ));
+    ))?;
     say(&format!(
         "  remit register --register {}      (the risk register)",
         path.display()
-    ));
+    ))?;
     say(&format!(
         "\nHealth: {base}/health   OpenAPI: {base}/v1/openapi.json   MCP: {base}/mcp"
-    ));
-    say("Console: not in this version yet (the web console arrives with approvals).");
+    ))?;
+    say("Console: not in this version yet (the web console arrives with approvals).")?;
     say(&format!(
         "Agent token for this run: REMIT_TOKEN_SUPPORT_BOT={token}"
-    ));
+    ))?;
     if surprises > 0 {
         say(&format!(
             "\n{surprises} step(s) did not go as the register says they should."
-        ));
+        ))?;
     }
     if !exit {
-        say("\nThe gateway keeps running; press Ctrl-C to stop.");
+        say("\nThe gateway keeps running; press Ctrl-C to stop.")?;
         let _ = tokio::signal::ctrl_c().await;
     }
     let _ = stop_tx.send(());

@@ -2,9 +2,21 @@
 #![expect(clippy::print_stdout, reason = "a command line prints its answers")]
 #![expect(clippy::print_stderr, reason = "a command line prints its errors")]
 
+/// `println!` for a command's answers: a closed stdout ends the command quietly ([`out`]).
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::out::line(format_args!(""))?
+    };
+    ($($arg:tt)*) => {
+        $crate::out::line(format_args!($($arg)*))?
+    };
+}
+
 mod audit;
 mod demo;
 mod log_lines;
+mod out;
 mod registry;
 mod serve;
 
@@ -154,6 +166,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(run(cli));
     match result {
         Ok(exit) => exit.into(),
+        // the reader of stdout took what it wanted (`remit register | head -1`)
+        Err(e) if out::is_closed(&e) => Exit::Ok.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
             Exit::Error.into()

@@ -107,7 +107,7 @@ pub(crate) async fn check(path: &Path, offline: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Findings);
     }
     let actions = register.as_ref().map(|r| r.actions.len()).unwrap_or(0);
-    println!(
+    crate::outln!(
         "{}: ok, {actions} action(s), {warnings} warning(s)",
         path.display()
     );
@@ -154,33 +154,33 @@ pub(crate) fn print(path: &Path, format: Format) -> anyhow::Result<Exit> {
     match format {
         Format::Json => {
             let rows: Vec<_> = register.actions.values().map(row).collect();
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(
                     &json!({ "register": register.version.as_str(), "actions": rows })
                 )?
             );
         }
-        Format::Markdown => print!("{}", markdown(path, &register)),
+        Format::Markdown => crate::out::text(&markdown(path, &register))?,
         Format::Text => {
-            println!("Risk register {} ({})", path.display(), register.version);
-            println!("Anything not listed here is refused.\n");
+            crate::outln!("Risk register {} ({})", path.display(), register.version);
+            crate::outln!("Anything not listed here is refused.\n");
             for a in register.actions.values() {
                 let agents: Vec<&str> = a.agents.iter().map(|x| x.as_str()).collect();
-                println!("{}  [{}]", a.name, a.tier.as_str());
+                crate::outln!("{}  [{}]", a.name, a.tier.as_str());
                 if let Some(d) = &a.description {
-                    println!("  what:         {d}");
+                    crate::outln!("  what:         {d}");
                 }
-                println!("  agents:       {}", agents.join(", "));
+                crate::outln!("  agents:       {}", agents.join(", "));
                 for c in &a.conditions {
-                    println!("  only if:      {}", c.source());
+                    crate::outln!("  only if:      {}", c.source());
                 }
                 for b in budget_text(a) {
-                    println!("  budget:       {b}");
+                    crate::outln!("  budget:       {b}");
                 }
                 let r = redacted(a);
                 if !r.is_empty() {
-                    println!("  redacted:     {}", r.join(", "));
+                    crate::outln!("  redacted:     {}", r.join(", "));
                 }
                 for (label, p) in [
                     ("approval:", &a.approve),
@@ -190,12 +190,12 @@ pub(crate) fn print(path: &Path, format: Format) -> anyhow::Result<Exit> {
                 ] {
                     match p {
                         Some(p) => {
-                            println!("  {label:<13} {} (declared, not yet enforced)", p.text)
+                            crate::outln!("  {label:<13} {} (declared, not yet enforced)", p.text)
                         }
-                        None => println!("  {label:<13} none"),
+                        None => crate::outln!("  {label:<13} none"),
                     }
                 }
-                println!();
+                crate::outln!();
             }
         }
     }

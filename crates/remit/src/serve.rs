@@ -172,9 +172,9 @@ pub(crate) async fn status(path: &Path) -> anyhow::Result<Exit> {
     };
     let body: Value = resp.json().await.context("the health answer is not JSON")?;
     let s = |v: &Value| v.as_str().unwrap_or("?").to_owned();
-    println!("gateway   {} ({})", s(at(&body, "/status")), url);
-    println!("register  {}", s(at(&body, "/register")));
-    println!(
+    crate::outln!("gateway   {} ({})", s(at(&body, "/status")), url);
+    crate::outln!("register  {}", s(at(&body, "/register")));
+    crate::outln!(
         "store     {}",
         if at(&body, "/store/ok") == &Value::Bool(true) {
             "ok".to_owned()
@@ -182,7 +182,7 @@ pub(crate) async fn status(path: &Path) -> anyhow::Result<Exit> {
             format!("DOWN: {}", s(at(&body, "/store/error")))
         }
     );
-    println!(
+    crate::outln!(
         "audit     {} events, latest checkpoint at size {} ({}){}",
         at(&body, "/audit/events"),
         at(&body, "/audit/checkpoint/tree_size"),
@@ -194,7 +194,7 @@ pub(crate) async fn status(path: &Path) -> anyhow::Result<Exit> {
         }
     );
     for u in at(&body, "/upstreams").as_array().into_iter().flatten() {
-        println!(
+        crate::outln!(
             "upstream  {:<12} {} {} tools, protocol {}, restarts {}{}",
             s(at(u, "/upstream")),
             if at(u, "/up") == &Value::Bool(true) {
@@ -272,7 +272,7 @@ pub(crate) async fn freeze(
         Arc::new(SystemClock),
     );
     gateway.set_frozen(target.clone(), frozen, by).await?;
-    println!(
+    crate::outln!(
         "{target} is {}; every gateway on this store applies it within a second",
         if frozen { "frozen" } else { "unfrozen" }
     );

@@ -581,3 +581,69 @@ fn rows_edited_out_of_shape_are_located_and_the_rest_of_the_log_still_checked() 
         "{checkpoint} not reported:\n{out}"
     );
 }
+
+#[test]
+fn export_ends_quietly_when_its_reader_closes_the_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("remit.toml");
+    std::fs::write(&path, crate::support::register(STANDARD, 1)).unwrap();
+    let command = |args: &[&str]| {
+        let mut c = std::process::Command::new(crate::support::remit());
+        c.args(args).arg("--register").arg(&path);
+        c
+    };
+    // an empty store, then 20,000 events (about 2 MB exported) written straight into it
+    assert!(
+        command(&["audit", "export"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    sqlite_exec(
+        &dir.path().join("remit.db"),
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999) \
+         INSERT INTO audit_events (seq, body, leaf_hash) \
+         SELECT i, '{\"stage\":\"started\",\"pad\":\"' || hex(randomblob(40)) || '\"}', randomblob(32) FROM n",
+    );
+    for args in [
+        &["audit", "export"][..],
+        &["audit", "show", "--limit", "20000"],
+        &["audit", "tail", "-n", "20000"],
+    ] {
+        let (status, stderr) = crate::support::with_stdout_closed_early(command(args));
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}
+
+#[test]
+fn export_lists_the_formats_it_takes() {
+    let help = std::process::Command::new(crate::support::remit())
+        .args(["audit", "export", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Possible values:") && help.contains("jsonl"),
+        "{help}"
+    );
+    // another format is refused before the register is even read, naming the one there is
+    let out = std::process::Command::new(crate::support::remit())
+        .args([
+            "audit",
+            "export",
+            "--format",
+            "csv",
+            "--register",
+            "/nonexistent.toml",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid value 'csv'") && err.contains("jsonl"),
+        "{err}"
+    );
+}

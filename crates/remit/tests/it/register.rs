@@ -240,3 +240,25 @@ tier = "read"
         assert!(!text.contains(leak), "`{leak}` in: {text}");
     }
 }
+
+#[test]
+fn register_ends_quietly_when_its_reader_closes_the_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("remit.toml");
+    // well over the 64 KiB a pipe holds, in every format
+    let actions: String = (0..1500)
+        .map(|i| {
+            format!(
+                "[actions.\"billing.tool_{i}\"]\nagents = [\"support-bot\"]\ntier = \"read\"\ndescription = \"reads record {i} of the billing system, for the support agent\"\n\n"
+            )
+        })
+        .collect();
+    std::fs::write(&path, crate::support::register(&actions, 1)).unwrap();
+    for format in ["text", "markdown", "json"] {
+        let mut command = Command::new(crate::support::remit());
+        command.args(["register", "--format", format]).arg(&path);
+        let (status, stderr) = crate::support::with_stdout_closed_early(command);
+        assert_eq!(status.code(), Some(0), "{format}: {stderr}");
+        assert_eq!(stderr, "", "{format}");
+    }
+}

@@ -531,3 +531,26 @@ pub(crate) fn billing_ledger(dir: &Path) -> Vec<(String, Value)> {
         .map(|c| (c.tool, c.arguments))
         .collect()
 }
+
+/// Runs `command` with stdout a pipe that is closed after its first line is read, as
+/// `remit ... | head -1` does; returns how it ended and its stderr. Its output must be
+/// more than a pipe holds (64 KiB), or it may finish before the pipe closes.
+pub(crate) fn with_stdout_closed_early(mut command: Command) -> (std::process::ExitStatus, String) {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty(), "no first line");
+    // the reader is dropped here: the pipe is closed with most of the output unread
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
