@@ -151,61 +151,116 @@ fn row(a: &remit_core::register::Action) -> serde_json::Value {
 
 pub(crate) fn print(path: &Path, format: Format) -> anyhow::Result<Exit> {
     let register = load_for(path, Strictness::Check)?;
-    match format {
+    let out = match format {
         Format::Json => {
+            let agents: Vec<_> = register
+                .agents
+                .values()
+                .map(|a| {
+                    json!({
+                        "agent": a.id.as_str(),
+                        "owner": a.owner,
+                        "description": a.description,
+                    })
+                })
+                .collect();
             let rows: Vec<_> = register.actions.values().map(row).collect();
-            crate::outln!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &json!({ "register": register.version.as_str(), "actions": rows })
-                )?
-            );
+            let mut json = serde_json::to_string_pretty(&json!({
+                "register": register.version.as_str(),
+                "agents": agents,
+                "actions": rows,
+            }))?;
+            json.push('\n');
+            json
         }
-        Format::Markdown => crate::out::text(&markdown(path, &register))?,
-        Format::Text => {
-            crate::outln!("Risk register {} ({})", path.display(), register.version);
-            crate::outln!("Anything not listed here is refused.\n");
-            for a in register.actions.values() {
-                let agents: Vec<&str> = a.agents.iter().map(|x| x.as_str()).collect();
-                crate::outln!("{}  [{}]", a.name, a.tier.as_str());
-                if let Some(d) = &a.description {
-                    crate::outln!("  what:         {d}");
-                }
-                crate::outln!("  agents:       {}", agents.join(", "));
-                for c in &a.conditions {
-                    crate::outln!("  only if:      {}", c.source());
-                }
-                for b in budget_text(a) {
-                    crate::outln!("  budget:       {b}");
-                }
-                let r = redacted(a);
-                if !r.is_empty() {
-                    crate::outln!("  redacted:     {}", r.join(", "));
-                }
-                for (label, p) in [
-                    ("approval:", &a.approve),
-                    ("delay:", &a.delay),
-                    ("verification:", &a.verify),
-                    ("undo:", &a.undo),
-                ] {
-                    match p {
-                        Some(p) => {
-                            crate::outln!("  {label:<13} {} (declared, not yet enforced)", p.text)
-                        }
-                        None => crate::outln!("  {label:<13} none"),
-                    }
-                }
-                crate::outln!();
-            }
-        }
-    }
+        Format::Markdown => markdown(path, &register),
+        Format::Text => text(path, &register),
+    };
+    crate::out::text(&out)?;
     Ok(Exit::Ok)
+}
+
+/// Register text on one line of the text format: a line break or another control
+/// character is written escaped (`\n`), so a description cannot add a line (a fake heading
+/// or entry) or send the terminal an escape sequence.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The risk register as text, for a terminal.
+fn text(path: &Path, register: &Register) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "Risk register {} ({})\nAnything not listed here is refused.\n\n",
+        one_line(&path.display().to_string()),
+        register.version
+    );
+    for a in register.agents.values() {
+        let _ = writeln!(out, "agent {}", one_line(a.id.as_str()));
+        let _ = writeln!(
+            out,
+            "  owner:        {}",
+            a.owner
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), one_line)
+        );
+        if let Some(d) = &a.description {
+            let _ = writeln!(out, "  what:         {}", one_line(d));
+        }
+        out.push('\n');
+    }
+    for a in register.actions.values() {
+        let agents: Vec<&str> = a.agents.iter().map(|x| x.as_str()).collect();
+        let _ = writeln!(out, "{}  [{}]", a.name, a.tier.as_str());
+        if let Some(d) = &a.description {
+            let _ = writeln!(out, "  what:         {}", one_line(d));
+        }
+        let _ = writeln!(out, "  agents:       {}", one_line(&agents.join(", ")));
+        for c in &a.conditions {
+            let _ = writeln!(out, "  only if:      {}", one_line(c.source()));
+        }
+        for b in budget_text(a) {
+            let _ = writeln!(out, "  budget:       {}", one_line(&b));
+        }
+        let r = redacted(a);
+        if !r.is_empty() {
+            let _ = writeln!(out, "  redacted:     {}", one_line(&r.join(", ")));
+        }
+        for (label, p) in [
+            ("approval:", &a.approve),
+            ("delay:", &a.delay),
+            ("verification:", &a.verify),
+            ("undo:", &a.undo),
+        ] {
+            let _ = match p {
+                Some(p) => writeln!(
+                    out,
+                    "  {label:<13} {} (declared, not yet enforced)",
+                    one_line(&p.text)
+                ),
+                None => writeln!(out, "  {label:<13} none"),
+            };
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Text for one cell of a Markdown table: a `|` would end the cell (even inside a code
 /// span, in GitHub's tables) and a line break the row, shifting every later column.
 fn md_cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\r', '\n'], " ")
+    text.replace('|', "\\|")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// The risk register as a Markdown table.
@@ -217,10 +272,23 @@ fn markdown(path: &Path, register: &Register) -> String {
         path.display(),
         register.version
     );
+    if !register.agents.is_empty() {
+        out.push_str("| agent | owner | description |\n|---|---|---|\n");
+        for a in register.agents.values() {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} |",
+                md_cell(a.id.as_str()),
+                a.owner.as_deref().map_or_else(|| none.clone(), md_cell),
+                a.description.as_deref().map(md_cell).unwrap_or_default(),
+            );
+        }
+        out.push('\n');
+    }
     out.push_str(
-        "| action | agents | tier | conditions | budgets | approval | delay | verification | undo | redacted in the audit |\n",
+        "| action | description | agents | tier | conditions | budgets | approval | delay | verification | undo | redacted in the audit |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for a in register.actions.values() {
         let agents: Vec<&str> = a.agents.iter().map(|x| x.as_str()).collect();
         let conds: Vec<String> = a
@@ -235,8 +303,9 @@ fn markdown(path: &Path, register: &Register) -> String {
         };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             a.name,
+            a.description.as_deref().map(md_cell).unwrap_or_default(),
             md_cell(&agents.join(", ")),
             a.tier.as_str(),
             if conds.is_empty() {
@@ -296,7 +365,7 @@ redact = ["args.card", "result.card_number"]
             .unwrap_or_else(|| panic!("no row in {text}"));
         // a GitHub table splits cells at every `|` not escaped by a backslash
         let cells = row.matches('|').count() - row.matches("\\|").count();
-        assert_eq!(cells, 11, "10 columns, 11 bars expected: {row}");
+        assert_eq!(cells, 12, "11 columns, 12 bars expected: {row}");
         assert!(
             row.contains("`args.amount <= 100 \\|\\| args.currency == 'JPY'`"),
             "{row}"
@@ -313,6 +382,74 @@ redact = ["args.card", "result.card_number"]
         assert!(
             row.ends_with("| `args.card`, `result.card_number` |"),
             "{row}"
+        );
+    }
+
+    /// A register whose agent and action say who and what, with a line break, a `|` and a
+    /// terminal escape in their words.
+    fn described() -> Register {
+        let src = r#"
+[agents.a]
+owner = "payments-team@example.com"
+description = "answers customers\n# agent b"
+[agents.b]
+[upstreams.u]
+command = ["x"]
+[actions."u.t"]
+agents = ["a"]
+tier = "write"
+description = "Danger | drop `all` tables\n# injected heading\u001b[2J"
+require = "args.x == \"a|b\""
+"#;
+        let (register, diags) = compile(src, Path::new("r.toml"), &|_| None, Strictness::Check);
+        register.unwrap_or_else(|| panic!("{diags:?}"))
+    }
+
+    #[test]
+    fn text_shows_each_agents_owner_and_description_and_keeps_words_on_their_line() {
+        let out = text(Path::new("r.toml"), &described());
+        assert!(
+            out.contains(
+                "agent a\n  owner:        payments-team@example.com\n  what:         answers customers\\n# agent b\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("agent b\n  owner:        none\n"), "{out}");
+        assert!(
+            out.contains(
+                "u.t  [write]\n  what:         Danger | drop `all` tables\\n# injected heading\\u{1b}[2J\n"
+            ),
+            "{out}"
+        );
+        // no line but the register's own starts where a heading or an entry would
+        assert!(!out.lines().any(|l| l.starts_with('#')), "{out}");
+        assert!(!out.contains('\u{1b}'), "{out}");
+    }
+
+    #[test]
+    fn markdown_shows_each_agent_and_each_actions_description_in_its_cell() {
+        let out = markdown(Path::new("r.toml"), &described());
+        assert!(
+            out.contains("| `a` | payments-team@example.com | answers customers # agent b |\n"),
+            "{out}"
+        );
+        assert!(out.contains("| `b` | none |  |\n"), "{out}");
+        let row = out
+            .lines()
+            .find(|l| l.starts_with("| `u.t`"))
+            .unwrap_or_else(|| panic!("no row in {out}"));
+        let cells = row.matches('|').count() - row.matches("\\|").count();
+        assert_eq!(cells, 12, "11 columns, 12 bars expected: {row}");
+        assert!(
+            row.starts_with(
+                "| `u.t` | Danger \\| drop `all` tables # injected heading [2J | a | write |"
+            ),
+            "{row}"
+        );
+        assert!(
+            !out.lines()
+                .any(|l| l.starts_with('#') && l != "# Risk register"),
+            "{out}"
         );
     }
 }

@@ -135,7 +135,7 @@ fn register_prints_one_row_per_action() {
         ),
         (
             "markdown",
-            "| `billing.issue_refund` | support-bot | write |",
+            "| `billing.issue_refund` |  | support-bot | write |",
         ),
         ("json", "\"tier\": \"write\""),
     ] {
@@ -261,4 +261,30 @@ fn register_ends_quietly_when_its_reader_closes_the_pipe() {
         assert_eq!(status.code(), Some(0), "{format}: {stderr}");
         assert_eq!(stderr, "", "{format}");
     }
+}
+
+#[test]
+fn register_in_json_names_each_agents_owner_and_description() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/support-bot.toml"
+    );
+    let out = Command::new(crate::support::remit())
+        .args(["register", "--format", "json", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["agents"],
+        serde_json::json!([{
+            "agent": "support-bot",
+            "owner": "payments-team@example.com",
+            "description": "answers customers about their bills",
+        }])
+    );
 }
