@@ -441,6 +441,16 @@ async fn verify(
 }
 
 async fn prove(register: &Register, store: &dyn Store, event: u64) -> anyhow::Result<Exit> {
+    let size = store.event_count().await?;
+    anyhow::ensure!(
+        event < size,
+        "event {event} does not exist: the audit log holds {size} event(s){}",
+        match size {
+            0 => String::new(),
+            1 => ", numbered 0".to_owned(),
+            _ => format!(", numbered 0 to {}", size - 1),
+        }
+    );
     let verifier = read_key(Some(register), None)?;
     let cp = store
         .latest_checkpoint()
@@ -472,7 +482,7 @@ async fn prove(register: &Register, store: &dyn Store, event: u64) -> anyhow::Re
         from += batch.len() as u64;
     }
     let proof = InclusionProof {
-        body: body.context("event not found")?,
+        body: body.with_context(|| format!("event {event} is not in the store (deleted?)"))?,
         index: event,
         tree_size: cp.tree_size,
         path: builder.finish().map_err(|e| anyhow::anyhow!("{e}"))?,

@@ -94,7 +94,7 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
-    /// Run the demo: a gateway with an example register and billing system, and a scripted agent.
+    /// Run the demo: a gateway with its own example register and billing system, and a scripted agent (no `--register`).
     Demo {
         /// Exit after the script instead of serving until Ctrl-C.
         #[arg(long)]
@@ -152,7 +152,21 @@ fn init_tracing(default: &str) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `remit demo` writes and runs its own register: one given on the command line would
+    // be silently ignored (one from REMIT_REGISTER is the environment's, not asked for here)
+    if matches!(cli.command, Command::Demo { .. })
+        && matches.value_source("register") == Some(clap::parser::ValueSource::CommandLine)
+    {
+        eprintln!(
+            "error: `remit demo` runs its own example register and takes no `--register`; to serve `{}`, run `remit serve -r {}`",
+            cli.register.display(),
+            cli.register.display()
+        );
+        return Exit::Error.into();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -647,3 +647,22 @@ fn export_lists_the_formats_it_takes() {
         "{err}"
     );
 }
+
+#[test]
+fn proving_an_event_that_does_not_exist_says_so_and_gives_the_logs_size() {
+    let r = Remit::start(STANDARD);
+    busy_log(&r);
+    let size = seqs_of(&r.audit(&["export"]).1).len();
+    let (code, out, err) = r.audit(&["prove", "99999"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "event 99999 does not exist: the audit log holds {size} event(s), numbered 0 to {}",
+            size - 1
+        )),
+        "{err}"
+    );
+    // an event that does exist is still proved
+    let (code, out, err) = r.audit(&["prove", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+}

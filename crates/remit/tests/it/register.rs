@@ -288,3 +288,18 @@ fn register_in_json_names_each_agents_owner_and_description() {
         }])
     );
 }
+
+#[test]
+fn demo_refuses_a_register_given_on_the_command_line() {
+    let out = Command::new(crate::support::remit())
+        .args(["demo", "--exit", "--port", "0", "-r", "mine.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`remit demo` runs its own example register and takes no `--register`"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "the demo ran");
+}
