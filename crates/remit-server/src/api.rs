@@ -1,12 +1,14 @@
 //! The HTTP service: `/mcp` behind its guard, `POST /v1/calls`, `/v1/openapi.json`, `/health`.
 
 use crate::auth_limit::{AuthFailures, Peer};
-use axum::body::{Body, to_bytes};
+use crate::short_http::body_read_timeout;
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http_body_util::BodyExt as _;
 use remit_core::decision::{Refusal, retry_after_seconds};
 use remit_core::ids::RunId;
 use remit_core::pipeline::{Call, Caller, Credential, Entry, Gateway, Outcome};
@@ -278,13 +280,11 @@ async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
         return if unread { closing(answer) } else { answer };
     }
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = to_bytes(body, state.max_body).await else {
-        {
-            return closing(jsonrpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                -32600,
-                &format!("request body is larger than {} bytes", state.max_body),
-            ));
+    let bytes = match read_body(body, state.max_body).await {
+        Ok(bytes) => bytes,
+        Err(unread) => {
+            let (status, message) = unread.answer(state.max_body);
+            return closing(jsonrpc_error(status, -32600, &message));
         }
     };
     // the short way reads the body as strictly as check_strict_json does, in one pass
@@ -318,6 +318,65 @@ async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
             too_many_sessions(&id, state.sessions.limit())
         }
         _ => answer,
+    }
+}
+
+/// Why a request's body was not read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unread {
+    /// It is, or says it is, longer than the limit.
+    TooLarge,
+    /// It did not all arrive within [`body_read_timeout`].
+    TimedOut,
+    /// It could not be read as HTTP (a bad chunk, a connection ended midway).
+    Malformed,
+}
+
+impl Unread {
+    /// The status and message an agent is given for a body over `max_body` bytes or otherwise unread.
+    fn answer(self, max_body: usize) -> (StatusCode, String) {
+        match self {
+            Self::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than {max_body} bytes"),
+            ),
+            Self::TimedOut => (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s of its head; send it whole, \
+                     with the `Content-Length` it has",
+                    body_read_timeout().as_secs_f64()
+                ),
+            ),
+            Self::Malformed => (
+                StatusCode::BAD_REQUEST,
+                "malformed request body: it could not be read as HTTP/1.1 \
+                 (a bad chunk, or the connection ended before its end)"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// A request's body, at most `max_body` bytes, read within [`body_read_timeout`].
+///
+/// A body whose declared length (`Content-Length`) is over the limit is refused before any
+/// of it is read.
+async fn read_body(body: Body, max_body: usize) -> Result<Bytes, Unread> {
+    let max = u64::try_from(max_body).unwrap_or(u64::MAX);
+    if body.size_hint().lower() > max {
+        return Err(Unread::TooLarge);
+    }
+    let collected = tokio::time::timeout(
+        body_read_timeout(),
+        http_body_util::Limited::new(body, max_body).collect(),
+    )
+    .await;
+    match collected {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Unread::TooLarge),
+        Ok(Err(_)) => Err(Unread::Malformed),
+        Err(_) => Err(Unread::TimedOut),
     }
 }
 
@@ -408,7 +467,7 @@ pub struct CallResponse {
 pub struct ApiError {
     /// The call's id in the audit, when one was recorded.
     pub call: Option<String>,
-    /// A stable code: `unauthenticated`, `unlisted`, `invalid_arguments`, `condition`, `over_budget`, `frozen`, `not_enforced`, `unavailable`, `rejected`, `failed`, `bad_request` (400, 405, 413, 415).
+    /// A stable code: `unauthenticated`, `unlisted`, `invalid_arguments`, `condition`, `over_budget`, `frozen`, `not_enforced`, `unavailable`, `rejected`, `failed`, `bad_request` (400, 405, 408, 413, 415).
     pub code: String,
     /// What happened and what to do, for the agent.
     pub message: String,
@@ -569,13 +628,14 @@ fn refusal_status(r: &Refusal) -> StatusCode {
     security(("agent_token" = [])),
     responses(
         (status = 200, description = "the upstream ran the call (a tool error is still 200, with `isError`)", body = CallResponse),
-        (status = 400, description = "malformed body (not JSON, duplicate keys, not an object, unknown fields, no `tool`); nothing ran", body = ApiError),
+        (status = 400, description = "malformed body (not readable as HTTP, not JSON, duplicate keys, not an object, unknown fields, no `tool`); nothing ran", body = ApiError),
         (status = 401, description = "no valid agent token; nothing ran", body = ApiError,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"remit\"`: send `Authorization: Bearer <token>`"))),
         (status = 403, description = "outside the agent's remit, a condition is false, or frozen", body = ApiError),
         (status = 405, description = "a method other than `POST`; nothing ran", body = ApiError,
             headers(("Allow" = String, description = "`POST`"))),
-        (status = 413, description = "body larger than the register's `max_request_bytes`; nothing ran", body = ApiError),
+        (status = 408, description = "the body did not all arrive within 30 s of the request's head; nothing ran, and the connection is closed", body = ApiError),
+        (status = 413, description = "body larger than the register's `max_request_bytes`, or a `Content-Length` that says so (refused before the body is read); nothing ran", body = ApiError),
         (status = 415, description = "the body is not declared JSON (no `Content-Type: application/json`, or a charset other than UTF-8); nothing ran", body = ApiError,
             headers(("Accept-Post" = String, description = "`application/json`"))),
         (status = 422, description = "arguments fail validation", body = ApiError),
@@ -616,14 +676,11 @@ async fn post_call(
     if !is_json(&headers) {
         return closing(unsupported_media_type());
     }
-    let Ok(bytes) = to_bytes(body, state.max_body).await else {
-        {
-            return closing(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                None,
-                "bad_request",
-                format!("request body is larger than {} bytes", state.max_body),
-            ));
+    let bytes = match read_body(body, state.max_body).await {
+        Ok(bytes) => bytes,
+        Err(unread) => {
+            let (status, message) = unread.answer(state.max_body);
+            return closing(error(status, None, "bad_request", message));
         }
     };
     if let Err(e) = check_strict_json(&bytes) {

@@ -39,6 +39,23 @@ use tokio::time::Instant;
 /// How long a connection may take to send a request's head.
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a request's body may take to arrive after its head, on every way in.
+pub(crate) const BODY_READ_TIMEOUT: Duration = HEADER_READ_TIMEOUT;
+
+/// How long a request's body may take: [`BODY_READ_TIMEOUT`], or less with
+/// `REMIT_BODY_READ_TIMEOUT_MS` (for tests of bodies that never finish; never more).
+pub(crate) fn body_read_timeout() -> Duration {
+    static TIMEOUT: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
+        std::env::var("REMIT_BODY_READ_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .filter(|t| *t > Duration::ZERO && *t < BODY_READ_TIMEOUT)
+            .unwrap_or(BODY_READ_TIMEOUT)
+    });
+    *TIMEOUT
+}
+
 /// Longest request head read here; a longer one is left to hyper.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -108,7 +125,7 @@ pub(crate) async fn serve(
         };
         // the body: room made as it comes, within the head's time again
         let end = head.len + head.content_length;
-        let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+        let deadline = Instant::now() + body_read_timeout();
         while buf.len() < end {
             if ended {
                 return After::Closed;

@@ -651,3 +651,136 @@ fn null_arguments_are_no_arguments_over_http_as_over_mcp_and_documented_so() {
         "{request}"
     );
 }
+
+/// What remit answered `request` sent whole on a new connection, read until it closes:
+/// the status, the head and the body (`None` if it closed without an answer), and how
+/// long it took.
+fn exchange(r: &Remit, request: &[u8]) -> (Option<(u16, String, String)>, std::time::Duration) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .unwrap_or_else(|e| panic!("no answer or closure within 10 s: {e}"));
+    let took = start.elapsed();
+    if answer.is_empty() {
+        return (None, took);
+    }
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        Some((status, head.to_ascii_lowercase(), body.to_owned())),
+        took,
+    )
+}
+
+/// A `POST` head to `path` with the support-bot token and `more` headers.
+fn head(path: &str, more: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+         mcp-protocol-version: 2026-07-28\r\n{more}\r\n"
+    )
+}
+
+#[test]
+fn a_body_that_never_finishes_arriving_is_answered_408_or_closed_at_the_deadline() {
+    // on /v1/calls and on /mcp past the short way, such a body was waited for forever
+    // (one agent held 500 connections open); the short way closed it after 30 s
+    let r = Remit::start_with_env(STANDARD, &[("REMIT_BODY_READ_TIMEOUT_MS", "500")]);
+    for (path, more, body) in [
+        ("/v1/calls", "content-length: 100\r\n", &b"{\"tool\""[..]),
+        // hyper's, not the short way's: chunked, or said to close
+        ("/mcp", "transfer-encoding: chunked\r\n", b"64\r\n{\"jsonr"),
+        (
+            "/mcp",
+            "content-length: 100\r\nconnection: close\r\n",
+            b"{\"jsonr",
+        ),
+    ] {
+        let mut request = head(path, more).into_bytes();
+        request.extend_from_slice(body);
+        let (answer, took) = exchange(&r, &request);
+        let (status, head, body) = answer.unwrap_or_else(|| panic!("{path} {more:?}: no answer"));
+        assert_eq!(status, 408, "{path} {more:?}: {head}{body}");
+        assert!(head.contains("connection: close"), "{path}: {head}");
+        assert!(took < std::time::Duration::from_secs(5), "{path}: {took:?}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let message = if path == "/mcp" {
+            assert_eq!(body["error"]["code"], -32600, "{body}");
+            &body["error"]["message"]
+        } else {
+            assert_eq!(body["code"], "bad_request", "{body}");
+            &body["message"]
+        };
+        assert!(
+            message
+                .as_str()
+                .unwrap()
+                .contains("did not arrive within 0.5 s"),
+            "{body}"
+        );
+    }
+    // the short way's plain call closes the connection at the same deadline
+    let mut request = head("/mcp", "content-length: 100\r\n").into_bytes();
+    request.extend_from_slice(b"{\"jsonr");
+    let (answer, took) = exchange(&r, &request);
+    assert!(answer.is_none(), "{answer:?}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    assert!(r.ledger().is_empty());
+}
+
+#[test]
+fn a_declared_length_over_the_limit_is_refused_413_before_the_body_is_read() {
+    // a 2 MiB `Content-Length` with 2 bytes sent got no answer: the body was waited for
+    let r = Remit::start(STANDARD);
+    for path in ["/v1/calls", "/mcp"] {
+        let mut request = head(path, "content-length: 2097152\r\n").into_bytes();
+        request.extend_from_slice(b"{}");
+        let (answer, took) = exchange(&r, &request);
+        let (status, head, body) = answer.unwrap_or_else(|| panic!("{path}: no answer"));
+        assert_eq!(status, 413, "{path}: {head}{body}");
+        assert!(head.contains("connection: close"), "{path}: {head}");
+        assert!(took < std::time::Duration::from_secs(5), "{path}: {took:?}");
+        assert!(
+            body.contains("request body is larger than 1048576 bytes"),
+            "{path}: {body}"
+        );
+    }
+    assert!(r.ledger().is_empty());
+}
+
+#[test]
+fn a_body_that_is_not_valid_http_is_malformed_not_too_large() {
+    // a bad chunk size was answered 413 `request body is larger than 1048576 bytes`
+    let r = Remit::start(STANDARD);
+    for path in ["/v1/calls", "/mcp"] {
+        let mut request = head(path, "transfer-encoding: chunked\r\n").into_bytes();
+        request.extend_from_slice(b"zz\r\n{}\r\n0\r\n\r\n");
+        let (answer, _) = exchange(&r, &request);
+        let (status, head, body) = answer.unwrap_or_else(|| panic!("{path}: no answer"));
+        assert_eq!(status, 400, "{path}: {head}{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let message = if path == "/mcp" {
+            assert_eq!(body["error"]["code"], -32600, "{body}");
+            &body["error"]["message"]
+        } else {
+            assert_eq!(body["code"], "bad_request", "{body}");
+            &body["message"]
+        };
+        assert!(
+            message
+                .as_str()
+                .unwrap()
+                .starts_with("malformed request body"),
+            "{path}: {body}"
+        );
+    }
+    assert!(r.ledger().is_empty());
+}

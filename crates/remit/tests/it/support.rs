@@ -66,6 +66,8 @@ pub(crate) struct Remit {
     pub(crate) port: u16,
     child: Option<Child>,
     pub(crate) client: reqwest::blocking::Client,
+    /// More environment for `remit` (test knobs such as `REMIT_BODY_READ_TIMEOUT_MS`).
+    env: Vec<(String, String)>,
 }
 
 impl Remit {
@@ -73,8 +75,17 @@ impl Remit {
         Self::start_with(|port| register(actions, port))
     }
 
+    /// Starts remit on the standard register with `actions`, and `env` in its environment.
+    pub(crate) fn start_with_env(actions: &str, env: &[(&str, &str)]) -> Self {
+        Self::launch(|port| register(actions, port), env)
+    }
+
     /// Starts remit on a register written by `make` for the given port.
     pub(crate) fn start_with(make: impl Fn(u16) -> String) -> Self {
+        Self::launch(make, &[])
+    }
+
+    fn launch(make: impl Fn(u16) -> String, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         std::fs::write(dir.path().join("remit.toml"), make(port)).unwrap();
@@ -86,6 +97,10 @@ impl Remit {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         r.spawn();
         r
@@ -102,7 +117,8 @@ impl Remit {
             .arg(self.path())
             .current_dir(self.dir.path())
             .env("REMIT_TOKEN_SUPPORT_BOT", TOKEN)
-            .env("REMIT_TOKEN_OTHER_BOT", OTHER_TOKEN);
+            .env("REMIT_TOKEN_OTHER_BOT", OTHER_TOKEN)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
