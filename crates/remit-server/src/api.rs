@@ -299,6 +299,9 @@ async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
             &format!("invalid JSON: {e}"),
         );
     }
+    if let Err(why) = check_jsonrpc_message(&bytes) {
+        return jsonrpc_error(StatusCode::BAD_REQUEST, -32600, &why);
+    }
     // an agent at its limit of sessions opens no more: refused before rmcp creates one
     let opening = if parts.headers.contains_key("mcp-session-id") {
         None
@@ -378,6 +381,57 @@ async fn read_body(body: Body, max_body: usize) -> Result<Bytes, Unread> {
         Ok(Err(_)) => Err(Unread::Malformed),
         Err(_) => Err(Unread::TimedOut),
     }
+}
+
+/// Whether `body` (strict JSON) is one JSON-RPC 2.0 message: a request, a notification or
+/// a response; if not, why, for the agent.
+///
+/// rmcp answers anything else `415` in plain text; this says what to change.
+fn check_jsonrpc_message(body: &[u8]) -> Result<(), String> {
+    let message = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(message)) => message,
+        Ok(Value::Array(_)) => {
+            return Err(
+                "batches are not supported: send one JSON-RPC message per request".to_owned(),
+            );
+        }
+        Ok(_) | Err(_) => return Err("a JSON-RPC message must be a JSON object".to_owned()),
+    };
+    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err("`jsonrpc` must be \"2.0\"".to_owned());
+    }
+    match message.get("id") {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Number(n)) if is_integer(n) => {}
+        Some(_) => return Err("`id` must be a string or an integer".to_owned()),
+    }
+    match message.get("method") {
+        Some(Value::String(_)) => match message.get("params") {
+            None | Some(Value::Object(_) | Value::Null) => Ok(()),
+            Some(_) => Err("`params` must be an object".to_owned()),
+        },
+        Some(_) => Err("`method` must be a string".to_owned()),
+        // a response from the client, to a request remit sent it
+        None if message.contains_key("id")
+            && (message.contains_key("result") || message.contains_key("error")) =>
+        {
+            Ok(())
+        }
+        None => Err(
+            "not a JSON-RPC message: a request needs a `method`, a response an `id` and a \
+             `result` or `error`"
+                .to_owned(),
+        ),
+    }
+}
+
+/// Whether `n` is an integer as a JSON-RPC `id` may be one (an `i64`, or a float form of
+/// one that an `f64` holds exactly, such as `1.0`).
+fn is_integer(n: &serde_json::Number) -> bool {
+    const MAX_EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    n.is_i64()
+        || n.as_f64()
+            .is_some_and(|f| f.fract() == 0.0 && f.abs() < MAX_EXACT)
 }
 
 /// Whether a request says it has a body (`Content-Length` other than 0, or `Transfer-Encoding`).

@@ -784,3 +784,95 @@ fn a_body_that_is_not_valid_http_is_malformed_not_too_large() {
     }
     assert!(r.ledger().is_empty());
 }
+
+#[test]
+fn json_that_is_not_a_json_rpc_message_is_an_invalid_request_saying_why() {
+    // rmcp answered these `415 fail to deserialize request body` in plain text
+    use reqwest::Method;
+    let r = Remit::start(STANDARD);
+    let call = r#""method":"tools/call","params":{"name":"billing.get_customer","arguments":{"id":"cus_001"}}"#;
+    for (body, says) in [
+        (
+            format!(r#"[{{"jsonrpc":"2.0","id":1,{call}}}]"#),
+            "batches are not supported",
+        ),
+        ("[]".to_owned(), "batches are not supported"),
+        ("7".to_owned(), "must be a JSON object"),
+        (
+            format!(r#"{{"jsonrpc":"2.0","id":{{"a":1}},{call}}}"#),
+            "`id` must be a string or an integer",
+        ),
+        (
+            format!(r#"{{"jsonrpc":"2.0","id":1.5,{call}}}"#),
+            "`id` must be a string or an integer",
+        ),
+        (
+            format!(r#"{{"jsonrpc":"2.0","id":null,{call}}}"#),
+            "`id` must be a string or an integer",
+        ),
+        (
+            format!(r#"{{"jsonrpc":"1.0","id":1,{call}}}"#),
+            "`jsonrpc` must be \"2.0\"",
+        ),
+        (format!(r#"{{"id":1,{call}}}"#), "`jsonrpc` must be \"2.0\""),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":[1]}"#.to_owned(),
+            "`params` must be an object",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":"x"}"#.to_owned(),
+            "`params` must be an object",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":7}"#.to_owned(),
+            "`method` must be a string",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1}"#.to_owned(),
+            "not a JSON-RPC message",
+        ),
+    ] {
+        let answer = r
+            .client
+            .post(r.url("/mcp"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .body(body.clone())
+            .send()
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 400, "{body}");
+        assert_eq!(
+            answer.headers()["content-type"],
+            "application/json",
+            "{body}"
+        );
+        let answer: serde_json::Value = answer.json().unwrap();
+        assert_eq!(answer["error"]["code"], -32600, "{body}: {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(says),
+            "{body}: {answer}"
+        );
+    }
+    assert!(r.ledger().is_empty());
+    // a notification and a response from the client still reach rmcp
+    let (status, session, _) = open_session(&r, TOKEN, 1);
+    assert_eq!(status, 200);
+    let session = session.unwrap();
+    for message in [
+        json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+        json!({ "jsonrpc": "2.0", "id": 9, "result": {} }),
+        json!({ "jsonrpc": "2.0", "id": "x", "error": { "code": -32601, "message": "no" } }),
+    ] {
+        let status = in_session(&r, Method::POST, TOKEN, Some(&session), Some(&message)).status();
+        assert_eq!(status, 202, "{message}");
+    }
+    // and an `id` written as a float that is an integer is still an id, as rmcp reads it
+    let list = json!({ "jsonrpc": "2.0", "id": 2.0, "method": "tools/list" });
+    let text = in_session(&r, Method::POST, TOKEN, Some(&session), Some(&list))
+        .text()
+        .unwrap();
+    let answer = crate::support::parse_jsonrpc(&text);
+    assert!(answer["result"]["tools"].is_array(), "{text}");
+}
