@@ -318,6 +318,50 @@ impl ServerHandler for AgentServer {
         }
         Ok(outcome_to_response(&outcome))
     }
+
+    /// A request rmcp could not read as one it knows: a `tools/call` with bad params is
+    /// answered invalid params (naming the field), anything else method not found.
+    async fn on_custom_request(
+        &self,
+        request: rmcp::model::CustomRequest,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CustomResult, McpError> {
+        if request.method == "tools/call" {
+            return Err(McpError::invalid_params(
+                tools_call_params_error(request.params.as_ref()),
+                None,
+            ));
+        }
+        Err(McpError::new(
+            rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+            request.method,
+            None,
+        ))
+    }
+}
+
+/// What is wrong with the `params` of a `tools/call` rmcp could not read, for the agent.
+fn tools_call_params_error(params: Option<&Value>) -> String {
+    let Some(Value::Object(params)) = params else {
+        return "`params` must be an object, e.g. `{\"name\": \"UPSTREAM.TOOL\", \"arguments\": {}}`"
+            .to_owned();
+    };
+    match params.get("name") {
+        None => return "`name` is missing: say which tool to call".to_owned(),
+        Some(Value::String(_)) => {}
+        Some(_) => return "`name` must be a string, the tool's name".to_owned(),
+    }
+    match params.get("arguments") {
+        None | Some(Value::Object(_) | Value::Null) => {}
+        Some(_) => return "`arguments` must be an object".to_owned(),
+    }
+    match params.get("_meta") {
+        None | Some(Value::Object(_) | Value::Null) => {}
+        Some(_) => return "`_meta` must be an object".to_owned(),
+    }
+    "the `params` of `tools/call` could not be read: it takes `name` (a string), \
+     `arguments` (an object) and `_meta` (an object)"
+        .to_owned()
 }
 
 /// Most input rounds remit runs for an agent in a 2025-11-25 session before it stops a call.

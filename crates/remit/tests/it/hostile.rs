@@ -785,6 +785,70 @@ fn a_body_that_is_not_valid_http_is_malformed_not_too_large() {
     assert!(r.ledger().is_empty());
 }
 
+/// `tools/call` params rmcp cannot read, and the field the answer must name.
+fn bad_tools_call_params() -> Vec<(serde_json::Value, &'static str)> {
+    vec![
+        (
+            json!({ "name": "billing.get_customer", "arguments": "cus_001" }),
+            "`arguments` must be an object",
+        ),
+        (
+            json!({ "name": "billing.get_customer", "arguments": 7 }),
+            "`arguments` must be an object",
+        ),
+        (
+            json!({ "name": 7, "arguments": {} }),
+            "`name` must be a string",
+        ),
+        (
+            json!({ "name": null, "arguments": {} }),
+            "`name` must be a string",
+        ),
+        (json!({ "arguments": {} }), "`name` is missing"),
+    ]
+}
+
+#[test]
+fn a_tools_call_with_bad_params_is_invalid_params_naming_the_field_in_either_era() {
+    // it was answered -32601 `tools/call` (method not found)
+    use reqwest::Method;
+    let r = Remit::start(STANDARD);
+    let (status, session, _) = open_session(&r, TOKEN, 1);
+    assert_eq!(status, 200);
+    let session = session.unwrap();
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let status = in_session(&r, Method::POST, TOKEN, Some(&session), Some(&initialized)).status();
+    assert_eq!(status, 202);
+    for (params, says) in bad_tools_call_params() {
+        let call = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params });
+        let text = in_session(&r, Method::POST, TOKEN, Some(&session), Some(&call))
+            .text()
+            .unwrap();
+        let answer = crate::support::parse_jsonrpc(&text);
+        assert_eq!(answer["error"]["code"], -32602, "{params}: {text}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(says),
+            "{params}: {text}"
+        );
+
+        let mut params = params;
+        params["_meta"] = stateless_meta();
+        let (_, answer) = r.mcp(TOKEN, "tools/call", params.clone());
+        assert_eq!(answer["error"]["code"], -32602, "{params}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(says),
+            "{params}: {answer}"
+        );
+    }
+    assert!(r.ledger().is_empty());
+}
+
 #[test]
 fn json_that_is_not_a_json_rpc_message_is_an_invalid_request_saying_why() {
     // rmcp answered these `415 fail to deserialize request body` in plain text

@@ -154,3 +154,34 @@ fn stdio_rejects_duplicate_json_keys() {
     assert_eq!(ledger.len(), 1, "{ledger:?}");
     assert_eq!(ledger[0].1["id"], "cus_003");
 }
+
+#[test]
+fn stdio_tools_call_with_bad_params_is_invalid_params_naming_the_field() {
+    // it was answered -32601 `tools/call` (method not found)
+    let mut s = Session::start(&[]);
+    for (id, (params, says)) in [
+        (
+            r#"{"name":"billing.get_customer","arguments":"cus_001"}"#,
+            "`arguments` must be an object",
+        ),
+        (r#"{"name":7,"arguments":{}}"#, "`name` must be a string"),
+        (r#"{"arguments":{}}"#, "`name` is missing"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut params: Value = serde_json::from_str(params).unwrap();
+        params["_meta"] = stateless_meta();
+        let line = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params });
+        let answer = s.ask(&line.to_string());
+        assert_eq!(answer["error"]["code"], -32602, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(says),
+            "{answer}"
+        );
+    }
+    assert!(s.ledger().is_empty());
+}
