@@ -1,5 +1,4 @@
 //! The `remit` command line: `serve`, `stdio`, `check`, `register`, `status`, `freeze`, `audit`, `demo`.
-#![expect(clippy::print_stdout, reason = "a command line prints its answers")]
 #![expect(clippy::print_stderr, reason = "a command line prints its errors")]
 
 /// `println!` for a command's answers: a closed stdout ends the command quietly ([`out`]).

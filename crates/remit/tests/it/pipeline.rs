@@ -955,8 +955,11 @@ fn every_answer_of_the_http_api_is_listed_in_its_openapi_document() {
         }
         seen.insert(status);
     }
-    let listed: std::collections::BTreeSet<String> =
+    let mut listed: std::collections::BTreeSet<String> =
         responses.as_object().unwrap().keys().cloned().collect();
+    // 408 needs a body that stops arriving, which this client cannot send: the answer is
+    // checked by `hostile::a_body_that_never_finishes_arriving_is_answered_408_or_closed_at_the_deadline`
+    assert!(listed.remove("408"), "408 is not listed");
     assert_eq!(seen, listed, "answers given and answers listed differ");
 }
 
