@@ -239,6 +239,16 @@ impl Gateway {
                 CatalogEntry { spec, validator },
             );
         }
+        // an action whose upstream is up but does not list its tool is refused until it
+        // does: said once per change of the lists, for the operator
+        for action in self.register.actions.values() {
+            let prefix = format!("{}.", action.upstream);
+            if !tools.contains_key(action.name.as_str())
+                && tools.keys().any(|k| k.starts_with(&prefix))
+            {
+                tracing::warn!(action = %action.name, upstream = %action.upstream, tool = %action.tool, "the upstream does not list the action's tool: its calls are refused until it does");
+            }
+        }
         if let Ok(mut c) = self.catalog.write() {
             *c = Arc::new(Catalog { tools });
         }
@@ -803,7 +813,10 @@ impl<'g> Trail<'g> {
             // the agent's answers as sent; the upstream's opaque state by its digest
             let mut r = Map::new();
             if let Some(answers) = &resume.input_responses {
-                r.insert("inputResponses".into(), Value::Object(answers.clone()));
+                // an answer may repeat a redacted argument: scrubbed as results are
+                let mut answers = Value::Object(answers.clone());
+                scrub(&mut answers, &self.secrets);
+                r.insert("inputResponses".into(), answers);
             }
             if let Some(state) = &resume.request_state {
                 r.insert(

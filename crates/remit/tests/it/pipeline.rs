@@ -1642,7 +1642,7 @@ fn a_schema_refusal_does_not_write_a_redacted_value_into_the_audit() {
 /// unusable, not "retry later" (a retry never helps).
 #[test]
 fn an_action_for_a_tool_the_upstream_does_not_list_is_refused_without_retry_later() {
-    let r = Remit::start(&format!(
+    let mut r = Remit::start(&format!(
         "{STANDARD}\n[actions.\"billing.list_refunds\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n"
     ));
     let (status, answer) = r.call("billing.list_refunds", json!({}));
@@ -1655,4 +1655,12 @@ fn an_action_for_a_tool_the_upstream_does_not_list_is_refused_without_retry_late
     );
     assert!(message.contains("retrying will not help"), "{message}");
     assert!(!message.contains("retry later"), "{message}");
+    // the operator was told when the tools were listed
+    let log = r.stop_and_read_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("does not list the action's tool")
+                && l.contains("billing.list_refunds")),
+        "{log}"
+    );
 }
