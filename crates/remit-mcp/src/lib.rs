@@ -28,4 +28,4 @@ pub use stdio::serve_stdio;
 pub use upstream::{McpUpstreams, redact_secrets, secret_words};
 
 /// The stateless protocol revision (no sessions, `server/discover`, per-request `_meta`).
-pub(crate) const STATELESS_REVISION: &str = "2026-07-28";
+pub const STATELESS_REVISION: &str = "2026-07-28";

@@ -302,6 +302,20 @@ async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
     if let Err(why) = check_jsonrpc_message(&bytes) {
         return jsonrpc_error(StatusCode::BAD_REQUEST, -32600, &why);
     }
+    // rmcp runs a request whose `_meta` names an older revision without its session, as if
+    // it were stateless: that revision has sessions, and its requests are held to them
+    if !parts.headers.contains_key("mcp-session-id")
+        && let Some(revision) = sessionless_request_of_a_session_revision(&bytes)
+    {
+        return jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            -32600,
+            &format!(
+                "a {revision} request needs its session: send `initialize` first, then its                  `Mcp-Session-Id` with each request; or speak {} (stateless)",
+                remit_mcp::STATELESS_REVISION
+            ),
+        );
+    }
     // an agent at its limit of sessions opens no more: refused before rmcp creates one
     let opening = if parts.headers.contains_key("mcp-session-id") {
         None
@@ -423,6 +437,22 @@ fn check_jsonrpc_message(body: &[u8]) -> Result<(), String> {
                 .to_owned(),
         ),
     }
+}
+
+/// The revision a request (not `initialize`) names in its `_meta`, when that revision is
+/// not the stateless one: such a request belongs to a session.
+fn sessionless_request_of_a_session_revision(body: &[u8]) -> Option<String> {
+    let message: Value = serde_json::from_slice(body).ok()?;
+    let method = message.get("method")?.as_str()?;
+    if method == "initialize" || message.get("id").is_none() {
+        return None;
+    }
+    let revision = message
+        .get("params")?
+        .get("_meta")?
+        .get("io.modelcontextprotocol/protocolVersion")?
+        .as_str()?;
+    (revision != remit_mcp::STATELESS_REVISION).then(|| revision.to_owned())
 }
 
 /// Whether `n` is an integer as a JSON-RPC `id` may be one (an `i64`, or a float form of

@@ -940,3 +940,38 @@ fn json_that_is_not_a_json_rpc_message_is_an_invalid_request_saying_why() {
     let answer = crate::support::parse_jsonrpc(&text);
     assert!(answer["result"]["tools"].is_array(), "{text}");
 }
+
+#[test]
+fn a_request_of_the_2025_11_25_revision_without_its_session_is_refused() {
+    // rmcp ran a tools/call whose `_meta` said 2025-11-25 without a session, as a stateless one
+    let r = Remit::start(STANDARD);
+    for revision in ["2025-11-25", "2025-06-18"] {
+        let mut meta = stateless_meta();
+        meta["io.modelcontextprotocol/protocolVersion"] = json!(revision);
+        let answer = r
+            .client
+            .post(r.url("/mcp"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", revision)
+            .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": "billing.get_customer", "arguments": { "id": "cus_001" }, "_meta": meta } }))
+            .send()
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 400, "{revision}");
+        let body: serde_json::Value = answer.json().unwrap();
+        assert_eq!(body["error"]["code"], -32600, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("needs its session"), "{message}");
+    }
+    assert!(r.ledger().is_empty(), "{:?}", r.ledger());
+    // the stateless revision needs none
+    let (status, v) = r.mcp(
+        TOKEN,
+        "tools/call",
+        json!({ "name": "billing.get_customer", "arguments": { "id": "cus_001" } }),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(r.ledger().len(), 1);
+}
