@@ -47,10 +47,18 @@ const DB_NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::
 /// password), after a pool gave up with only "pool timed out".
 async fn why_not(options: &PgConnectOptions) -> String {
     use sqlx::ConnectOptions;
-    match tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect()).await {
+    // short: the pool has waited its ACQUIRE_TIMEOUT already
+    let wait = Duration::from_secs(3);
+    match tokio::time::timeout(wait, options.connect()).await {
         Ok(Err(e)) => e.to_string(),
-        Ok(Ok(_)) => "no connection within the time allowed (it answers now)".to_owned(),
-        Err(_) => format!("no connection within {}s", ACQUIRE_TIMEOUT.as_secs()),
+        Ok(Ok(_)) => format!(
+            "no connection within {}s (one opens now)",
+            ACQUIRE_TIMEOUT.as_secs()
+        ),
+        Err(_) => format!(
+            "no answer within {}s (the host may be down, or a firewall drops the connection)",
+            ACQUIRE_TIMEOUT.as_secs() + wait.as_secs()
+        ),
     }
 }
 
