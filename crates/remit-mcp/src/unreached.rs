@@ -78,11 +78,12 @@ fn transport(error: &DynamicTransportError, url: Option<&str>, what: &str) -> St
         .error
         .downcast_ref::<StreamableHttpError<reqwest::Error>>()
     else {
+        // a child process (stdio): writing to it failed
         return match io_kind(error.error.as_ref()) {
             Some(std::io::ErrorKind::BrokenPipe) => {
-                format!("the upstream closed its input before {what}")
+                format!("the upstream process exited (or closed its stdin) before {what}")
             }
-            _ => format!("the upstream could not be reached for {what}"),
+            _ => format!("the upstream process could not be written to for {what}"),
         };
     };
     let unauthorized = || {

@@ -189,6 +189,13 @@ headers = {{ Authorization = {{ env = "CRM_TOKEN", prefix = "Bearer " }} }}
 [upstreams.gone]
 url = "http://127.0.0.1:{refusing}/mcp"
 
+[upstreams.dead]
+command = ["sh", "-c", "echo not-json; exit 3"]
+
+[actions."dead.x"]
+agents = ["support-bot"]
+tier = "read"
+
 [actions."crm.x"]
 agents = ["support-bot"]
 tier = "read"
@@ -224,6 +231,15 @@ tier = "read"
         text.contains(&format!(
             "upstream `gone` could not be reached: connection refused at http://127.0.0.1:{refusing};"
         )),
+        "{text}"
+    );
+    // a child that exits at once: whether remit was still writing to it or reading
+    assert!(
+        text.contains(
+            "upstream `dead` could not be reached: the upstream process exited (or closed its stdin) before the handshake;"
+        ) || text.contains(
+            "upstream `dead` could not be reached: the upstream closed the connection before answering the handshake;"
+        ),
         "{text}"
     );
     // no library's type names, Debug output or log lines; no credential
