@@ -1,12 +1,13 @@
 //! From the file as written to a [`Register`]: names resolved, CEL compiled, every problem located.
 
-use super::raw::{OneOrMany, RawAction, RawRegister, RawSecret, RawUpstream};
+use super::cel_syntax::{self, text_start};
+use super::raw::{self, OneOrMany, RawAction, RawRegister, RawSecret, RawUpstream};
 use super::{
     Action, ActionPositions, Agent, Budget, BudgetMeasure, DEFAULT_MAX_SESSIONS_PER_AGENT,
     Diagnostic, Gateway, NamedTool, Pending, Position, Protocol, Register, Secret, Severity, Tier,
     Transport, Upstream,
 };
-use crate::condition::Condition;
+use crate::condition::{Condition, ConditionError};
 use crate::ids::{ActionName, AgentId, RegisterVersion, UpstreamName};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -67,6 +68,11 @@ struct Ctx<'a> {
     diags: Vec<Diagnostic>,
     env: EnvLookup<'a>,
     strictness: Strictness,
+    /// Every agent the file names in `[agents.NAME]`, whether or not it compiled: one that
+    /// did not has its own error, and is not reported again as unknown where it is used.
+    declared_agents: BTreeSet<String>,
+    /// Every upstream the file names in `[upstreams.NAME]`, whether or not it compiled.
+    declared_upstreams: BTreeSet<String>,
 }
 
 impl Ctx<'_> {
@@ -87,8 +93,9 @@ impl Ctx<'_> {
         });
     }
 
-    fn error(&mut self, span: Range<usize>, message: String, help: Option<String>) {
-        self.at(Severity::Error, span, message, help);
+    /// An error: every one says what to write instead.
+    fn error(&mut self, span: Range<usize>, message: String, help: String) {
+        self.at(Severity::Error, span, message, Some(help));
     }
 
     /// The line and column of a byte offset.
@@ -134,24 +141,6 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
         .unwrap_or(0)
         + 1;
     (line, column)
-}
-
-/// Where the text of the string written at `span` starts: past its opening quotes, and past
-/// the line break a multi-line string may open with (which is not part of its text). A CEL
-/// expression is located there, so that the column CEL reports counts from it.
-fn text_start(source: &str, span: &Range<usize>) -> usize {
-    let written = source.get(span.clone()).unwrap_or_default();
-    for quotes in ["\"\"\"", "'''"] {
-        if let Some(rest) = written.strip_prefix(quotes) {
-            let newline = if rest.starts_with("\r\n") {
-                2
-            } else {
-                usize::from(rest.starts_with('\n'))
-            };
-            return span.start + quotes.len() + newline;
-        }
-    }
-    span.start + usize::from(written.starts_with(['"', '\'']))
 }
 
 /// The entry `key` of a table in the parse tree.
@@ -204,7 +193,9 @@ pub fn did_you_mean<'a>(
             best = Some((d, c));
         }
     }
-    best.filter(|(d, c)| *d <= 2.max(c.len() / 3))
+    // close, and not as far as a different word of that length would be (`zz` is not `h`)
+    let len = word.chars().count();
+    best.filter(|(d, c)| *d <= 2.max(c.len() / 3) && *d < len.max(c.chars().count()))
         .map(|(_, c)| format!("did you mean `{c}`?"))
 }
 
@@ -252,17 +243,23 @@ pub fn compile(
         diags: Vec::new(),
         env,
         strictness,
+        declared_agents: BTreeSet::new(),
+        declared_upstreams: BTreeSet::new(),
     };
-    let raw: RawRegister = match toml::from_str(source) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim().replace('\n', " ");
-            let help = unknown_field_hint(&message);
-            cx.error(span, message, help);
-            return (None, cx.diags);
-        }
+    let mut problems = Vec::new();
+    let tree = raw::parse(source, &mut problems);
+    let raw = tree
+        .as_ref()
+        .map(|tree| raw::read(tree, &mut problems))
+        .unwrap_or_default();
+    for p in problems {
+        cx.error(p.span, p.message, p.help);
+    }
+    let Some(tree) = tree else {
+        return (None, cx.diags);
     };
+    cx.declared_agents = raw.agents.keys().map(|k| k.get_ref().clone()).collect();
+    cx.declared_upstreams = raw.upstreams.keys().map(|k| k.get_ref().clone()).collect();
     let base_dir = path
         .parent()
         .map(Path::to_path_buf)
@@ -285,11 +282,11 @@ pub fn compile(
             .iter()
             .map(|m| m.get_ref().clone())
             .collect();
-        if list.is_empty() {
+        if list.is_empty() && !raw.unreadable_approvers.contains(name.get_ref()) {
             cx.error(
                 members.span(),
                 format!("approver group `{}` has no members", name.get_ref()),
-                Some("list at least one approver: `finance = [\"ana\", \"bo\"]`".to_owned()),
+                "list at least one approver: `finance = [\"ana\", \"bo\"]`".to_owned(),
             );
         }
         approvers.insert(name.get_ref().clone(), list);
@@ -297,15 +294,7 @@ pub fn compile(
     let upstreams = compile_upstreams(&mut cx, &raw, &base_dir);
     // the blocks remit does not yet enforce are kept as plain values, which have lost where
     // their keys are written: the file's parse tree still has it
-    let has_blocks = raw.actions.values().map(Spanned::get_ref).any(|a| {
-        a.approve.is_some() || a.verify.is_some() || a.undo.is_some() || a.delay.is_some()
-    });
-    let tree = if has_blocks {
-        DeTable::parse(source).ok()
-    } else {
-        None
-    };
-    let tree = tree.as_ref().map(Spanned::get_ref);
+    let tree = Some(&tree);
     let mut actions = BTreeMap::new();
     let mut exposed: HashMap<String, ActionName> = HashMap::new();
     for (name, action) in &raw.actions {
@@ -319,7 +308,7 @@ pub fn compile(
                         "action `{}` is exposed as `{}`, the same name as `{other}`",
                         a.name, a.exposed
                     ),
-                    Some("keep `namespace = true` on one of the upstreams".to_owned()),
+                    "keep `namespace = true` on one of the upstreams".to_owned(),
                 );
                 continue;
             }
@@ -358,18 +347,6 @@ pub fn compile(
     (register, diags)
 }
 
-fn unknown_field_hint(message: &str) -> Option<String> {
-    // serde: "unknown field `requir`, expected one of `agents`, `tier`, ..."
-    let rest = message.strip_prefix("unknown field `")?;
-    let (field, rest) = rest.split_once('`')?;
-    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-    did_you_mean(field, expected.iter().copied()).or_else(|| {
-        Some(format!(
-            "remove `{field}`; see docs/register.md for the keys"
-        ))
-    })
-}
-
 fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Option<Gateway> {
     let g = raw.gateway.as_ref().map(Spanned::get_ref);
     let listen = g
@@ -382,7 +359,7 @@ fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Opti
         cx.error(
             l.span(),
             format!("`{}` is not an address to listen on", l.get_ref()),
-            Some("write `host:port`, for example `127.0.0.1:8470`".to_owned()),
+            "write `host:port`, for example `127.0.0.1:8470`".to_owned(),
         );
     }
     let store = match g.and_then(|g| g.store.as_ref()) {
@@ -396,13 +373,29 @@ fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Opti
                 cx.error(
                     s.span(),
                     "the store must be a `sqlite://` or `postgres://` URL".to_owned(),
-                    Some("for example `store = \"sqlite://remit.db\"`".to_owned()),
+                    "for example `store = \"sqlite://remit.db\"`".to_owned(),
                 );
             }
             secret
         }
         None => Secret::new("sqlite://remit.db"),
     };
+    if let Some(k) = g.and_then(|g| g.audit_key.as_ref()) {
+        let text = k.get_ref();
+        if text.trim().is_empty() {
+            cx.error(
+                k.span(),
+                "`audit_key` is empty: it names the file of the audit signing key".to_owned(),
+                "name a file (relative to the register), e.g. `audit_key = \"remit-audit.key\"`, or remove the line for that default".to_owned(),
+            );
+        } else if text.ends_with(['/', '\\']) || text.trim() != text.as_str() {
+            cx.error(
+                k.span(),
+                format!("`audit_key` `{text}` is not a file name"),
+                "name the key file itself, without spaces around it, e.g. `audit_key = \"keys/remit-audit.key\"`".to_owned(),
+            );
+        }
+    }
     let audit_key = base_dir.join(
         g.and_then(|g| g.audit_key.as_ref())
             .map(|s| s.get_ref().as_str())
@@ -418,26 +411,46 @@ fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Opti
                 .map(Spanned::span)
                 .unwrap_or(0..0),
             "`audit_origin` must be one word without spaces or `+`".to_owned(),
-            Some("for example `audit_origin = \"remit.example.com/support\"`".to_owned()),
+            "for example `audit_origin = \"remit.example.com/support\"`".to_owned(),
         );
     }
     let max_request_bytes = g
         .and_then(|g| g.max_request_bytes.as_ref())
         .map(|s| *s.get_ref())
-        .unwrap_or(1 << 20);
+        .unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+    if let Some(n) = g
+        .and_then(|g| g.max_request_bytes.as_ref())
+        .filter(|n| *n.get_ref() < MIN_REQUEST_BYTES)
+    {
+        cx.error(
+            n.span(),
+            format!(
+                "`max_request_bytes` must be at least {MIN_REQUEST_BYTES}, not {}: below it hardly any request fits (an MCP `initialize` alone is a few hundred bytes)",
+                n.get_ref()
+            ),
+            format!(
+                "write the largest request body to accept, in bytes; the default is `max_request_bytes = {DEFAULT_MAX_REQUEST_BYTES}` (1 MiB)"
+            ),
+        );
+    }
     let max_sessions = g.and_then(|g| g.max_sessions_per_agent.as_ref());
     if let Some(n) = max_sessions.filter(|n| *n.get_ref() == 0) {
         cx.error(
             n.span(),
             "`max_sessions_per_agent` must be at least 1".to_owned(),
-            Some(format!(
+            format!(
                 "the default is {DEFAULT_MAX_SESSIONS_PER_AGENT}; an agent that needs no session uses the 2026-07-28 stateless calls anyway"
-            )),
+            ),
         );
     }
     let max_sessions_per_agent = max_sessions.map_or(DEFAULT_MAX_SESSIONS_PER_AGENT, |n| {
         usize::try_from(*n.get_ref()).unwrap_or(usize::MAX).max(1)
     });
+    for h in g.map(|g| g.allowed_hosts.as_slice()).unwrap_or_default() {
+        if let Err((message, help)) = check_allowed_host(h.get_ref()) {
+            cx.error(h.span(), message, help);
+        }
+    }
     let allowed_hosts = g
         .map(|g| {
             g.allowed_hosts
@@ -458,6 +471,106 @@ fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Opti
     })
 }
 
+/// The largest request body accepted unless `[gateway]` says otherwise (1 MiB).
+const DEFAULT_MAX_REQUEST_BYTES: u64 = 1 << 20;
+/// The smallest `max_request_bytes`: a `tools/call` with no arguments is about 100 bytes
+/// and an MCP `initialize` a few hundred, so a limit below it refuses nearly everything.
+const MIN_REQUEST_BYTES: u64 = 256;
+
+/// An entry of `allowed_hosts`: a host name, an IP address or either with `:port`, as the
+/// `Host` header of a request names it. Otherwise the message and what to write instead.
+fn check_allowed_host(entry: &str) -> Result<(), (String, String)> {
+    let example =
+        "e.g. `allowed_hosts = [\"remit.internal.example\", \"remit.internal.example:8470\"]`";
+    if entry.trim().is_empty() {
+        return Err((
+            "an entry of `allowed_hosts` is empty".to_owned(),
+            format!("remove it, or write a host name agents use to reach remit, {example}"),
+        ));
+    }
+    if let Some((_, rest)) = entry.split_once("://") {
+        let host = rest
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default()
+            .rsplit('@')
+            .next()
+            .unwrap_or_default();
+        return Err((
+            format!("`{entry}` in `allowed_hosts` is a URL, not a host name"),
+            if host.is_empty() {
+                format!("write the host alone, {example}")
+            } else {
+                format!("write the host alone: `\"{host}\"`")
+            },
+        ));
+    }
+    if entry.chars().any(char::is_whitespace) {
+        let words: Vec<String> = entry.split_whitespace().map(|w| format!("{w:?}")).collect();
+        return Err((
+            format!("`{entry}` in `allowed_hosts` is not a host name: it has a space"),
+            format!(
+                "write one host name per entry, without spaces: `[{}]`",
+                words.join(", ")
+            ),
+        ));
+    }
+    if entry.contains('*') {
+        return Err((
+            format!("`{entry}` in `allowed_hosts` is a pattern: only exact host names are matched"),
+            format!("list each host name agents use, {example}"),
+        ));
+    }
+    let bad = || {
+        (
+            format!(
+                "`{entry}` in `allowed_hosts` is not a host name, an IP address or `host:port`"
+            ),
+            format!("write the host as agents put it in the `Host` header, {example}"),
+        )
+    };
+    if entry.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(());
+    }
+    // `[::1]:8470`, `[::1]`, `host:8470`, `host`
+    let (host, port) = match entry.strip_prefix('[') {
+        Some(rest) => {
+            let (ip, after) = rest.split_once(']').ok_or_else(bad)?;
+            ip.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+            if after.is_empty() {
+                return Ok(());
+            }
+            (None, Some(after.strip_prefix(':').ok_or_else(bad)?))
+        }
+        None => match entry.rsplit_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(entry), None),
+        },
+    };
+    if let Some(p) = port
+        && p.parse::<u16>().ok().is_none_or(|p| p == 0)
+    {
+        return Err((
+            format!("`{entry}` in `allowed_hosts` has no valid port: `{p}`"),
+            format!(
+                "write `host:port` with a port from 1 to 65535, or the host alone for any port, {example}"
+            ),
+        ));
+    }
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if let Some(host) = host
+        && (host.len() > 253 || !host.strip_suffix('.').unwrap_or(host).split('.').all(label))
+    {
+        return Err(bad());
+    }
+    Ok(())
+}
+
 fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agent> {
     let mut agents = BTreeMap::new();
     for (name, agent) in &raw.agents {
@@ -468,7 +581,7 @@ fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agen
                     "agent name `{}` may use only letters, digits, `-` and `_`",
                     name.get_ref()
                 ),
-                None,
+                format!("rename it, e.g. `[agents.{}]`", tidy_name(name.get_ref())),
             );
             continue;
         }
@@ -479,10 +592,10 @@ fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agen
                 RawSecret::Literal(_) => cx.error(
                     token.span(),
                     format!("the token of agent `{}` is written in the register", name.get_ref()),
-                    Some(format!(
+                    format!(
                         "keep it in the environment: `token = {{ env = \"REMIT_TOKEN_{}\" }}`, or write its hash as `token_sha256`",
                         name.get_ref().to_uppercase().replace('-', "_")
-                    )),
+                    ),
                 ),
                 // no bearer token authenticates anyone in a local session
                 RawSecret::Env { .. } if cx.strictness == Strictness::Local => {}
@@ -492,7 +605,7 @@ fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agen
                             cx.error(
                                 token.span(),
                                 format!("the token of agent `{}` is shorter than 16 characters", name.get_ref()),
-                                Some("use a long random token, e.g. `openssl rand -hex 32`".to_owned()),
+                                "use a long random token, e.g. `openssl rand -hex 32`".to_owned(),
                             );
                         }
                         token_sha256 = Some(Sha256::digest(secret.expose().as_bytes()).into());
@@ -505,16 +618,27 @@ fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agen
                 .ok()
                 .and_then(|v| <[u8; 32]>::try_from(v).ok())
             {
-                Some(bytes) if token_sha256.is_none() => token_sha256 = Some(bytes),
-                Some(_) => cx.error(
+                // both written: an error whether or not the token's variable is set, so
+                // that a check without the secrets (CI) finds it too
+                Some(_) if a.token.is_some() || a.unreadable.contains("token") => cx.error(
                     h.span(),
-                    "give either `token` or `token_sha256`, not both".to_owned(),
-                    None,
+                    format!(
+                        "agent `{}` has both `token` and `token_sha256`: give one",
+                        name.get_ref()
+                    ),
+                    format!(
+                        "keep `token = {{ env = \"{}\" }}` to read the token from the environment, or `token_sha256` to write only its hash; remove the other",
+                        match a.token.as_ref().map(Spanned::get_ref) {
+                            Some(RawSecret::Env { env, .. }) => env.clone(),
+                            _ => format!("REMIT_TOKEN_{}", name.get_ref().to_uppercase().replace('-', "_")),
+                        }
+                    ),
                 ),
+                Some(bytes) => token_sha256 = Some(bytes),
                 None => cx.error(
                     h.span(),
                     "`token_sha256` must be 64 hex digits".to_owned(),
-                    Some("compute it with `printf %s \"$TOKEN\" | sha256sum`".to_owned()),
+                    "compute it with `printf %s \"$TOKEN\" | sha256sum`".to_owned(),
                 ),
             }
         }
@@ -532,6 +656,26 @@ fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agen
     agents
 }
 
+/// `name` with what a name may not hold replaced by `-`, for a hint.
+fn tidy_name(name: &str) -> String {
+    let tidy: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let tidy = tidy.trim_matches('-');
+    if tidy.is_empty() {
+        "NAME".to_owned()
+    } else {
+        tidy.chars().take(64).collect()
+    }
+}
+
 fn compile_upstreams(
     cx: &mut Ctx<'_>,
     raw: &RawRegister,
@@ -546,7 +690,10 @@ fn compile_upstreams(
                     "upstream name `{}` may use only letters, digits, `-` and `_`",
                     name.get_ref()
                 ),
-                None,
+                format!(
+                    "rename it, e.g. `[upstreams.{}]`, and its actions with it",
+                    tidy_name(name.get_ref())
+                ),
             );
             continue;
         }
@@ -564,11 +711,18 @@ fn compile_upstream(
     base_dir: &Path,
 ) -> Option<Upstream> {
     let u = up.get_ref();
+    // a `command` or `url` that could not be read is reported: it is not also missing
+    if ["*", "command", "url"]
+        .iter()
+        .any(|k| u.unreadable.contains(k))
+    {
+        return None;
+    }
     let transport = match (&u.command, &u.url) {
         (Some(cmd), None) => {
             let command: Vec<String> = cmd.get_ref().iter().map(|s| s.get_ref().clone()).collect();
             if command.first().is_none_or(String::is_empty) {
-                cx.error(cmd.span(), "`command` is empty".to_owned(), Some("write the program and its arguments: `command = [\"billing-mcp\", \"--db\", \"billing.db\"]`".to_owned()));
+                cx.error(cmd.span(), "`command` is empty".to_owned(), "write the program and its arguments: `command = [\"billing-mcp\", \"--db\", \"billing.db\"]`".to_owned());
                 return None;
             }
             let mut env = Vec::new();
@@ -581,7 +735,7 @@ fn compile_upstream(
                 cx.error(
                     first,
                     "`headers` apply to `url` upstreams only".to_owned(),
-                    Some("give a stdio upstream its credentials in `env`".to_owned()),
+                    "give a stdio upstream its credentials in `env`".to_owned(),
                 );
             }
             let cwd = u
@@ -596,10 +750,29 @@ fn compile_upstream(
             if !(url_secret.expose().starts_with("http://")
                 || url_secret.expose().starts_with("https://"))
             {
+                let shown = url_secret.expose();
+                let rest = shown.split_once("://").map_or(shown, |(_, rest)| rest);
+                // never a password written in it into the hint
+                let rest = match rest.split_once('@') {
+                    Some((user, host)) if !user.contains('/') => host,
+                    _ => rest,
+                };
+                let help = match url.get_ref() {
+                    RawSecret::Env { env, .. } => format!(
+                        "set `{env}` to the server's Streamable HTTP endpoint, e.g. `https://crm.internal.example/mcp`"
+                    ),
+                    RawSecret::Literal(_) if rest.is_empty() => {
+                        "write the server's Streamable HTTP endpoint, e.g. `url = \"https://crm.internal.example/mcp\"`".to_owned()
+                    }
+                    // the rest of what was written, from a literal in the file (no secret)
+                    RawSecret::Literal(_) => format!(
+                        "write `url = \"https://{rest}\"` (or `http://` on a trusted network); a stdio server is given as `command`"
+                    ),
+                };
                 cx.error(
                     url.span(),
                     "`url` must start with `http://` or `https://`".to_owned(),
-                    None,
+                    help,
                 );
             }
             let mut headers = Vec::new();
@@ -614,10 +787,9 @@ fn compile_upstream(
                             "header `{}` is set by remit on every request to an upstream",
                             k.get_ref()
                         ),
-                        Some(
+
                             "remove it; `headers` are for credentials and other headers the upstream asks for"
                                 .to_owned(),
-                        ),
                     );
                     continue;
                 }
@@ -635,7 +807,7 @@ fn compile_upstream(
                 cx.error(
                     first,
                     "`env` and `cwd` apply to `command` upstreams only".to_owned(),
-                    Some("give an HTTP upstream its credentials in `headers`".to_owned()),
+                    "give an HTTP upstream its credentials in `headers`".to_owned(),
                 );
             }
             Transport::Http {
@@ -647,9 +819,7 @@ fn compile_upstream(
             cx.error(
                 url.span(),
                 format!("upstream `{}` has both `command` and `url`", name.get_ref()),
-                Some(
-                    "keep one: `command` for a stdio server, `url` for Streamable HTTP".to_owned(),
-                ),
+                "keep one: `command` for a stdio server, `url` for Streamable HTTP".to_owned(),
             );
             return None;
         }
@@ -660,10 +830,8 @@ fn compile_upstream(
                     "upstream `{}` has neither `command` nor `url`",
                     name.get_ref()
                 ),
-                Some(
-                    "add `command = [\"server\", \"--flag\"]` or `url = \"http://host/mcp\"`"
-                        .to_owned(),
-                ),
+                "add `command = [\"server\", \"--flag\"]` or `url = \"http://host/mcp\"`"
+                    .to_owned(),
             );
             return None;
         }
@@ -677,7 +845,7 @@ fn compile_upstream(
             cx.error(
                 span,
                 format!("unknown protocol `{other}`"),
-                Some("write `auto`, `2025-11-25` or `2026-07-28`".to_owned()),
+                "write `auto`, `2025-11-25` or `2026-07-28`".to_owned(),
             );
             Protocol::Auto
         }
@@ -688,7 +856,7 @@ fn compile_upstream(
             cx.error(
                 t.span(),
                 format!("`{}` is not a duration", t.get_ref()),
-                Some("write a number and a unit: `500ms`, `30s`, `5m`".to_owned()),
+                "write a number and a unit: `500ms`, `30s`, `5m`".to_owned(),
             );
             Duration::from_secs(30)
         }),
@@ -739,10 +907,8 @@ fn check_blocks(
                     "unknown field `{key_text}` in `{block}`, expected one of {}",
                     expected.join(", ")
                 ),
-                did_you_mean(key_text, known.iter().copied()).or_else(|| {
-                    Some(format!(
-                        "remove `{key_text}`; see docs/register.md for the keys of `{block}`"
-                    ))
+                did_you_mean(key_text, known.iter().copied()).unwrap_or_else(|| {
+                    format!("remove `{key_text}`; see docs/register.md for the keys of `{block}`")
                 }),
             );
         }
@@ -785,7 +951,7 @@ fn check_blocks(
         cx.error(
             span.unwrap_or_else(|| approve.span()),
             format!("approval names unknown approver group `{by}`"),
-            hint.or_else(|| Some(format!("add `[approvers]` with `{by} = [\"name\"]`"))),
+            hint.unwrap_or_else(|| format!("add `[approvers]` with `{by} = [\"name\"]`")),
         );
     }
     named
@@ -854,7 +1020,7 @@ fn check_block_values(
                     name.get_ref(),
                     value.get_ref()
                 ),
-                Some(format!("write it as a table: `{shape}`")),
+                format!("write it as a table: `{shape}`"),
             );
             continue;
         };
@@ -889,7 +1055,7 @@ fn check_block_values(
             cx.error(
                 span_of("quorum"),
                 format!("`approve.quorum` must be a positive integer, not `{q}`"),
-                Some("write how many approvers must approve, e.g. `quorum = 2`".to_owned()),
+                "write how many approvers must approve, e.g. `quorum = 2`".to_owned(),
             );
         }
         // a quorum the group cannot reach: the action could never be approved (an unknown
@@ -910,9 +1076,9 @@ fn check_block_values(
                         "`approve.quorum` is {q}, but group `{by}` has {size} {people}: no call of `{}` could ever be approved",
                         name.get_ref()
                     ),
-                    Some(format!(
+                    format!(
                         "lower it to at most `quorum = {size}`, or add approvers to `{by}` in `[approvers]`"
-                    )),
+                    ),
                 );
             }
         }
@@ -923,10 +1089,9 @@ fn check_block_values(
             cx.error(
                 span_of("impossible"),
                 format!("`undo.impossible` must say why the call cannot be undone, not `{why}`"),
-                Some(
+
                     "write the reason as text, e.g. `impossible = \"the wire transfer has left the bank\"`"
                         .to_owned(),
-                ),
             );
         }
         check_block_tools(
@@ -987,9 +1152,7 @@ fn check_block_tools(
                 cx.error(
                     at,
                     format!("`verify.probe` is `{probe}`, not a table of keys"),
-                    Some(format!(
-                        "write the read to make as a table: `{PROBE_SHAPE}`"
-                    )),
+                    format!("write the read to make as a table: `{PROBE_SHAPE}`"),
                 );
                 return;
             };
@@ -1006,14 +1169,14 @@ fn check_block_tools(
                     key.span(),
                     format!("unknown key `{key_text}` in `verify.probe`"),
                     did_you_mean(key_text, ["tool", "args"])
-                        .or_else(|| Some("its keys are `tool` and `args`".to_owned())),
+                        .unwrap_or_else(|| "its keys are `tool` and `args`".to_owned()),
                 );
             }
             if !probe_keys.contains_key("tool") {
                 cx.error(
                     at.clone(),
                     "`verify.probe` names no `tool`".to_owned(),
-                    Some(format!("name the read to make: `{PROBE_SHAPE}`")),
+                    format!("name the read to make: `{PROBE_SHAPE}`"),
                 );
             }
             (
@@ -1037,9 +1200,9 @@ fn check_block_tools(
             cx.error(
                 at,
                 format!("`{args_key}` is `{v}`, not a table of arguments"),
-                Some(format!(
+                format!(
                     "write each argument as CEL over {said}: `args = {{ id = \"result.refund_id\" }}`"
-                )),
+                ),
             );
             return;
         };
@@ -1064,7 +1227,7 @@ fn check_named_tool(
         cx.error(
             span,
             format!("`{key}` is `{v}`, not a tool name"),
-            Some(format!("write it as text, `UPSTREAM.TOOL`: {example}")),
+            format!("write it as text, `UPSTREAM.TOOL`: {example}"),
         );
         return None;
     };
@@ -1075,23 +1238,25 @@ fn check_named_tool(
         cx.error(
             span,
             format!("`{key}` `{text}` does not name its upstream"),
-            Some(format!(
+            format!(
                 "write it as `UPSTREAM.TOOL`, for example `billing.{}`",
                 text.trim_matches('.')
-            )),
+            ),
         );
         return None;
     };
     let upstream = UpstreamName::new(up);
+    // declared, with a mistake of its own that is reported at it
+    if !upstreams.contains_key(&upstream) && cx.declared_upstreams.contains(up) {
+        return None;
+    }
     if !upstreams.contains_key(&upstream) {
         let hint = did_you_mean(up, upstreams.keys().map(UpstreamName::as_str));
         cx.error(
             span,
             format!("`{key}` `{text}` names unknown upstream `{up}`"),
-            hint.or_else(|| {
-                Some(format!(
-                    "name a tool of a declared upstream, or add `[upstreams.{up}]`"
-                ))
+            hint.unwrap_or_else(|| {
+                format!("name a tool of a declared upstream, or add `[upstreams.{up}]`")
             }),
         );
         return None;
@@ -1110,10 +1275,10 @@ fn check_duration(cx: &mut Ctx<'_>, what: &str, v: &toml::Value, span: Range<usi
         cx.error(
             span,
             format!("`{what}` is `{v}`, not a duration"),
-            Some(format!(
+            format!(
                 "write a number and a unit (`ms`, `s`, `m`, `h`, `d`) as text: `{} = \"30m\"`",
                 what.rsplit('.').next().unwrap_or(what)
-            )),
+            ),
         );
     }
 }
@@ -1131,18 +1296,59 @@ fn check_cel(
         cx.error(
             span,
             format!("`{what}` is `{v}`, not a CEL expression"),
-            Some(format!("write CEL as text, over {said}")),
+            format!("write CEL as text, over {said}"),
         );
         return;
     };
     let at = text_start(cx.source, &span)..span.end;
     match Condition::compile(expr) {
-        Err(e) => cx.error(
-            at,
-            format!("`{what}` `{expr}` does not compile: {e}"),
-            Some(format!("`{what}` is CEL over {said}")),
+        Err(e) => cel_error(
+            cx,
+            &format!("`{what}`"),
+            expr,
+            &span,
+            &e,
+            format!("`{what}` is CEL over {said}"),
         ),
         Ok(c) => check_reads(cx, at, &format!("`{what}`"), &c, scope, said),
+    }
+}
+
+/// Reports that `expr`, the CEL written as the string at `span`, does not compile. A syntax
+/// error is located where the parser stopped and said in words; anything else
+/// [`Condition::compile`] refuses is located at the start of the expression, in its words.
+/// `what` names the expression (`condition`, `` `approve.when` ``); `help` says what it is.
+fn cel_error(
+    cx: &mut Ctx<'_>,
+    what: &str,
+    expr: &str,
+    span: &Range<usize>,
+    error: &ConditionError,
+    help: String,
+) {
+    // one line, however the expression is written
+    let shown = if expr.contains(['\n', '\r']) {
+        expr.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        expr.to_owned()
+    };
+    match cel_syntax::syntax_error(cx.source, span, expr) {
+        Some(e) => cx.error(
+            e.offset..span.end,
+            format!("{what} `{shown}` does not compile: {}", e.message),
+            match e.help {
+                Some(specific) => format!("{specific}; {help}"),
+                None => help,
+            },
+        ),
+        None => cx.error(
+            text_start(cx.source, span)..span.end,
+            format!(
+                "{what} `{shown}` does not compile: {}",
+                error.to_string().replace('\n', " ")
+            ),
+            help,
+        ),
     }
 }
 
@@ -1184,7 +1390,7 @@ fn check_reads(
             c.source(),
             named.join(", ")
         ),
-        Some(format!("{guess}{what} sees only {said}")),
+        format!("{guess}{what} sees only {said}"),
     );
 }
 
@@ -1202,26 +1408,43 @@ fn compile_action(
         cx.error(
             name.span(),
             format!("action `{}` does not name its upstream", name.get_ref()),
-            Some(format!(
+            format!(
                 "write it as `UPSTREAM.TOOL`, for example `billing.{}`",
                 name.get_ref()
-            )),
+            ),
         );
         return None;
     };
     if !valid_name(name.get_ref()) || tool.is_empty() || up_name.is_empty() {
+        let help = if tool.is_empty() || up_name.is_empty() {
+            "write it as `UPSTREAM.TOOL`, both parts named, e.g. `[actions.\"billing.get_customer\"]`".to_owned()
+        } else {
+            format!(
+                "name it as the upstream and its tool are named, e.g. `[actions.\"{}.{}\"]`",
+                tidy_name(up_name),
+                tidy_name(tool)
+            )
+        };
         cx.error(
             name.span(),
             format!(
                 "action name `{}` may use only ASCII letters, digits, `_`, `-` and `.`",
                 name.get_ref()
             ),
-            None,
+            help,
         );
         return None;
     }
+    if a.unreadable.contains("*") {
+        return None;
+    }
     let up_id = UpstreamName::new(up_name);
-    let Some(upstream) = upstreams.get(&up_id) else {
+    // an upstream the file declares but that did not compile has its own error: the action
+    // is still checked, for its own mistakes, but not kept
+    let broken_upstream =
+        !upstreams.contains_key(&up_id) && cx.declared_upstreams.contains(up_name);
+    let upstream = upstreams.get(&up_id);
+    if upstream.is_none() && !broken_upstream {
         let hint = did_you_mean(up_name, upstreams.keys().map(UpstreamName::as_str));
         cx.error(
             name.span(),
@@ -1229,42 +1452,41 @@ fn compile_action(
                 "action `{}` names unknown upstream `{up_name}`",
                 name.get_ref()
             ),
-            hint.or_else(|| {
-                Some(format!(
-                    "add `[upstreams.{up_name}]` with a `command` or a `url`"
-                ))
+            hint.unwrap_or_else(|| {
+                format!("add `[upstreams.{up_name}]` with a `command` or a `url`")
             }),
         );
         return None;
-    };
+    }
     let mut granted = BTreeSet::new();
     match &a.agents {
+        None if a.unreadable.contains("agents") => {}
         None => cx.error(
             name.span(),
             format!("action `{}` lists no `agents`", name.get_ref()),
-            Some(
-                "add `agents = [\"support-bot\"]`: an action no agent may call is better removed"
-                    .to_owned(),
-            ),
+            "add `agents = [\"support-bot\"]`: an action no agent may call is better removed"
+                .to_owned(),
         ),
         Some(list) => {
             if list.get_ref().is_empty() {
                 cx.error(
                     list.span(),
                     format!("action `{}` lists no agents", name.get_ref()),
-                    Some("name at least one agent, or remove the action".to_owned()),
+                    "name at least one agent, or remove the action".to_owned(),
                 );
             }
             for agent in list.get_ref() {
                 let id = AgentId::new(agent.get_ref().clone());
                 if agents.contains_key(&id) {
                     granted.insert(id);
+                } else if cx.declared_agents.contains(agent.get_ref()) {
+                    // declared with a mistake of its own, already reported
                 } else {
                     let hint = did_you_mean(agent.get_ref(), agents.keys().map(AgentId::as_str));
                     cx.error(
                         agent.span(),
                         format!("unknown agent `{}`", agent.get_ref()),
-                        hint.or_else(|| Some(format!("add `[agents.{}]`", agent.get_ref()))),
+                        hint.unwrap_or_else(|| format!("add `[agents.{}]`", agent.get_ref())),
                     );
                 }
             }
@@ -1280,15 +1502,16 @@ fn compile_action(
             cx.error(
                 span,
                 format!("unknown tier `{other}`"),
-                hint.or_else(|| Some("write `read`, `write` or `irreversible`".to_owned())),
+                hint.unwrap_or_else(|| "write `read`, `write` or `irreversible`".to_owned()),
             );
             Tier::Irreversible
         }
+        None if a.unreadable.contains("tier") => Tier::Irreversible,
         None => {
             cx.error(
                 name.span(),
                 format!("action `{}` has no `tier`", name.get_ref()),
-                Some("add `tier = \"read\"`, `\"write\"` or `\"irreversible\"`".to_owned()),
+                "add `tier = \"read\"`, `\"write\"` or `\"irreversible\"`".to_owned(),
             );
             Tier::Irreversible
         }
@@ -1330,7 +1553,15 @@ fn compile_action(
                     at.conditions.push(cx.position(start));
                 }
                 Err(e) => {
-                    cx.error(start..span.end, format!("condition `{expr}` does not compile: {e}"), Some("conditions are CEL over `args`, e.g. `args.amount > 0 && args.amount <= 500`".to_owned()));
+                    cel_error(
+                        cx,
+                        "condition",
+                        expr,
+                        &span,
+                        &e,
+                        "conditions are CEL over `args`, e.g. `args.amount > 0 && args.amount <= 500`"
+                            .to_owned(),
+                    );
                 }
             }
         }
@@ -1345,24 +1576,36 @@ fn compile_action(
                     cx.error(
                         p.span(),
                         format!("`{}` is not a duration", p.get_ref()),
-                        Some("write a number and a unit: `30m`, `1h`, `24h`, `7d`".to_owned()),
+                        "write a number and a unit: `30m`, `1h`, `24h`, `7d`".to_owned(),
                     );
                     None
                 }
             },
+            None if rb.unreadable.contains("per") => None,
             None => {
                 cx.error(
                     b.span(),
                     "budget has no `per` window".to_owned(),
-                    Some("add `per = \"1h\"`".to_owned()),
+                    "add `per = \"1h\"`".to_owned(),
                 );
                 None
             }
         };
         let measure = match (&rb.count, &rb.sum, &rb.max) {
+            // a part that could not be read is reported: the shape is not judged without it
+            _ if ["*", "count", "sum", "max"]
+                .iter()
+                .any(|k| rb.unreadable.contains(k)) =>
+            {
+                None
+            }
             (Some(c), None, None) => {
                 if *c.get_ref() <= 0 {
-                    cx.error(c.span(), "`count` must be at least 1".to_owned(), None);
+                    cx.error(
+                        c.span(),
+                        format!("`count` must be at least 1, not {}: no call would ever fit", c.get_ref()),
+                        "write how many calls a window allows, e.g. `{ count = 20, per = \"1h\" }`; to allow none, remove the action".to_owned(),
+                    );
                 }
                 Some((BudgetMeasure::Count, *c.get_ref() as f64))
             }
@@ -1377,7 +1620,7 @@ fn compile_action(
                         "`max` must be a number above 0 and at most 2^53, not `{}`",
                         max.get_ref()
                     ),
-                    Some("for example `max = 1000`".to_owned()),
+                    "for example `max = 1000`".to_owned(),
                 );
                 None
             }
@@ -1389,10 +1632,14 @@ fn compile_action(
                     Some((BudgetMeasure::Sum(c), *max.get_ref()))
                 }
                 Err(e) => {
-                    cx.error(
-                        text_start(cx.source, &expr.span())..expr.span().end,
-                        format!("budget sum `{}` does not compile: {e}", expr.get_ref()),
-                        None,
+                    cel_error(
+                        cx,
+                        "budget sum",
+                        expr.get_ref(),
+                        &expr.span(),
+                        &e,
+                        "a budget sum is CEL over `args` giving a number, e.g. `sum = \"args.amount\"`"
+                            .to_owned(),
                     );
                     None
                 }
@@ -1401,15 +1648,32 @@ fn compile_action(
                 cx.error(
                     b.span(),
                     "a `sum` budget needs a `max`".to_owned(),
-                    Some(
-                        "for example `{ sum = \"args.amount\", max = 1000, per = \"24h\" }`"
-                            .to_owned(),
-                    ),
+                    "for example `{ sum = \"args.amount\", max = 1000, per = \"24h\" }`".to_owned(),
+                );
+                None
+            }
+            (None, None, Some(_)) => {
+                cx.error(
+                    b.span(),
+                    "a budget with a `max` needs a `sum`: what it adds up".to_owned(),
+                    "for example `{ sum = \"args.amount\", max = 1000, per = \"24h\" }`; to count calls, write `{ count = 20, per = \"1h\" }`".to_owned(),
+                );
+                None
+            }
+            (None, None, None) => {
+                cx.error(
+                    b.span(),
+                    "a budget needs a `count` or a `sum`".to_owned(),
+                    "count calls, `{ count = 20, per = \"1h\" }`, or add up an amount, `{ sum = \"args.amount\", max = 1000, per = \"24h\" }`".to_owned(),
                 );
                 None
             }
             _ => {
-                cx.error(b.span(), "a budget is either `{ count = N, per = .. }` or `{ sum = \"EXPR\", max = N, per = .. }`".to_owned(), None);
+                cx.error(
+                    b.span(),
+                    "a budget either counts calls or adds up a sum, not both: it is either `{ count = N, per = .. }` or `{ sum = \"EXPR\", max = N, per = .. }`".to_owned(),
+                    "split it into two budgets: `budget = [{ count = 20, per = \"1h\" }, { sum = \"args.amount\", max = 1000, per = \"24h\" }]`".to_owned(),
+                );
                 None
             }
         };
@@ -1444,11 +1708,9 @@ fn compile_action(
             cx.error(
                 r.span(),
                 format!("`{text}` is not an argument or result path: nothing would be redacted"),
-                Some(
-                    "write `args.FIELD` (an argument) or `result.FIELD` (a field of the result), \
+                "write `args.FIELD` (an argument) or `result.FIELD` (a field of the result), \
                      with `.FIELD` for nested ones, e.g. `args.card_number`"
-                        .to_owned(),
-                ),
+                    .to_owned(),
             );
         }
     }
@@ -1460,6 +1722,7 @@ fn compile_action(
         approvers,
         upstreams,
     );
+    let upstream = upstream?;
     let exposed = if upstream.namespace {
         name.get_ref().clone()
     } else {

@@ -45,12 +45,30 @@ pub fn risks(register: &Register, _raw: &RawRegister, _source: &str) -> Vec<Diag
                         "`{key}` on `{}` is not yet enforced by this version",
                         a.name
                     ),
-                    None,
+                    Some(format!(
+                        "calls go through without it for now; it is checked and shown in `remit register` so that it is ready when `{key}` is enforced"
+                    )),
                 ));
             }
         }
     }
     out
+}
+
+/// What to write instead of a tool an upstream does not list: the closest of those it
+/// lists, or all of them (a few), or that it lists none.
+fn tool_hint<'a>(tool: &str, names: impl Iterator<Item = &'a str> + Clone) -> String {
+    if let Some(guess) = super::compile::did_you_mean(tool, names.clone()) {
+        return guess;
+    }
+    let listed: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+    match listed.len() {
+        0 => "the upstream lists no tools: check that it is the server you meant".to_owned(),
+        1..=12 => format!("its tools are: {}", listed.join(", ")),
+        n => {
+            format!("it lists {n} tools, none close to this name: see the upstream's `tools/list`")
+        }
+    }
 }
 
 /// Errors and warnings from comparing the register with the tools the upstreams actually list.
@@ -81,7 +99,7 @@ pub fn against_tools(
                     "`{}` names `{}.{}`, but upstream `{}` has no tool `{}`",
                     named.key, named.upstream, named.tool, named.upstream, named.tool
                 ),
-                super::compile::did_you_mean(&named.tool, names),
+                Some(tool_hint(&named.tool, names)),
             ));
         }
         if !reachable.contains(&a.upstream.as_str()) {
@@ -95,12 +113,11 @@ pub fn against_tools(
                 .iter()
                 .filter(|t| t.upstream == a.upstream)
                 .map(|t| t.name.as_str());
-            let hint = super::compile::did_you_mean(&a.tool, names);
             out.push(Diagnostic::at(
                 Severity::Error,
                 a.at.name,
                 format!("upstream `{}` has no tool `{}`", a.upstream, a.tool),
-                hint,
+                Some(tool_hint(&a.tool, names)),
             ));
             continue;
         };

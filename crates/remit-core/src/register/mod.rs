@@ -4,6 +4,7 @@
 //! compiles CEL into a [`Register`] that the rest of remit trusts; [`findings`]
 //! adds the risk warnings `remit check` prints.
 
+mod cel_syntax;
 pub mod compile;
 pub mod findings;
 pub mod raw;

@@ -93,17 +93,59 @@ fn unknown_key_is_located_with_a_did_you_mean() {
 
 #[test]
 fn cel_that_does_not_compile_points_into_the_expression() {
-    let src = GOOD.replace("args.amount <= 500\"", "args.amount <= \"");
-    let (_, diags) = compile_str(&src);
-    let e = errors(&diags);
-    assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].contains("does not compile"), "{}", e[0]);
-    let line = src.lines().position(|l| l.starts_with("require")).unwrap() + 1;
-    assert!(
-        e[0].starts_with(&format!("remit.toml:{line}:12:")),
-        "{}",
-        e[0]
-    );
+    // (the condition as written in the file, where the error is, what it says)
+    let cases = [
+        (
+            "require = \"args.amount > 0 && args.amount <= \"",
+            "\"\nbudget",
+            "the expression ends too soon: expected a value",
+        ),
+        (
+            "require = \"args.amount > && 5\"",
+            "&& 5",
+            "unexpected `&&`: expected a value",
+        ),
+        // escapes and a literal string: the column is where the token is written
+        (
+            "require = \"args.reason == \\\"a\\u00e9\\\" && && 1\"",
+            "&& 1",
+            "unexpected `&&`: expected a value",
+        ),
+        (
+            "require = 'args.reason == \"a\" && && 1'",
+            "&& 1",
+            "unexpected `&&`: expected a value",
+        ),
+        (
+            "require = [\"args.amount > 0\", \"\"\"\nargs.amount > 0 &&\n  )\"\"\"]",
+            ")\"\"\"",
+            "unexpected `)`: expected a value",
+        ),
+        (
+            "require = \"args.amount = 5\"",
+            "= 5",
+            "`=` is not an operator: a comparison is written `==`",
+        ),
+    ];
+    for (require, at, message) in cases {
+        let src = GOOD.replace(
+            "require = \"args.amount > 0 && args.amount <= 500\"",
+            require,
+        );
+        let (_, diags) = compile_str(&src);
+        let e = errors(&diags);
+        assert_eq!(e.len(), 1, "{require}: {e:?}");
+        assert!(
+            e[0].starts_with(&format!("{} error: ", located(&src, at, 0, 0))),
+            "{require}: {}",
+            e[0]
+        );
+        assert!(e[0].contains("does not compile: "), "{}", e[0]);
+        assert!(e[0].contains(message), "{require}: {}", e[0]);
+        // the parser's own words are not shown
+        assert!(!e[0].contains("IDENTIFIER"), "{}", e[0]);
+        assert!(e[0].contains("\n  help: "), "{}", e[0]);
+    }
 }
 
 #[test]
@@ -569,13 +611,14 @@ fn each_condition_of_a_list_is_located_by_its_own_span() {
     );
     let e = errors(&compile_str(&src).1);
     assert_eq!(e.len(), 3, "{e:?}");
+    // each at the end of its own text, where the parser found it ended too soon
     for (e, (needle, nth)) in e.iter().zip([
         ("\"args.amount > 0 &&\"", 0),
         ("\"args.amount >\"", 0),
         ("\"args.amount >\"", 1),
     ]) {
         assert!(
-            e.starts_with(&located(&src, needle, nth, 1)),
+            e.starts_with(&located(&src, needle, nth, needle.len() - 1)),
             "{needle} #{nth}: {e}"
         );
         assert!(e.contains("does not compile"), "{e}");
@@ -588,7 +631,7 @@ fn each_condition_of_a_list_is_located_by_its_own_span() {
     let e = errors(&compile_str(&src).1);
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
-        e[0].starts_with(&located(&src, "args.amount >\"\"\"", 0, 0)),
+        e[0].starts_with(&located(&src, "\"\"\"]", 0, 0)),
         "{}",
         e[0]
     );
@@ -795,7 +838,7 @@ fn values_in_blocks_not_yet_enforced_are_checked_at_the_value() {
         ),
         (
             "approve = { by = \"finance\", when = \"args.amount >\" }",
-            "args.amount >\"",
+            "\" }\n\n[approvers]",
             "`approve.when` `args.amount >` does not compile",
             "CEL over `args` (the call's arguments)",
         ),
@@ -807,7 +850,7 @@ fn values_in_blocks_not_yet_enforced_are_checked_at_the_value() {
         ),
         (
             "verify = { expect = \"probe.status == \" }",
-            "probe.status == \"",
+            "\" }\n\n[approvers]",
             "`verify.expect` `probe.status == ` does not compile",
             "`probe` (the answer of `verify.probe`)",
         ),
@@ -931,9 +974,9 @@ fn tools_and_arguments_of_verify_and_undo_are_checked_at_the_value() {
             "`args` (the call's arguments) and `result` (the upstream's answer)",
         ),
         (
-            "undo = { tool = \"billing.cancel_refund\", args = { id = \"result.\" } }",
-            "result.\"",
-            "`undo.args.id` `result.` does not compile",
+            "undo = { tool = \"billing.cancel_refund\", args = { id = \"result.\" }, within = \"30m\" }",
+            "\" }, within",
+            "`undo.args.id` `result.` does not compile: a field name is missing after `.`",
             "CEL over `args` (the call's arguments) and `result`",
         ),
         (
@@ -1096,6 +1139,445 @@ fn arithmetic_that_fails_for_every_call_and_conditions_that_are_never_true_are_e
         assert!(
             reg.is_some() && errors(&diags).is_empty(),
             "{written}: {diags:?}"
+/// Every error of `src`, compiled for `remit check` (no environment variable set).
+fn check_errors(src: &str) -> Vec<Diagnostic> {
+    compile(
+        src,
+        Path::new("/etc/remit/remit.toml"),
+        &|_| None,
+        Strictness::Check,
+    )
+    .1
+    .into_iter()
+    .filter(|d| d.severity == Severity::Error)
+    .collect()
+}
+
+#[test]
+fn a_table_or_key_written_twice_is_named_with_where_it_was_first_written() {
+    // a whole action twice: one error (not one more for each of its keys), at the second
+    // header, naming the action and the line of the first
+    let src = format!(
+        "{GOOD}\n[actions.\"billing.get_customer\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n"
+    );
+    let e = errors_of(&src);
+    assert_eq!(e.len(), 1, "{e:?}");
+    let first = src
+        .lines()
+        .position(|l| l == "[actions.\"billing.get_customer\"]")
+        .unwrap()
+        + 1;
+    assert!(
+        e[0].starts_with(&format!(
+            "{} error: action `billing.get_customer` is defined twice, first at line {first}",
+            located(&src, "\"billing.get_customer\"]", 1, 0)
+        )),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[0].contains("help: merge the two `[actions.\"billing.get_customer\"]` tables into one, or rename one of them"),
+        "{}",
+        e[0]
+    );
+    // a key twice in one action
+    let src = GOOD.replace(
+        "tier = \"write\"\n",
+        "tier = \"write\"\ntier = \"irreversible\"\n",
+    );
+    let e = errors_of(&src);
+    assert_eq!(e.len(), 1, "{e:?}");
+    let first = src.lines().position(|l| l == "tier = \"write\"").unwrap() + 1;
+    assert!(
+        e[0].starts_with(&format!(
+            "{} error: `tier` is written twice in action `billing.issue_refund`, first at line {first}",
+            located(&src, "tier = \"irreversible\"", 0, 0)
+        )),
+        "{}",
+        e[0]
+    );
+    assert!(e[0].contains("help: keep one `tier`"), "{}", e[0]);
+    // an upstream, and `[gateway]`
+    let src = format!(
+        "{GOOD}\n[upstreams.billing]\ncommand = [\"x\"]\n[gateway]\nlisten = \"127.0.0.1:1\"\n"
+    );
+    let e = errors_of(&src);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains("upstream `billing` is defined twice, first at line 10"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("`[gateway]` is written twice, first at line 2"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("help: merge the two `[gateway]` tables into one"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_told_in_the_registers_words_with_what_to_write() {
+    // (what replaces what in GOOD, where the error is, what it says, what its help says)
+    let cases = [
+        (
+            "agents = [\"support-bot\"]\ntier = \"read\"",
+            "agents = \"support-bot\"\ntier = \"read\"",
+            "\"support-bot\"\ntier = \"read\"",
+            "`agents` must be a list of agent names, not the text `\"support-bot\"`",
+            "`agents = [\"support-bot\"]`",
+        ),
+        (
+            "count = 20",
+            "count = 1.5",
+            "1.5",
+            "`count` must be a whole number of calls, not the number `1.5`",
+            "`count = 20`",
+        ),
+        (
+            "max = 1000",
+            "max = \"1000\"",
+            "\"1000\"",
+            "`max` must be a number, not the text `\"1000\"`",
+            "without quotes: `max = 1000`",
+        ),
+        (
+            "[actions.\"billing.get_customer\"]",
+            "[approvers]\nops = \"ana\"\n\n[actions.\"billing.get_customer\"]",
+            "\"ana\"",
+            "approver group `ops` must be a list of approver names, not the text `\"ana\"`",
+            "`ops = [\"ana\"]`",
+        ),
+        (
+            "command = [\"billing-mcp\", \"--db\", \"billing.db\"]",
+            "command = \"billing-mcp --db billing.db\"",
+            "\"billing-mcp --db",
+            "`command` must be a list: the program and its arguments",
+            "`command = [\"billing-mcp\", \"--db\", \"billing.db\"]`",
+        ),
+        (
+            "[upstreams.billing]\n",
+            "[upstreams.billing]\nnamespace = \"no\"\n",
+            "\"no\"",
+            "`namespace` must be `true` or `false`, not the text `\"no\"`",
+            "`namespace = false`",
+        ),
+        (
+            "budget = [{ count = 20, per = \"1h\" }, { sum = \"args.amount\", max = 1000, per = \"24h\" }]",
+            "budget = { count = 20, per = \"1h\" }",
+            "{ count = 20",
+            "`budget` must be a list of budgets, not a table",
+            "`budget = [{ count = 20, per = \"1h\" }]`",
+        ),
+        (
+            "require = \"args.amount > 0 && args.amount <= 500\"",
+            "require = true",
+            "true",
+            "`require` must be a CEL condition (text) or a list of them, not `true`",
+            "in quotes",
+        ),
+        (
+            "token = { env = \"REMIT_TOKEN_SUPPORT_BOT\" }",
+            "token = { envv = \"REMIT_TOKEN_SUPPORT_BOT\" }",
+            "envv",
+            "unknown field `envv` in `token`",
+            "did you mean `env`?",
+        ),
+        (
+            "[gateway]\n",
+            "[gateway]\nmax_request_bytes = -1\n",
+            "-1",
+            "`max_request_bytes` must be a whole number of bytes, not `-1`, below 0",
+            "`max_request_bytes = 1048576`",
+        ),
+    ];
+    for (from, to, at, message, help) in cases {
+        assert!(GOOD.contains(from), "{from}");
+        let src = GOOD.replacen(from, to, 1);
+        assert_one_error(&src, at, message, help, to);
+        // nothing in the parser's words
+        let e = errors_of(&src).join("\n");
+        assert!(
+            !e.contains("invalid type") && !e.contains("expected a"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn toml_that_does_not_parse_is_told_with_what_to_write() {
+    // (what replaces what in GOOD, where the error is, what it says, what its help says)
+    let cases = [
+        (
+            "[actions.\"billing.get_customer\"]",
+            "[actions.\"billing.get_customer\"",
+            "\nagents = [\"support-bot\"]\ntier = \"read\"",
+            "the table header is not closed: `]` is missing",
+            "end the header with `]`",
+        ),
+        (
+            "tier = \"read\"",
+            "tier = read",
+            "read\n",
+            "`read` is not a value: text must be in quotes",
+            "put text in quotes",
+        ),
+        (
+            "agents = [\"support-bot\"]\ntier = \"read\"",
+            "agents = [\"support-bot\"\ntier = \"read\"",
+            "tier = \"read\"",
+            "a `,` is missing between two items of a list",
+            "end the list with `]`",
+        ),
+        (
+            "tier = \"read\"",
+            "tier = \"read",
+            "\n\n[actions.\"billing.issue_refund\"]",
+            "the text is not closed: `\"` is missing",
+            "end it with `\"`",
+        ),
+    ];
+    for (from, to, at, message, help) in cases {
+        let src = GOOD.replacen(from, to, 1);
+        assert_one_error(&src, at, message, help, to);
+    }
+}
+
+#[test]
+fn independent_mistakes_in_one_upstream_and_elsewhere_are_all_reported_in_one_run() {
+    // a value of the wrong type once stopped the reading of the whole file
+    let src = r#"
+[agents.support-bot]
+token = { env = "REMIT_TOKEN_SUPPORT_BOT" }
+owner = 5
+
+[upstreams.crm]
+url = "ftp://crm.example/mcp"
+headers = { Host = "evil.example" }
+protocol = "2024-01-01"
+timeout = "soon"
+namespace = "no"
+
+[actions."crm.find_contact"]
+agents = "support-bot"
+tier = "reed"
+budget = [{ count = 1.5, per = "1h" }, { count = 5, per = "1 hour" }]
+"#;
+    let e = check_errors(src);
+    let said: Vec<&str> = e.iter().map(|d| d.message.as_str()).collect();
+    for wanted in [
+        "`owner` must be who answers for the agent, not the number `5`",
+        "`url` must start with `http://` or `https://`",
+        "header `Host` is set by remit",
+        "unknown protocol `2024-01-01`",
+        "`soon` is not a duration",
+        "`namespace` must be `true` or `false`",
+        "`agents` must be a list of agent names",
+        "unknown tier `reed`",
+        "`count` must be a whole number of calls",
+        "`1 hour` is not a duration",
+    ] {
+        assert!(
+            said.iter().any(|m| m.starts_with(wanted)),
+            "{wanted}: {said:#?}"
+        );
+    }
+    assert_eq!(e.len(), 10, "{said:#?}");
+    // the agents that could not be read are not also missing
+    assert!(!said.iter().any(|m| m.contains("lists no")), "{said:#?}");
+}
+
+#[test]
+fn an_upstream_with_both_or_neither_of_command_and_url_is_one_error_not_one_per_action() {
+    for upstream in [
+        "[upstreams.billing]\ncommand = [\"billing-mcp\"]\nurl = \"http://127.0.0.1:9/mcp\"\n",
+        "[upstreams.billing]\ntimeout = \"5s\"\n",
+        "[upstreams.billing]\ncommand = \"billing-mcp\"\n",
+    ] {
+        let src = GOOD.replace(
+            "[upstreams.billing]\ncommand = [\"billing-mcp\", \"--db\", \"billing.db\"]\nenv = { BILLING_API_KEY = { env = \"BILLING_KEY\" } }\n",
+            upstream,
+        )
+        // a tool of it named in a block is not unknown either
+        .replace(
+            "redact = [\"args.card_number\"]\n",
+            "redact = [\"args.card_number\"]\nundo = { tool = \"billing.cancel_refund\" }\n",
+        );
+        assert!(src.contains("undo = "));
+        let e = errors_of(&src);
+        assert_eq!(e.len(), 1, "{upstream}: {e:?}");
+        assert!(!e[0].contains("unknown upstream"), "{e:?}");
+        // an action of it is still checked for its own mistakes
+        let src = src.replace("tier = \"read\"", "tier = \"raed\"");
+        let e = errors_of(&src);
+        assert_eq!(e.len(), 2, "{upstream}: {e:?}");
+        assert!(e[1].contains("unknown tier `raed`"), "{e:?}");
+    }
+}
+
+#[test]
+fn token_and_token_sha256_together_are_an_error_even_with_the_variable_unset() {
+    let sha = "6ab6d1f82bfb7bf71ce7e6b0b9e8e1c6c40e1cbb6b1d1e34c1d2d02d3c5d6e7f";
+    let src = GOOD.replace(
+        "token = { env = \"REMIT_TOKEN_SUPPORT_BOT\" }",
+        &format!("token = {{ env = \"REMIT_TOKEN_SUPPORT_BOT\" }}\ntoken_sha256 = \"{sha}\""),
+    );
+    // set (serve), and unset (a check in CI, without the secrets)
+    for e in [
+        errors_of(&src),
+        check_errors(&src)
+            .iter()
+            .map(|d| d.render("remit.toml"))
+            .collect(),
+    ] {
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(&format!(
+                "{} error: agent `support-bot` has both `token` and `token_sha256`",
+                located(&src, &format!("\"{sha}"), 0, 0)
+            )),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[0].contains("help: keep `token = { env = \"REMIT_TOKEN_SUPPORT_BOT\" }`"),
+            "{}",
+            e[0]
+        );
+    }
+}
+
+#[test]
+fn gateway_values_that_would_refuse_everything_or_match_nothing_are_errors() {
+    // (what `[gateway]` gets, where the error is, what it says, what its help says)
+    let cases = [
+        (
+            "max_request_bytes = 0",
+            "0\n",
+            "`max_request_bytes` must be at least 256, not 0",
+            "`max_request_bytes = 1048576`",
+        ),
+        (
+            "allowed_hosts = [\"remit.example\", \"\"]",
+            "\"\"]",
+            "an entry of `allowed_hosts` is empty",
+            "remove it",
+        ),
+        (
+            "allowed_hosts = [\"a b\"]",
+            "\"a b\"",
+            "`a b` in `allowed_hosts` is not a host name: it has a space",
+            "`[\"a\", \"b\"]`",
+        ),
+        (
+            "allowed_hosts = [\"http://remit.example:8470/mcp\"]",
+            "\"http:",
+            "`http://remit.example:8470/mcp` in `allowed_hosts` is a URL, not a host name",
+            "`\"remit.example:8470\"`",
+        ),
+        (
+            "allowed_hosts = [\"*.example.com\"]",
+            "\"*.",
+            "is a pattern",
+            "list each host name",
+        ),
+        (
+            "allowed_hosts = [\"remit.example:0\"]",
+            "\"remit.",
+            "has no valid port",
+            "from 1 to 65535",
+        ),
+        (
+            "allowed_hosts = [\"remit..example\"]",
+            "\"remit.",
+            "is not a host name, an IP address or `host:port`",
+            "`Host` header",
+        ),
+        (
+            "audit_key = \"\"",
+            "\"\"\n",
+            "`audit_key` is empty",
+            "`audit_key = \"remit-audit.key\"`",
+        ),
+        (
+            "audit_key = \"keys/\"",
+            "\"keys/\"",
+            "`audit_key` `keys/` is not a file name",
+            "name the key file itself",
+        ),
+    ];
+    for (line, at, message, help) in cases {
+        let src = GOOD.replace("[gateway]\n", &format!("[gateway]\n{line}\n"));
+        assert_one_error(&src, at, message, help, line);
+    }
+    // what is fine
+    let src = GOOD.replace(
+        "[gateway]\n",
+        "[gateway]\nmax_request_bytes = 4096\naudit_key = \"keys/audit.key\"\nallowed_hosts = [\"remit.example\", \"remit.example:8470\", \"10.0.0.5\", \"[::1]:8470\", \"::1\", \"localhost.\"]\n",
+    );
+    assert!(errors_of(&src).is_empty(), "{:?}", errors_of(&src));
+}
+
+#[test]
+fn every_error_says_what_to_write_instead() {
+    // a file with a mistake of nearly every kind `remit check` reports without the upstreams
+    let src = r#"
+gatway = 1
+[gateway]
+listen = "nowhere"
+store = "mysql://x"
+audit_origin = "a b"
+max_sessions_per_agent = 0
+
+[agents."bad name"]
+[agents.a]
+token = "literal-token-in-the-file"
+[agents.b]
+token_sha256 = "abc"
+
+[approvers]
+none = []
+
+[upstreams."bad.name"]
+command = ["x"]
+[upstreams.s]
+command = []
+headers = { X = "y" }
+[upstreams.h]
+url = "ftp://x"
+env = { A = "b" }
+[upstreams.two]
+command = ["x"]
+url = "http://x"
+[upstreams.zero]
+
+[actions.noupstream]
+agents = ["a"]
+tier = "read"
+[actions."s.bad name"]
+[actions."h.x"]
+agents = []
+tier = "sometimes"
+require = ["arg.x > 1", "args.x >"]
+budget = [{ count = 0, per = "1h" }, { count = 1, sum = "args.x", per = "1h" }, { sum = "args.x" , per = "1h" }, { sum = "args.x >", max = 5, per = "1h" }, { count = 1 }, { count = 1, per = "1 h" }, {}]
+redact = ["card"]
+approve = { by = "nobody", quorum = 0, expires = "never", when = "result.x", bogus = 1 }
+verify = { probe = { tool = "nope" }, within = 5 }
+undo = { tool = "zz.x", impossible = "" }
+delay = "later"
+[actions."h.y"]
+tier = "read"
+agents = ["nobody"]
+"#;
+    let e = check_errors(src);
+    assert!(e.len() > 30, "{}", e.len());
+    for d in &e {
+        let help = d.help.as_deref().unwrap_or_default();
+        assert!(
+            !help.trim().is_empty(),
+            "no help: {}",
+            d.render("remit.toml")
         );
     }
 }

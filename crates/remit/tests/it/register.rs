@@ -110,6 +110,86 @@ require = "args.amount <= 500"
 }
 
 #[test]
+fn check_reports_every_independent_mistake_in_one_run_each_with_a_help_line() {
+    // a value of the wrong type (`namespace = "no"`) once was the only error reported; an
+    // action twice was `duplicate key`, and `agents = "..."` serde's `invalid type`
+    let actions = r#"
+[upstreams.crm]
+url = "ftp://crm.example/mcp"
+headers = { Host = "evil.example" }
+protocol = "2024-01-01"
+timeout = "soon"
+namespace = "no"
+
+[actions."crm.find_contact"]
+agents = "support-bot"
+tier = "read"
+
+[actions."billing.get_customer"]
+agents = ["support-bot"]
+tier = "read"
+require = "args.id > && 5"
+"#;
+    let body = crate::support::register(actions, 1);
+    let (code, out) = check(&body, true);
+    assert_eq!(code, 1, "{out}");
+    let errors: Vec<&str> = out.lines().filter(|l| l.contains(": error: ")).collect();
+    for wanted in [
+        "error: `url` must start with `http://` or `https://`",
+        "error: header `Host` is set by remit",
+        "error: unknown protocol `2024-01-01`",
+        "error: `soon` is not a duration",
+        "error: `namespace` must be `true` or `false`, not the text `\"no\"`",
+        "error: `agents` must be a list of agent names, not the text `\"support-bot\"`",
+        "error: condition `args.id > && 5` does not compile: unexpected `&&`: expected a value",
+    ] {
+        assert!(errors.iter().any(|e| e.contains(wanted)), "{wanted}: {out}");
+    }
+    assert_eq!(errors.len(), 7, "{out}");
+    // each error is followed by its help line
+    let lines: Vec<&str> = out.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if l.contains(": error: ") {
+            assert!(
+                lines.get(i + 1).is_some_and(|h| h.starts_with("  help: ")),
+                "{l}: {out}"
+            );
+        }
+    }
+    // the condition's error is at the `&&`, not the start of the expression
+    let line = body.lines().position(|l| l.contains("> && 5")).unwrap() + 1;
+    let column = body.lines().nth(line - 1).unwrap().find("&&").unwrap() + 1;
+    assert!(
+        out.contains(&format!("remit.toml:{line}:{column}: error: condition")),
+        "{out}"
+    );
+
+    // an action written twice: named, with where it was first written
+    let body = crate::support::register(
+        &format!(
+            "{}{}",
+            crate::support::STANDARD,
+            "\n[actions.\"billing.get_customer\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n"
+        ),
+        1,
+    );
+    let (code, out) = check(&body, true);
+    assert_eq!(code, 1, "{out}");
+    let first = body
+        .lines()
+        .position(|l| l == "[actions.\"billing.get_customer\"]")
+        .unwrap()
+        + 1;
+    assert!(
+        out.contains(&format!(
+            "error: action `billing.get_customer` is defined twice, first at line {first}"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("help: merge the two"), "{out}");
+}
+
+#[test]
 fn check_passes_a_good_register_with_risk_warnings() {
     let actions = format!(
         "{}\n[actions.\"billing.send_email\"]\nagents = [\"support-bot\"]\ntier = \"irreversible\"\n",
