@@ -1368,7 +1368,7 @@ fn check_reads(
         cx.error(
             at.clone(),
             format!("{what} `{}`: {}", c.source(), m.message),
-            Some(m.help),
+            m.help,
         );
     }
     let unknown: Vec<String> = c
@@ -1546,7 +1546,7 @@ fn compile_action(
                         cx.error(
                             start..span.end,
                             format!("condition `{expr}` gives {gives}, never true or false: it would refuse every call"),
-                            Some("a condition is a test, e.g. `args.amount <= 500` or `size(args.to) > 0`".to_owned()),
+                            "a condition is a test, e.g. `args.amount <= 500` or `size(args.to) > 0`".to_owned(),
                         );
                     }
                     conditions.push(c);

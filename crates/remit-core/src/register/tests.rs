@@ -1139,6 +1139,10 @@ fn arithmetic_that_fails_for_every_call_and_conditions_that_are_never_true_are_e
         assert!(
             reg.is_some() && errors(&diags).is_empty(),
             "{written}: {diags:?}"
+        );
+    }
+}
+
 /// Every error of `src`, compiled for `remit check` (no environment variable set).
 fn check_errors(src: &str) -> Vec<Diagnostic> {
     compile(
