@@ -363,7 +363,7 @@ fn arithmetic_mistakes(e: &IdedExpr, found: &mut Vec<Mistake>) {
                         let n = integer_text(literal);
                         found.push(Mistake {
                             message: format!(
-                                "arithmetic on `{name}` with the integer `{n}` fails for every call:                                  the arguments' numbers are doubles, and CEL does not mix doubles and integers"
+                                "arithmetic on `{name}` with the integer `{n}` fails for every call: the arguments' numbers are doubles, and CEL does not mix doubles and integers"
                             ),
                             help: format!("write the literal as a double: `{n}.0`"),
                         });

@@ -905,18 +905,12 @@ fn without_secrets(e: UpstreamError, secrets: &[String]) -> UpstreamError {
     }
 }
 
-/// Every string in `value` (keys too) through [`redact_secrets`].
+/// Every string value in `value` through [`redact_secrets`] (keys are names, left as they are).
 fn redact_value(value: &mut Value, secrets: &[String]) {
     match value {
         Value::String(s) => *s = redact_secrets(s, secrets),
         Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, secrets)),
-        Value::Object(map) => {
-            let entries = std::mem::take(map);
-            for (key, mut v) in entries {
-                redact_value(&mut v, secrets);
-                map.insert(redact_secrets(&key, secrets), v);
-            }
-        }
+        Value::Object(map) => map.values_mut().for_each(|v| redact_value(v, secrets)),
         _ => {}
     }
 }

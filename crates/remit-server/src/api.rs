@@ -14,7 +14,7 @@ use remit_core::ids::RunId;
 use remit_core::pipeline::{Call, Caller, Credential, Entry, Gateway, Outcome};
 use remit_core::wire::check_strict_json;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use utoipa::{OpenApi, ToSchema};
@@ -299,21 +299,28 @@ async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
             &format!("invalid JSON: {e}"),
         );
     }
-    if let Err(why) = check_jsonrpc_message(&bytes) {
-        return jsonrpc_error(StatusCode::BAD_REQUEST, -32600, &why);
-    }
-    // rmcp runs a request whose `_meta` names an older revision without its session, as if
-    // it were stateless: that revision has sessions, and its requests are held to them
+    let message = match check_jsonrpc_message(&bytes) {
+        Ok(message) => message,
+        Err(why) => return jsonrpc_error(StatusCode::BAD_REQUEST, -32600, &why),
+    };
+    // rmcp runs a request whose `_meta` names a revision with sessions without its session,
+    // as if it were stateless: such a request is held to its session
     if !parts.headers.contains_key("mcp-session-id")
-        && let Some(revision) = sessionless_request_of_a_session_revision(&bytes)
+        && let Some(revision) = sessionless_request_of_a_session_revision(&message)
     {
-        return jsonrpc_error(
+        let id = message.get("id").cloned().unwrap_or(Value::Null);
+        let why = format!(
+            "a {revision} request needs its session: send `initialize` first, then its \
+             `Mcp-Session-Id` with each request; or speak {} (stateless)",
+            remit_mcp::STATELESS_REVISION
+        );
+        return challenged(
             StatusCode::BAD_REQUEST,
-            -32600,
-            &format!(
-                "a {revision} request needs its session: send `initialize` first, then its                  `Mcp-Session-Id` with each request; or speak {} (stateless)",
-                remit_mcp::STATELESS_REVISION
-            ),
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32600, "message": why } })),
+            )
+                .into_response(),
         );
     }
     // an agent at its limit of sessions opens no more: refused before rmcp creates one
@@ -377,31 +384,68 @@ impl Unread {
 
 /// A request's body, at most `max_body` bytes, read within [`body_read_timeout`].
 ///
-/// A body whose declared length (`Content-Length`) is over the limit is refused before any
-/// of it is read.
-async fn read_body(body: Body, max_body: usize) -> Result<Bytes, Unread> {
-    let max = u64::try_from(max_body).unwrap_or(u64::MAX);
-    if body.size_hint().lower() > max {
+/// A body over the limit is refused, and the rest of it read and dropped for at most
+/// [`DRAIN_TIME`] and [`DRAIN_FACTOR`] times the limit before the answer: a client still
+/// sending when the connection closes would see it reset, not the `413` that says why. One
+/// that declares more than that (`Content-Length`) is refused before any of it is read.
+async fn read_body(mut body: Body, max_body: usize) -> Result<Bytes, Unread> {
+    let drain_cap = max_body.saturating_mul(DRAIN_FACTOR);
+    let declared = body.size_hint().lower();
+    if declared > u64::try_from(drain_cap).unwrap_or(u64::MAX) {
         return Err(Unread::TooLarge);
     }
-    let collected = tokio::time::timeout(
-        body_read_timeout(),
-        http_body_util::Limited::new(body, max_body).collect(),
-    )
-    .await;
-    match collected {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Unread::TooLarge),
-        Ok(Err(_)) => Err(Unread::Malformed),
-        Err(_) => Err(Unread::TimedOut),
+    let mut kept: Vec<u8> = Vec::new();
+    let mut seen: usize = 0;
+    let mut over = declared > u64::try_from(max_body).unwrap_or(u64::MAX);
+    let started = tokio::time::Instant::now();
+    let deadline = started + body_read_timeout();
+    loop {
+        // past the limit, the rest is only drained, briefly
+        let until = if over {
+            deadline.min(started + DRAIN_TIME)
+        } else {
+            deadline
+        };
+        let frame = match tokio::time::timeout_at(until, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(_))) if over => return Err(Unread::TooLarge),
+            Ok(Some(Err(_))) => return Err(Unread::Malformed),
+            Err(_) if over => return Err(Unread::TooLarge),
+            Err(_) => return Err(Unread::TimedOut),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > drain_cap {
+            return Err(Unread::TooLarge);
+        }
+        if seen > max_body {
+            over = true;
+            kept = Vec::new();
+        } else if !over {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if over {
+        Err(Unread::TooLarge)
+    } else {
+        Ok(Bytes::from(kept))
     }
 }
+
+/// How many times the limit a body over it is read (and dropped) to before its `413`.
+const DRAIN_FACTOR: usize = 4;
+
+/// How long a body over the limit is read (and dropped) before its `413`.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// Whether `body` (strict JSON) is one JSON-RPC 2.0 message: a request, a notification or
 /// a response; if not, why, for the agent.
 ///
 /// rmcp answers anything else `415` in plain text; this says what to change.
-fn check_jsonrpc_message(body: &[u8]) -> Result<(), String> {
+fn check_jsonrpc_message(body: &[u8]) -> Result<Map<String, Value>, String> {
     let message = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(message)) => message,
         Ok(Value::Array(_)) => {
@@ -411,6 +455,11 @@ fn check_jsonrpc_message(body: &[u8]) -> Result<(), String> {
         }
         Ok(_) | Err(_) => return Err("a JSON-RPC message must be a JSON object".to_owned()),
     };
+    check_jsonrpc_shape(&message).map(|()| message)
+}
+
+/// [`check_jsonrpc_message`] for a message read as an object.
+fn check_jsonrpc_shape(message: &Map<String, Value>) -> Result<(), String> {
     if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err("`jsonrpc` must be \"2.0\"".to_owned());
     }
@@ -439,10 +488,12 @@ fn check_jsonrpc_message(body: &[u8]) -> Result<(), String> {
     }
 }
 
-/// The revision a request (not `initialize`) names in its `_meta`, when that revision is
-/// not the stateless one: such a request belongs to a session.
-fn sessionless_request_of_a_session_revision(body: &[u8]) -> Option<String> {
-    let message: Value = serde_json::from_slice(body).ok()?;
+/// The revision a request (not `initialize`) names in its `_meta`, when that revision has
+/// sessions: such a request belongs to one.
+fn sessionless_request_of_a_session_revision(message: &Map<String, Value>) -> Option<&'static str> {
+    // the revisions that have sessions; any other (the stateless one, a later one, one
+    // remit does not know) is left to rmcp, which answers an unsupported one with the list
+    const WITH_SESSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
     let method = message.get("method")?.as_str()?;
     if method == "initialize" || message.get("id").is_none() {
         return None;
@@ -452,7 +503,7 @@ fn sessionless_request_of_a_session_revision(body: &[u8]) -> Option<String> {
         .get("_meta")?
         .get("io.modelcontextprotocol/protocolVersion")?
         .as_str()?;
-    (revision != remit_mcp::STATELESS_REVISION).then(|| revision.to_owned())
+    WITH_SESSIONS.into_iter().find(|r| *r == revision)
 }
 
 /// Whether `n` is an integer as a JSON-RPC `id` may be one (an `i64`, or a float form of

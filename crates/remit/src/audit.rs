@@ -406,6 +406,7 @@ async fn verify(
     problems.extend(report.problems.iter().map(ToString::to_string));
     if problems.is_empty() {
         if report.checkpoints_checked == 0 {
+            crate::out::verdict(Exit::Findings);
             crate::outln!(
                 "audit log holds {} events but no signed checkpoint covers them yet: nothing could be verified",
                 report.events
@@ -429,6 +430,7 @@ async fn verify(
         }
         Ok(Exit::Ok)
     } else {
+        crate::out::verdict(Exit::Findings);
         crate::outln!(
             "audit log FAILED verification: {} problem(s)",
             problems.len()
@@ -518,6 +520,7 @@ fn check_proof(file: &Path, key: &str, origin: Option<&str>) -> anyhow::Result<E
             Ok(Exit::Ok)
         }
         Err(e) => {
+            crate::out::verdict(Exit::Findings);
             crate::outln!("proof FAILED: {e}");
             Ok(Exit::Findings)
         }

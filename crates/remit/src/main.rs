@@ -180,7 +180,7 @@ fn main() -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         // the reader of stdout took what it wanted (`remit register | head -1`)
-        Err(e) if out::is_closed(&e) => Exit::Ok.into(),
+        Err(e) if out::is_closed(&e) => out::verdict_so_far().into(),
         Err(e) => {
             eprintln!("error: {e:#}");
             Exit::Error.into()

@@ -3,11 +3,37 @@
 //! `println!` panics when stdout is a pipe its reader closed (`remit register | head -1`),
 //! and a Rust program ignores `SIGPIPE` (restoring it would take `unsafe`, which remit
 //! forbids). So every answer is written through [`stdout`], which turns the closed pipe into
-//! a [`Closed`] error; `main` ends the command with exit 0 and no message (as ripgrep does):
-//! the reader took what it wanted.
+//! a [`Closed`] error; `main` ends the command with no message (as ripgrep does): the reader
+//! took what it wanted. The exit is 0, or the verdict a command recorded before its report
+//! ([`verdict`]: a failed `audit verify` still exits 1).
 
 use std::fmt;
 use std::io::{self, Write};
+
+/// The verdict a command has reached before it writes its report (`Exit` as a number).
+static VERDICT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Records `exit` as the command's verdict before its report is written, and gives it back:
+/// a reader that closes stdout midway (`remit audit verify | head -1`) must not turn a
+/// failed verification into success.
+pub(crate) fn verdict(exit: crate::Exit) -> crate::Exit {
+    let code = match exit {
+        crate::Exit::Ok => 0,
+        crate::Exit::Findings => 1,
+        crate::Exit::Error => 2,
+    };
+    VERDICT.store(code, std::sync::atomic::Ordering::SeqCst);
+    exit
+}
+
+/// The verdict recorded by [`verdict`], for a command whose stdout was closed (`Ok` if none).
+pub(crate) fn verdict_so_far() -> crate::Exit {
+    match VERDICT.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => crate::Exit::Ok,
+        1 => crate::Exit::Findings,
+        _ => crate::Exit::Error,
+    }
+}
 
 /// Stdout was closed by its reader.
 #[derive(Debug)]

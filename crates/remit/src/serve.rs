@@ -172,6 +172,11 @@ pub(crate) async fn status(path: &Path) -> anyhow::Result<Exit> {
     };
     let body: Value = resp.json().await.context("the health answer is not JSON")?;
     let s = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    let exit = crate::out::verdict(if at(&body, "/status") == &Value::from("ok") {
+        Exit::Ok
+    } else {
+        Exit::Findings
+    });
     crate::outln!("gateway   {} ({})", s(at(&body, "/status")), url);
     crate::outln!("register  {}", s(at(&body, "/register")));
     crate::outln!(
@@ -211,11 +216,7 @@ pub(crate) async fn status(path: &Path) -> anyhow::Result<Exit> {
                 .unwrap_or_default()
         );
     }
-    Ok(if at(&body, "/status") == &Value::from("ok") {
-        Exit::Ok
-    } else {
-        Exit::Findings
-    })
+    Ok(exit)
 }
 
 /// The value at a JSON pointer, or null.

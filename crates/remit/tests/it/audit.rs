@@ -618,6 +618,34 @@ fn export_ends_quietly_when_its_reader_closes_the_pipe() {
 }
 
 #[test]
+fn a_failed_verification_fails_even_when_its_reader_stops_after_the_first_line() {
+    // `remit audit verify | head -1` on a tampered log exited 0: the closed pipe ended the
+    // report, and the command, as a success
+    let mut r = Remit::start(STANDARD);
+    let (status, _) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+    assert_eq!(status, 200);
+    r.wait_for_checkpoint();
+    r.kill9();
+    sqlite_exec(
+        &r.db(),
+        "UPDATE audit_events SET body = replace(body, 'cus_001', 'cus_009')",
+    );
+    let (code, report, _) = r.audit(&["verify"]);
+    assert_eq!(code, 1, "{report}");
+    // the reader is gone before the first line is written
+    let mut verify = r.command(&["audit", "verify"]);
+    verify
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = verify.spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr, "");
+}
+
+#[test]
 fn export_lists_the_formats_it_takes() {
     let help = std::process::Command::new(crate::support::remit())
         .args(["audit", "export", "--help"])

@@ -963,8 +963,29 @@ fn a_request_of_the_2025_11_25_revision_without_its_session_is_refused() {
         let body: serde_json::Value = answer.json().unwrap();
         assert_eq!(body["error"]["code"], -32600, "{body}");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("needs its session"), "{message}");
+        assert!(
+            message
+                .contains("needs its session: send `initialize` first, then its `Mcp-Session-Id`"),
+            "{message}"
+        );
+        assert_eq!(body["id"], 1, "{body}");
     }
+    // a revision remit does not know is rmcp's to answer (with the revisions it supports),
+    // not a session's
+    let mut meta = stateless_meta();
+    meta["io.modelcontextprotocol/protocolVersion"] = json!("v999.0.0");
+    let answer = r
+        .client
+        .post(r.url("/mcp"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "v999.0.0")
+        .json(&json!({ "jsonrpc": "2.0", "id": 7, "method": "server/discover", "params": { "_meta": meta } }))
+        .send()
+        .unwrap();
+    let text = answer.text().unwrap();
+    assert!(!text.contains("needs its session"), "{text}");
     assert!(r.ledger().is_empty(), "{:?}", r.ledger());
     // the stateless revision needs none
     let (status, v) = r.mcp(
