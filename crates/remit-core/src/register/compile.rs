@@ -573,7 +573,15 @@ fn check_allowed_host(entry: &str) -> Result<(), (String, String)> {
 
 fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agent> {
     let mut agents = BTreeMap::new();
-    for (name, agent) in &raw.agents {
+    // a token two agents share authenticates as one of them only: whoever holds it for the
+    // other acts with the first one's grants. Found by the variable both read (without the
+    // secrets, as in CI) and by the hash (set, or written as `token_sha256`).
+    let mut variables: HashMap<String, String> = Default::default();
+    let mut hashes: HashMap<[u8; 32], String> = Default::default();
+    // in the file's order: a shared token is reported at its second writing
+    let mut in_order: Vec<_> = raw.agents.iter().collect();
+    in_order.sort_by_key(|(name, _)| name.span().start);
+    for (name, agent) in in_order {
         if !valid_name(name.get_ref()) || name.get_ref().contains('.') {
             cx.error(
                 name.span(),
@@ -641,6 +649,33 @@ fn compile_agents(cx: &mut Ctx<'_>, raw: &RawRegister) -> BTreeMap<AgentId, Agen
                     "compute it with `printf %s \"$TOKEN\" | sha256sum`".to_owned(),
                 ),
             }
+        }
+        let at = a
+            .token
+            .as_ref()
+            .map(Spanned::span)
+            .or_else(|| a.token_sha256.as_ref().map(Spanned::span))
+            .unwrap_or_else(|| name.span());
+        let shared = match a.token.as_ref().map(Spanned::get_ref) {
+            Some(RawSecret::Env { env, .. }) => variables
+                .insert(env.clone(), name.get_ref().clone())
+                .map(|other| (other, format!("both read `{env}`"))),
+            _ => None,
+        }
+        .or_else(|| {
+            hashes
+                .insert(token_sha256?, name.get_ref().clone())
+                .map(|other| (other, "their tokens are the same".to_owned()))
+        });
+        if let Some((other, how)) = shared {
+            cx.error(
+                at,
+                format!(
+                    "agents `{other}` and `{}` share one token ({how}): it would authenticate as one of them only",
+                    name.get_ref()
+                ),
+                "give each agent a token of its own, e.g. `openssl rand -hex 32`, in a variable of its own".to_owned(),
+            );
         }
         let id = AgentId::new(name.get_ref().clone());
         agents.insert(

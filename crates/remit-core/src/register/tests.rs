@@ -1585,3 +1585,43 @@ agents = ["nobody"]
         );
     }
 }
+
+#[test]
+fn two_agents_sharing_a_token_is_an_error_by_its_variable_and_by_its_hash() {
+    // the token authenticated as the agent whose name sorts last: a copy-paste slip let the
+    // holder of a read-only agent's token act with another's grants
+    let hash = hex::encode(Sha256::digest(b"s3cret-token-of-support-bot"));
+    for (second, at) in [
+        (
+            "[agents.admin-bot]\ntoken = { env = \"REMIT_TOKEN_SUPPORT_BOT\" }\n",
+            "{ env = \"REMIT_TOKEN_SUPPORT_BOT\" }\n\n[upstreams",
+        ),
+        (
+            &*format!("[agents.admin-bot]\ntoken_sha256 = \"{hash}\"\n"),
+            &*format!("\"{hash}\""),
+        ),
+    ] {
+        let src = GOOD.replace(
+            "[upstreams.billing]",
+            &format!("{second}\n[upstreams.billing]"),
+        );
+        assert_one_error(
+            &src,
+            at,
+            "agents `support-bot` and `admin-bot` share one token",
+            "give each agent a token of its own",
+            second,
+        );
+    }
+    // without the secret (as `remit check` in CI runs), the shared variable is still found
+    let src = GOOD.replace(
+        "[upstreams.billing]",
+        "[agents.admin-bot]\ntoken = { env = \"REMIT_TOKEN_SUPPORT_BOT\" }\n\n[upstreams.billing]",
+    );
+    let e = check_errors(&src);
+    assert!(
+        e.iter()
+            .any(|d| d.message.contains("both read `REMIT_TOKEN_SUPPORT_BOT`")),
+        "{e:?}"
+    );
+}
