@@ -425,13 +425,19 @@ fn secret_words_of_url(url: &str) -> Vec<String> {
 /// the value after a scheme such as `Bearer `), its environment's values.
 pub fn secret_words(upstream: &Upstream) -> Vec<String> {
     let mut words = Vec::new();
+    // a value written in the register (`MODE = "fast"`) is no credential: scrubbing it
+    // would turn an upstream's "fast" into "[redacted]" wherever it appears
     match &upstream.transport {
         Transport::Stdio { env, .. } => {
-            words.extend(env.iter().map(|(_, v)| v.expose().to_owned()));
+            words.extend(
+                env.iter()
+                    .filter(|(_, v)| !v.is_written_in_register())
+                    .map(|(_, v)| v.expose().to_owned()),
+            );
         }
         Transport::Http { url, headers } => {
             words.extend(secret_words_of_url(url.expose()));
-            for (_, v) in headers {
+            for (_, v) in headers.iter().filter(|(_, v)| !v.is_written_in_register()) {
                 let value = v.expose();
                 words.push(value.to_owned());
                 if let Some((_, credential)) = value.split_once(' ') {
@@ -960,7 +966,7 @@ impl Upstreams for McpUpstreams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use remit_core::register::Position;
+    use remit_core::register::{Position, Secret};
 
     fn link() -> Link {
         Link {
@@ -983,6 +989,56 @@ mod tests {
             progress: Arc::default(),
             ends: tokio_util::task::TaskTracker::new(),
         }
+    }
+
+    #[test]
+    fn values_written_in_the_register_are_not_scrubbed_as_credentials() {
+        // `MODE = "fast"` was a secret word: an upstream's "fast" became "[redacted]" in the
+        // errors agents and the audit get
+        let mut link = link();
+        link.config.transport = Transport::Stdio {
+            command: vec!["true".to_owned()],
+            env: vec![
+                ("MODE".to_owned(), Secret::written("information")),
+                ("API_KEY".to_owned(), Secret::new("sk-live-0123456789")),
+            ],
+            cwd: std::path::PathBuf::from("/"),
+        };
+        assert_eq!(secret_words(&link.config), ["sk-live-0123456789"]);
+        link.config.transport = Transport::Http {
+            url: Secret::written("http://127.0.0.1:1/mcp"),
+            headers: vec![
+                ("X-Tenant".to_owned(), Secret::written("acme-information")),
+                (
+                    "Authorization".to_owned(),
+                    Secret::new("Bearer tok-0123456789"),
+                ),
+            ],
+        };
+        let words = secret_words(&link.config);
+        assert!(words.contains(&"tok-0123456789".to_owned()), "{words:?}");
+        assert!(
+            words.contains(&"Bearer tok-0123456789".to_owned()),
+            "{words:?}"
+        );
+        assert!(!words.iter().any(|w| w.contains("acme")), "{words:?}");
+        let error = without_secrets(
+            UpstreamError::Rejected {
+                upstream: "u".to_owned(),
+                code: -32603,
+                message: "no information for key tok-0123456789".to_owned(),
+                data: Some(serde_json::json!({ "information": "tok-0123456789" })),
+            },
+            &words,
+        );
+        let UpstreamError::Rejected { message, data, .. } = error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(message, "no information for key [redacted]");
+        assert_eq!(
+            data,
+            Some(serde_json::json!({ "information": "[redacted]" }))
+        );
     }
 
     /// Whether a restart was asked for (taking the request).

@@ -106,7 +106,7 @@ impl Ctx<'_> {
 
     fn secret(&mut self, s: &Spanned<RawSecret>, what: &str) -> Option<Secret> {
         match s.get_ref() {
-            RawSecret::Literal(v) => Some(Secret::new(v.clone())),
+            RawSecret::Literal(v) => Some(Secret::written(v.clone())),
             RawSecret::Env { env, prefix } => match (self.env)(env) {
                 Some(v) => Some(Secret::new(format!(
                     "{}{v}",

@@ -90,17 +90,37 @@ impl Diagnostic {
 
 /// A secret value (token, credential, store URL) whose `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(String, Origin);
+
+/// Where a [`Secret`]'s value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// The environment, or anywhere else outside the register's text.
+    Hidden,
+    /// Written in the register itself (`env = { MODE = "fast" }`): whoever reads the
+    /// register reads it, so it is not scrubbed from what remit says.
+    Written,
+}
 
 impl Secret {
     /// Wraps a value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(value.into(), Origin::Hidden)
+    }
+
+    /// Wraps a value written in the register's own text.
+    pub fn written(value: impl Into<String>) -> Self {
+        Self(value.into(), Origin::Written)
     }
 
     /// The value, for the one place that must send it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the value is written in the register (and so no secret from its readers).
+    pub fn is_written_in_register(&self) -> bool {
+        self.1 == Origin::Written
     }
 }
 

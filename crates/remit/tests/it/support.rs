@@ -85,7 +85,8 @@ impl Remit {
         Self::launch(make, &[])
     }
 
-    fn launch(make: impl Fn(u16) -> String, env: &[(&str, &str)]) -> Self {
+    /// Starts remit on a register written by `make` for the given port, with `env` set.
+    pub(crate) fn launch(make: impl Fn(u16) -> String, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         std::fs::write(dir.path().join("remit.toml"), make(port)).unwrap();

@@ -691,16 +691,19 @@ fn remit_with_fake_quoter(mode: &str) -> (Remit, tempfile::TempDir) {
     let scripts = tempfile::tempdir().unwrap();
     let script = scripts.path().join("fake-upstream.sh");
     std::fs::write(&script, FAKE_STDIO_UPSTREAM_QUOTING_ITS_KEY_IN_ERRORS).unwrap();
-    let r = Remit::start_with(|port| {
-        crate::support::register(STANDARD, port).replace(
+    let r = Remit::launch(
+        |port| {
+            crate::support::register(STANDARD, port).replace(
             "[upstreams.billing]",
             &format!(
-                "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\", \"{mode}\"]\nprotocol = \"2025-11-25\"\nenv = {{ FAKE_KEY = \"upstreamSECRETkey99\" }}\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"write\"\nredact = [\"args.card\"]\n\n[upstreams.billing]",
+                "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\", \"{mode}\"]\nprotocol = \"2025-11-25\"\nenv = {{ FAKE_KEY = {{ env = \"REMIT_TEST_FAKE_KEY\" }} }}\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"write\"\nredact = [\"args.card\"]\n\n[upstreams.billing]",
                 script = script.display(),
                 dir = scripts.path().display()
             ),
         )
-    });
+        },
+        &[("REMIT_TEST_FAKE_KEY", "upstreamSECRETkey99")],
+    );
     wait_for(&r, "fake", Duration::from_secs(30), |u| {
         u["up"] == json!(true)
     });
