@@ -167,6 +167,8 @@ struct CatalogEntry {
 #[derive(Default)]
 struct Catalog {
     tools: HashMap<String, CatalogEntry>,
+    /// The upstreams that list at least one tool (up, and answering `tools/list`).
+    listing: HashSet<String>,
 }
 
 /// The gateway: a register, a store and upstreams, and the pipeline over them.
@@ -239,18 +241,21 @@ impl Gateway {
                 CatalogEntry { spec, validator },
             );
         }
+        let listing: HashSet<String> = tools
+            .values()
+            .map(|entry| entry.spec.upstream.to_string())
+            .collect();
         // an action whose upstream is up but does not list its tool is refused until it
         // does: said once per change of the lists, for the operator
         for action in self.register.actions.values() {
-            let prefix = format!("{}.", action.upstream);
             if !tools.contains_key(action.name.as_str())
-                && tools.keys().any(|k| k.starts_with(&prefix))
+                && listing.contains(action.upstream.as_str())
             {
                 tracing::warn!(action = %action.name, upstream = %action.upstream, tool = %action.tool, "the upstream does not list the action's tool: its calls are refused until it does");
             }
         }
         if let Ok(mut c) = self.catalog.write() {
-            *c = Arc::new(Catalog { tools });
+            *c = Arc::new(Catalog { tools, listing });
         }
     }
 
@@ -443,8 +448,7 @@ impl Gateway {
         let Some(entry) = catalog.tools.get(action.name.as_str()) else {
             // an upstream that lists other tools is up and does not have this one; one that
             // lists none may be starting or restarting
-            let prefix = format!("{}.", action.upstream);
-            if catalog.tools.keys().any(|k| k.starts_with(&prefix)) {
+            if catalog.listing.contains(action.upstream.as_str()) {
                 return Err(Refusal::Unusable {
                     action: action.name.clone(),
                     why: format!(

@@ -327,7 +327,7 @@ async fn guarded_mcp(app: &AppInner, req: Request) -> Response {
     let opening = if parts.headers.contains_key("mcp-session-id") {
         None
     } else {
-        opening_session(&bytes)
+        opening_session(&message)
     };
     if let Some(id) = &opening
         && state.sessions.serving_agent_is_full()
@@ -524,22 +524,11 @@ fn carries_body(headers: &HeaderMap) -> bool {
             .any(|length| length.as_bytes() != b"0")
 }
 
-/// The id of the `initialize` request `body` is, if it is one (which, sent without a
+/// The id of the `initialize` request `message` is, if it is one (which, sent without a
 /// session, opens a 2025-11-25 session).
-fn opening_session(body: &[u8]) -> Option<Value> {
-    #[derive(Deserialize)]
-    struct Message {
-        method: Option<String>,
-        #[serde(default)]
-        id: Value,
-    }
-    // most bodies are not an `initialize`: looked for before anything is parsed, unless the
-    // body has an escape, which could spell the method another way (`initi\u0061lize`)
-    if !body.windows(12).any(|w| w == b"\"initialize\"") && !body.windows(2).any(|w| w == b"\\u") {
-        return None;
-    }
-    let message: Message = serde_json::from_slice(body).ok()?;
-    (message.method.as_deref() == Some("initialize")).then_some(message.id)
+fn opening_session(message: &Map<String, Value>) -> Option<Value> {
+    (message.get("method").and_then(Value::as_str) == Some("initialize"))
+        .then(|| message.get("id").cloned().unwrap_or(Value::Null))
 }
 
 /// The answer to an `initialize` from an agent that holds `limit` sessions: `429`, saying
