@@ -914,7 +914,14 @@ fn without_secrets(e: UpstreamError, secrets: &[String]) -> UpstreamError {
 /// Every string value in `value` through [`redact_secrets`] (keys are names, left as they are).
 fn redact_value(value: &mut Value, secrets: &[String]) {
     match value {
-        Value::String(s) => *s = redact_secrets(s, secrets),
+        // most strings hold none: copied only when one does
+        Value::String(s)
+            if secrets
+                .iter()
+                .any(|w| w.len() >= SHORTEST_SECRET && s.contains(w.as_str())) =>
+        {
+            *s = redact_secrets(s, secrets);
+        }
         Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, secrets)),
         Value::Object(map) => map.values_mut().for_each(|v| redact_value(v, secrets)),
         _ => {}
@@ -938,11 +945,18 @@ impl Upstreams for McpUpstreams {
             .links
             .get(cleared.upstream())
             .ok_or_else(|| UpstreamError::Unknown(cleared.upstream().to_string()))?;
-        // an upstream's error may quote its own credentials ("invalid key sk-..."): the
-        // agent, and the audit, get it without them
-        link.call(cleared)
-            .await
-            .map_err(|e| without_secrets(e, &link.secrets))
+        // an upstream's error or result may quote its own credentials ("invalid key
+        // sk-...", a config tool that shows its key): the agent, and the audit, get it
+        // without them
+        match link.call(cleared).await {
+            Ok(mut result) => {
+                if !link.secrets.is_empty() {
+                    redact_value(&mut result, &link.secrets);
+                }
+                Ok(result)
+            }
+            Err(e) => Err(without_secrets(e, &link.secrets)),
+        }
     }
 
     fn health(&self) -> Vec<UpstreamHealth> {

@@ -664,7 +664,7 @@ fn a_stdio_upstream_exiting_when_its_stdin_closes_leaves_nothing_running_after_s
 /// (`FAKE_KEY` in its environment) and the call's `card`: the fault of a careless upstream.
 /// With "bad-schema", its tool's input schema refers to a remote schema remit will not fetch.
 /// Each call it receives is appended to `$1/calls`.
-const FAKE_STDIO_UPSTREAM_QUOTING_ITS_KEY_IN_ERRORS: &str = r#"#!/bin/sh
+const FAKE_STDIO_UPSTREAM_QUOTING_ITS_KEY: &str = r#"#!/bin/sh
 schema='{"type":"object"}'
 if [ "$2" = bad-schema ]; then
   schema='{"type":"object","properties":{"n":{"type":"integer","maximum":5}},"$ref":"https://example.invalid/x.json"}'
@@ -679,18 +679,22 @@ while IFS= read -r line; do
     *'"method":"tools/call"'*)
       printf '%s\n' "$line" >> "$1/calls"
       card=$(printf '%s\n' "$line" | sed -n 's/.*"card":"\([^"]*\)".*/\1/p')
-      printf '{"jsonrpc":"2.0","id":%s,"error":{"code":-32603,"message":"bad card %s key=%s","data":{"key":"%s"}}}\n' "$id" "$card" "$FAKE_KEY" "$FAKE_KEY" ;;
+      if [ "$2" = result ]; then
+        printf '{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"card %s charged with key=%s"}],"structuredContent":{"key":"%s","card":"%s"}}}\n' "$id" "$card" "$FAKE_KEY" "$FAKE_KEY" "$card"
+      else
+        printf '{"jsonrpc":"2.0","id":%s,"error":{"code":-32603,"message":"bad card %s key=%s","data":{"key":"%s"}}}\n' "$id" "$card" "$FAKE_KEY" "$FAKE_KEY"
+      fi ;;
     *) ;;
   esac
 done
 "#;
 
-/// remit in front of `FAKE_STDIO_UPSTREAM_QUOTING_ITS_KEY_IN_ERRORS` (in `mode`), with the
+/// remit in front of `FAKE_STDIO_UPSTREAM_QUOTING_ITS_KEY` (in `mode`), with the
 /// action `fake.poke` redacting `args.card`, once the upstream is up.
 fn remit_with_fake_quoter(mode: &str) -> (Remit, tempfile::TempDir) {
     let scripts = tempfile::tempdir().unwrap();
     let script = scripts.path().join("fake-upstream.sh");
-    std::fs::write(&script, FAKE_STDIO_UPSTREAM_QUOTING_ITS_KEY_IN_ERRORS).unwrap();
+    std::fs::write(&script, FAKE_STDIO_UPSTREAM_QUOTING_ITS_KEY).unwrap();
     let r = Remit::launch(
         |port| {
             crate::support::register(STANDARD, port).replace(
@@ -742,6 +746,33 @@ fn an_upstream_error_quoting_its_key_or_a_redacted_argument_is_scrubbed() {
     let health = r.health_as_operator().to_string();
     assert!(!health.contains("4111111111111111"), "{health}");
     assert!(!health.contains("upstreamSECRETkey99"), "{health}");
+}
+
+/// An upstream's successful result that quotes its credential reaches neither the agent nor
+/// the audit with it (before: the agent read the key the register keeps from it, and the
+/// audit kept it); the agent's own argument comes back to it, and only the audit loses the
+/// redacted card.
+#[test]
+fn an_upstream_result_quoting_its_key_is_scrubbed() {
+    let (r, scripts) = remit_with_fake_quoter("result");
+    let (status, body) = r.call("fake.poke", json!({ "card": "4111111111111111" }));
+    assert_eq!(status, 200, "{body}");
+    let text = body.to_string();
+    assert!(!text.contains("upstreamSECRETkey99"), "{body}");
+    assert!(text.contains("key=[redacted]"), "{body}");
+    assert_eq!(
+        body["result"]["structuredContent"]["key"], "[redacted]",
+        "{body}"
+    );
+    assert_eq!(
+        body["result"]["structuredContent"]["card"], "4111111111111111",
+        "{body}"
+    );
+    let calls = std::fs::read_to_string(scripts.path().join("calls")).unwrap();
+    assert_eq!(calls.lines().count(), 1, "{calls}");
+    let (_, export, _) = r.audit(&["export", "--format", "jsonl"]);
+    assert!(!export.contains("upstreamSECRETkey99"), "{export}");
+    assert!(!export.contains("4111111111111111"), "{export}");
 }
 
 /// A tool whose input schema remit cannot compile is refused, not called unchecked (before:
