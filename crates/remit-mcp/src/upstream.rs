@@ -402,11 +402,17 @@ pub(crate) fn redirect_of<'a>(
 const SHORTEST_SECRET: usize = 4;
 
 /// The parts of an upstream URL that may be credentials: the URL itself (as written and as
-/// parsed), its query, each query value, and the password of its user info.
-fn secret_words_of_url(url: &str) -> Vec<String> {
-    let mut words = vec![url.to_owned()];
-    if let Ok(parsed) = reqwest::Url::parse(url) {
-        words.push(parsed.as_str().to_owned());
+/// parsed) when `whole`, its query, each query value, and the password of its user info.
+fn secret_words_of_url(url: &str, whole: bool) -> Vec<String> {
+    let mut words = Vec::new();
+    let parsed = reqwest::Url::parse(url);
+    if whole || parsed.is_err() {
+        words.push(url.to_owned());
+    }
+    if let Ok(parsed) = parsed {
+        if whole {
+            words.push(parsed.as_str().to_owned());
+        }
         if let Some(password) = parsed.password() {
             words.push(password.to_owned());
         }
@@ -436,7 +442,13 @@ pub fn secret_words(upstream: &Upstream) -> Vec<String> {
             );
         }
         Transport::Http { url, headers } => {
-            words.extend(secret_words_of_url(url.expose()));
+            // an address written in the register is no credential, only its password and
+            // query may be: scrubbing the address itself would cut links to the upstream
+            // out of its results
+            words.extend(secret_words_of_url(
+                url.expose(),
+                !url.is_written_in_register(),
+            ));
             for (_, v) in headers.iter().filter(|(_, v)| !v.is_written_in_register()) {
                 let value = v.expose();
                 words.push(value.to_owned());
@@ -1036,6 +1048,34 @@ mod tests {
             "{words:?}"
         );
         assert!(!words.iter().any(|w| w.contains("acme")), "{words:?}");
+        // an address written in the register is no credential either (a result that links
+        // to the upstream keeps its links); a password or query in it still is
+        assert!(!words.iter().any(|w| w.contains("127.0.0.1")), "{words:?}");
+        for (url, word) in [
+            (
+                "http://remit:pw-0123456789@127.0.0.1:1/mcp",
+                "pw-0123456789",
+            ),
+            ("http://127.0.0.1:1/mcp?key=q-0123456789", "q-0123456789"),
+        ] {
+            link.config.transport = Transport::Http {
+                url: Secret::written(url),
+                headers: Vec::new(),
+            };
+            let words = secret_words(&link.config);
+            assert!(words.contains(&word.to_owned()), "{words:?}");
+            assert!(!words.contains(&url.to_owned()), "{words:?}");
+        }
+        // one read from the environment may be a credential in itself, path and all
+        link.config.transport = Transport::Http {
+            url: Secret::new("https://hooks.example/T0123/s3cr3t-path"),
+            headers: Vec::new(),
+        };
+        let env_words = secret_words(&link.config);
+        assert!(
+            env_words.contains(&"https://hooks.example/T0123/s3cr3t-path".to_owned()),
+            "{env_words:?}"
+        );
         let error = without_secrets(
             UpstreamError::Rejected {
                 upstream: "u".to_owned(),
