@@ -8,6 +8,7 @@ pub mod ids;
 pub mod pipeline;
 pub mod ports;
 pub mod register;
+pub mod request_state;
 pub mod time;
 pub mod wire;
 

@@ -203,6 +203,15 @@ impl AuditKey {
         hex::encode(h.finalize())
     }
 
+    /// The key that seals agents' request states, derived from this private key under a
+    /// label of its own ([`RequestStateKey::derive`]): two gateways reading one key file
+    /// open each other's states, and the signing key itself seals nothing.
+    ///
+    /// [`RequestStateKey::derive`]: crate::request_state::RequestStateKey::derive
+    pub fn request_state_key(&self) -> crate::request_state::RequestStateKey {
+        crate::request_state::RequestStateKey::derive(self.signing.as_bytes())
+    }
+
     /// The key with this name and 32-byte Ed25519 seed.
     fn from_seed(name: &str, seed: &[u8; 32]) -> Self {
         let signing = SigningKey::from_bytes(seed);
