@@ -1,6 +1,7 @@
 //! A minimal MCP server with `echo(text)`, for benchmarks and conformance-style
 //! tests, and `sleep(ms)`, an upstream that is slow on purpose (`cancelled` says how
-//! many sleeps their client cancelled).
+//! many sleeps their client cancelled), and `ask`, one that asks for input mid-call
+//! (`asks` says how many `ask` calls this server received, and how many resumed).
 //!
 //! Written against rmcp's `ServerHandler` by hand, without the `#[tool]`
 //! macros: the tool list is plain data and `call_tool` dispatches on the
@@ -54,6 +55,8 @@ fn no_arguments() -> Arc<JsonObject> {
 #[derive(Debug, Clone)]
 pub struct Echo {
     tools: Arc<[Tool]>,
+    /// The `ask` calls this server (and its clones) received: all, and those that resumed.
+    asks: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl Default for Echo {
@@ -121,8 +124,16 @@ impl Echo {
             no_arguments(),
         )
         .with_annotations(ToolAnnotations::with_title("Cancelled sleeps").read_only(true));
+        let asks = Tool::new(
+            "asks",
+            "Say how many `ask` calls this server received, and how many of them resumed \
+             (carried `inputResponses` or a `requestState`): what an upstream saw of a call.",
+            no_arguments(),
+        )
+        .with_annotations(ToolAnnotations::with_title("Asks received").read_only(true));
         Self {
-            tools: Arc::from([echo, sleep, reject, ask, cancelled]),
+            tools: Arc::from([echo, sleep, reject, ask, cancelled, asks]),
+            asks: Arc::default(),
         }
     }
 }
@@ -183,6 +194,10 @@ impl ServerHandler for Echo {
             );
         }
         if request.name == "ask" {
+            self.asks.0.fetch_add(1, Ordering::SeqCst);
+            if request.input_responses.is_some() || request.request_state.is_some() {
+                self.asks.1.fetch_add(1, Ordering::SeqCst);
+            }
             // an input request must respect what the client declared it can answer
             let roots = context
                 .meta
@@ -194,6 +209,14 @@ impl ServerHandler for Echo {
                     .peer_info()
                     .is_some_and(|info| info.capabilities.roots.is_some());
             return Ok(ask(&request, roots));
+        }
+        if request.name == "asks" {
+            return Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+                "ask calls: {}, resumed: {}",
+                self.asks.0.load(Ordering::SeqCst),
+                self.asks.1.load(Ordering::SeqCst)
+            ))])
+            .into());
         }
         if request.name == "cancelled" {
             return Ok(CallToolResult::success(vec![ContentBlock::text(format!(

@@ -4,6 +4,7 @@ use crate::condition::{Bindings, ConditionError};
 use crate::ids::ActionName;
 use crate::ports::{BudgetCharge, FreezeTarget, StoreError, UpstreamError};
 use crate::register::{Action, Budget, BudgetMeasure};
+use crate::request_state::StateFault;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -79,6 +80,14 @@ pub enum Refusal {
         /// What failed, without secrets.
         message: String,
     },
+    /// A resuming call's `requestState` did not open: it is not one remit sealed for this
+    /// agent, action and arguments, or it expired. Nothing reached the upstream.
+    RequestState {
+        /// The action.
+        action: ActionName,
+        /// Why it did not open (expired, or not valid: which part did not match is not said).
+        fault: StateFault,
+    },
     /// The action cannot be called as the register and its upstream stand (the upstream
     /// does not list the tool, or gives it a schema remit cannot check): retrying will not
     /// help until an operator fixes one of them.
@@ -102,6 +111,7 @@ impl Refusal {
             Self::OverBudget { .. } | Self::BeyondBudget { .. } => "over_budget",
             Self::Frozen { .. } => "frozen",
             Self::NotYetEnforced { .. } => "not_enforced",
+            Self::RequestState { .. } => "invalid_request_state",
             Self::Unavailable { .. } | Self::Unusable { .. } => "unavailable",
         }
     }
@@ -114,11 +124,12 @@ impl Refusal {
         }
     }
 
-    /// Whether the arguments are at fault (HTTP 422) rather than the remit (403) or a dependency (503).
+    /// Whether the request is at fault (its arguments, or the `requestState` it resumes
+    /// with: HTTP 422) rather than the remit (403) or a dependency (503).
     pub fn is_bad_arguments(&self) -> bool {
         matches!(
             self,
-            Self::InvalidArguments { .. } | Self::ConditionError { .. }
+            Self::InvalidArguments { .. } | Self::ConditionError { .. } | Self::RequestState { .. }
         )
     }
 }
@@ -191,6 +202,21 @@ impl fmt::Display for Refusal {
                     "refused: remit could not decide safely ({message}); nothing was executed, retry later"
                 )
             }
+            Self::RequestState {
+                action,
+                fault: StateFault::Expired,
+            } => write!(
+                f,
+                "refused: the input request of `{action}` expired (remit takes the answers for {} minutes); nothing was executed: start the call again without `requestState`",
+                crate::request_state::LIFETIME.as_secs() / 60
+            ),
+            Self::RequestState {
+                action,
+                fault: StateFault::Invalid,
+            } => write!(
+                f,
+                "refused: the `requestState` sent to `{action}` is not one remit gave this agent for this call; nothing was executed: start the call again without `requestState`, then send back the one its answer gives, unchanged, with the same arguments"
+            ),
             Self::Unusable { action, why } => {
                 write!(
                     f,
@@ -335,6 +361,38 @@ mod tests {
     use crate::register::{Strictness, compile};
     use serde_json::json;
     use std::path::Path;
+
+    #[test]
+    fn a_request_state_refusal_says_expired_or_not_valid_and_to_start_again() {
+        use crate::request_state::StateFault;
+        let refusal = |fault| Refusal::RequestState {
+            action: ActionName::new("asker.ask"),
+            fault,
+        };
+        let expired = refusal(StateFault::Expired);
+        let invalid = refusal(StateFault::Invalid);
+        for r in [&expired, &invalid] {
+            assert_eq!(r.code(), "invalid_request_state");
+            assert!(r.is_bad_arguments(), "422, as an invalid argument");
+            assert!(
+                r.to_string()
+                    .contains("start the call again without `requestState`"),
+                "{r}"
+            );
+        }
+        assert!(
+            expired
+                .to_string()
+                .contains("expired (remit takes the answers for 30 minutes)"),
+            "{expired}"
+        );
+        assert!(
+            invalid
+                .to_string()
+                .contains("is not one remit gave this agent for this call"),
+            "{invalid}"
+        );
+    }
 
     #[test]
     fn a_wait_is_retried_after_whole_seconds_rounded_up_and_at_least_one() {

@@ -5,11 +5,12 @@ use crate::condition::Bindings;
 use crate::decision::{Decision, Refusal, decide, frozen_refusal};
 use crate::ids::{AgentId, CallId, RunId, fresh};
 use crate::ports::{
-    CallsRunning, ChargeOutcome, Cleared, Clock, FreezeTarget, Store, ToolSpec, UpstreamError,
-    Upstreams,
+    CallsRunning, ChargeOutcome, Cleared, Clock, FreezeTarget, Resume, Store, ToolSpec,
+    UpstreamError, Upstreams,
 };
 use crate::register::compile::did_you_mean;
 use crate::register::{Action, Agent, Register, Tier};
+use crate::request_state::{RequestStateKey, StateBinding, StateFault, args_digest};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -78,9 +79,9 @@ pub struct Call {
     pub caller: Caller,
     /// Where the upstream's progress reports go, if the caller asked for them.
     pub progress: Option<Arc<dyn crate::ports::Progress>>,
-    /// A call that resumes after the upstream asked for input: the agent's answers and the
-    /// upstream's state, passed on as they came.
-    pub resume: Option<crate::ports::Resume>,
+    /// A call that resumes after the upstream asked for input: the agent's answers, and the
+    /// sealed `requestState` remit gave it (opened before the upstream gets its own state).
+    pub resume: Option<Resume>,
     /// The client capabilities the agent declared, passed on to a 2026-07-28 upstream (whose
     /// input requests must respect them).
     pub capabilities: Option<Map<String, Value>>,
@@ -179,6 +180,8 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     catalog: RwLock<Arc<Catalog>>,
     frozen: RwLock<Arc<HashSet<FreezeTarget>>>,
+    /// Seals the `requestState` an upstream hands out and opens the one an agent sends back.
+    request_states: RequestStateKey,
 }
 
 impl fmt::Debug for Gateway {
@@ -193,12 +196,15 @@ impl fmt::Debug for Gateway {
 const MAX_AUDITED_RESULT: usize = 64 * 1024;
 
 impl Gateway {
-    /// A gateway over a compiled register and its ports.
+    /// A gateway over a compiled register and its ports; `request_states` seals the state of
+    /// upstreams that ask for input (gateways sharing a store must share it:
+    /// [`AuditKey::request_state_key`](crate::audit::checkpoint::AuditKey::request_state_key)).
     pub fn new(
         register: Arc<Register>,
         store: Arc<dyn Store>,
         upstreams: Arc<dyn Upstreams>,
         clock: Arc<dyn Clock>,
+        request_states: RequestStateKey,
     ) -> Self {
         Self {
             register,
@@ -207,6 +213,7 @@ impl Gateway {
             clock,
             catalog: RwLock::new(Arc::new(Catalog::default())),
             frozen: RwLock::new(Arc::new(HashSet::new())),
+            request_states,
         }
     }
 
@@ -431,6 +438,16 @@ impl Gateway {
             .as_deref()
             .or(reason.as_deref())
             .map(|r| capped(r, MAX_REASON_CHARS).to_owned());
+        // what a sealed `requestState` is bound to: this agent, this action, these arguments
+        // (without `_reason`, remit's own, which may change between rounds)
+        let binding = StateBinding {
+            agent: agent.id.as_str(),
+            action: action.name.as_str(),
+            args: args_digest(&args),
+        };
+        // a resuming call's state is opened before anything else of it is believed: what the
+        // upstream gets, and what `proposed` records the digest of, is the upstream's own
+        let (resume, unopened) = self.open_resume(call.resume.take(), &binding);
         // one redacted copy serves the audit's arguments and the values to scrub from results
         let audit_args = match redact_with_values(&args, &action.redact) {
             Some((copy, found)) => {
@@ -440,10 +457,17 @@ impl Gateway {
             None => AuditArgs::Whole(&args),
         };
         trail.redact_result.clone_from(&action.redact_result);
-        let detail = trail.proposed_detail(call.resume.as_ref(), Some(&audit_args));
+        let detail = trail.proposed_detail(resume.as_ref(), Some(&audit_args));
         drop(audit_args);
         let proposed = trail.event(Stage::Proposed, detail);
         trail.pending.push(proposed);
+        if let Some(fault) = unopened {
+            return Err(Refusal::RequestState {
+                action: action.name.clone(),
+                fault,
+            }
+            .into());
+        }
         let catalog = self.catalog();
         let Some(entry) = catalog.tools.get(action.name.as_str()) else {
             // an upstream that lists other tools is up and does not have this one; one that
@@ -581,7 +605,7 @@ impl Gateway {
             tool: action.tool.clone(),
             args,
             progress: call.progress.clone(),
-            resume: call.resume.clone(),
+            resume,
             capabilities: call.capabilities.clone(),
         };
         let outcome = if call.caller.is_gone() {
@@ -598,7 +622,7 @@ impl Gateway {
                     Err(Stop::Failed(message.to_owned())),
                 )
             }
-            Some(Ok(result)) => {
+            Some(Ok(mut result)) => {
                 let is_error = result
                     .get("isError")
                     .and_then(Value::as_bool)
@@ -620,7 +644,12 @@ impl Gateway {
                     }
                     Some(summary) => detail.value("result", &summary),
                 }
-                (trail.event(Stage::Executed, detail.finish()), Ok(result))
+                // the audit has the upstream's state as it came; the agent gets it sealed
+                let reply = self
+                    .seal_request_state(&mut result, &binding)
+                    .map(|()| result)
+                    .map_err(Stop::Failed);
+                (trail.event(Stage::Executed, detail.finish()), reply)
             }
             Some(Err(UpstreamError::Rejected {
                 code,
@@ -703,6 +732,58 @@ impl Gateway {
             detail: json!({ "error": why, "code": "input_failed", "sent": false }).into(),
         };
         self.store.append(&[event]).await.map(drop)
+    }
+
+    /// A resuming call's answers with the upstream's own state, opened from the token the
+    /// agent sent; and why the token did not open, if it did not (its state is then left out).
+    fn open_resume(
+        &self,
+        resume: Option<Resume>,
+        binding: &StateBinding<'_>,
+    ) -> (Option<Resume>, Option<StateFault>) {
+        let Some(mut resume) = resume else {
+            return (None, None);
+        };
+        let Some(token) = resume.request_state.take() else {
+            return (Some(resume), None);
+        };
+        match self
+            .request_states
+            .open(binding, self.clock.now_ms(), &token)
+        {
+            Ok(state) => {
+                resume.request_state = Some(state);
+                (Some(resume), None)
+            }
+            Err(fault) => (Some(resume), Some(fault)),
+        }
+    }
+
+    /// Seals the `requestState` of an upstream's result for the call's agent, action and
+    /// arguments, so that only the same call can resume with it, for [`LIFETIME`].
+    ///
+    /// A `requestState` that is not text cannot be passed on: the call ends there, with why.
+    ///
+    /// [`LIFETIME`]: crate::request_state::LIFETIME
+    fn seal_request_state(
+        &self,
+        result: &mut Value,
+        binding: &StateBinding<'_>,
+    ) -> Result<(), String> {
+        let Some(state) = result.get_mut("requestState") else {
+            return Ok(());
+        };
+        let Value::String(text) = state else {
+            return Err(
+                "the upstream answered with a `requestState` that is not text, which remit cannot pass on; the call may have run as far as that answer"
+                    .to_owned(),
+            );
+        };
+        let lifetime =
+            i64::try_from(crate::request_state::LIFETIME.as_millis()).unwrap_or(i64::MAX);
+        let expires_at = self.clock.now_ms().saturating_add(lifetime);
+        *text = self.request_states.seal(binding, expires_at, text);
+        Ok(())
     }
 
     fn look_up<'r>(&'r self, agent: &Agent, tool: &str) -> Result<&'r Action, Refusal> {
@@ -797,11 +878,7 @@ impl<'g> Trail<'g> {
     /// The detail of `proposed`: what was asked, with the arguments as the audit keeps them
     /// (redacted along `redact_paths`), written straight from the call's parts. Without
     /// arguments (a refusal before they were read), only the tool, entry and reason.
-    fn proposed_detail(
-        &self,
-        resume: Option<&crate::ports::Resume>,
-        args: Option<&AuditArgs<'_>>,
-    ) -> Detail {
+    fn proposed_detail(&self, resume: Option<&Resume>, args: Option<&AuditArgs<'_>>) -> Detail {
         // fields in code-point order: args, entry, reason, resume, tool
         let mut d = DetailWriter::new();
         match args {

@@ -231,7 +231,8 @@ pub trait Progress: Send + Sync + fmt::Debug {
 pub struct Resume {
     /// The agent's answers, by the keys of the upstream's input requests.
     pub input_responses: Option<Map<String, Value>>,
-    /// The upstream's opaque state, as it handed it out.
+    /// The state: in a [`crate::pipeline::Call`], the sealed token as the agent sent it; in a
+    /// [`Cleared`], the upstream's own state, opened from that token.
     pub request_state: Option<String>,
 }
 
@@ -273,7 +274,7 @@ impl Cleared {
         self.progress.as_ref()
     }
 
-    /// For a call that resumes: the agent's answers and the state, to send as they came.
+    /// For a call that resumes: the agent's answers as they came, and the upstream's own state.
     pub fn resume(&self) -> Option<&Resume> {
         self.resume.as_ref()
     }

@@ -301,6 +301,9 @@ impl ServerHandler for AgentServer {
                 outcome = self.run_round(round(Some(resume)), &ctx).await;
             }
         }
+        if let Some(error) = refused_request_state(&outcome) {
+            return Err(error);
+        }
         if let Outcome::Rejected {
             code,
             message,
@@ -425,6 +428,25 @@ fn capabilities_of(ctx: &RequestContext<RoleServer>) -> Option<serde_json::Map<S
     };
     match declared {
         Value::Object(declared) => Some(declared),
+        _ => None,
+    }
+}
+
+/// A call refused because its `requestState` did not open, as the JSON-RPC error the
+/// protocol asks for (invalid params, -32602, as for a tampered state), with remit's code
+/// and the call's id in its `data`; `None` for any other outcome.
+///
+/// Other refusals are tool errors: they concern the tool call, where this one concerns the
+/// request's own `requestState` parameter.
+fn refused_request_state(outcome: &Outcome) -> Option<McpError> {
+    match outcome {
+        Outcome::Refused {
+            call,
+            refusal: refusal @ remit_core::decision::Refusal::RequestState { .. },
+        } => Some(McpError::invalid_params(
+            refusal.to_string(),
+            Some(serde_json::json!({ "remit": { "code": refusal.code(), "call": call.as_str() } })),
+        )),
         _ => None,
     }
 }

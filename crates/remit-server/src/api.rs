@@ -731,9 +731,9 @@ async fn not_found() -> Response {
 fn refusal_status(r: &Refusal) -> StatusCode {
     match r {
         Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Refusal::InvalidArguments { .. } | Refusal::ConditionError { .. } => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        Refusal::InvalidArguments { .. }
+        | Refusal::ConditionError { .. }
+        | Refusal::RequestState { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Refusal::Unavailable { .. } | Refusal::Unusable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Refusal::OverBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
         Refusal::Unlisted { .. }

@@ -183,11 +183,14 @@ impl Runtime {
         let status_token = StatusToken::of(&key);
         let upstreams = McpUpstreams::start(register.upstreams.values().cloned());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // derived from the audit key: gateways sharing a store and its key file open each
+        // other's sealed request states
         let gateway = Arc::new(Gateway::new(
             Arc::clone(&register),
             Arc::clone(&store),
             Arc::clone(&upstreams) as Arc<dyn Upstreams>,
             Arc::clone(&clock),
+            key.request_state_key(),
         ));
         let _ = gateway.refresh_frozen().await;
         let mut tasks = Vec::new();

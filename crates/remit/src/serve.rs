@@ -266,11 +266,15 @@ pub(crate) async fn freeze(
     let target = target_of(&register, target)?;
     let store =
         remit_store::open(register.gateway.store.expose(), &register.gateway.base_dir).await?;
+    // this gateway runs no call, so it hands out no request state: a key of its own will do
+    let request_states = remit_core::request_state::RequestStateKey::random()
+        .map_err(|e| anyhow::anyhow!("cannot make a random key: {e}"))?;
     let gateway = Gateway::new(
         Arc::new(register),
         store,
         Arc::new(NoUpstreams),
         Arc::new(SystemClock),
+        request_states,
     );
     gateway.set_frozen(target.clone(), frozen, by).await?;
     crate::outln!(

@@ -10,7 +10,10 @@ use crate::support::{
 async fn echo_behaves(client: &Client) {
     let tools = client.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
-    assert_eq!(names, ["echo", "sleep", "reject", "ask", "cancelled"]);
+    assert_eq!(
+        names,
+        ["echo", "sleep", "reject", "ask", "cancelled", "asks"]
+    );
     let echo = tools.iter().find(|t| t.name == "echo").unwrap();
     assert_eq!(echo.name, "echo");
     assert_eq!(

@@ -1131,8 +1131,9 @@ fn an_upstreams_progress_reaches_the_agent_that_asked_for_it_under_its_own_token
 }
 
 /// An upstream that needs input mid-call (2026-07-28 `InputRequiredResult`): the agent gets
-/// its input requests and sealed state, resumes with its answers, and the upstream finishes.
-/// Each round goes through the pipeline; the audit records the answers and the state's digest.
+/// its input requests and the upstream's state sealed by remit, resumes with its answers, and
+/// the upstream finishes with its own state back. Each round goes through the pipeline; the
+/// audit records the answers and the digest of the upstream's state.
 #[test]
 fn an_upstream_asking_for_input_gets_the_agents_answers_when_it_resumes() {
     let r = remit_with_echo_as("asker", "", "ask", "read");
@@ -1156,7 +1157,9 @@ fn an_upstream_asking_for_input_gets_the_agents_answers_when_it_resumes() {
         asked["inputRequests"]["roots"]["method"], "roots/list",
         "{asked}"
     );
+    // the agent holds remit's seal, not the upstream's state
     let state = asked["requestState"].as_str().unwrap().to_owned();
+    assert!(state.starts_with("remit1."), "{state}");
     let roots = json!({ "roots": [{ "uri": "file:///srv/app", "name": "app" }] });
     let done = stateless_messages(
         &r,
@@ -1166,21 +1169,23 @@ fn an_upstream_asking_for_input_gets_the_agents_answers_when_it_resumes() {
     );
     let done = &done.last().unwrap()["result"];
     assert_eq!(done["resultType"], "complete", "{done}");
+    // `told` only if the upstream got its own state back, unchanged
     assert_eq!(
         done["content"][0]["text"],
         format!("told: {roots}"),
         "{done}"
     );
-    // the state is the upstream's: remit passes it on as it came, so a changed one fails there
+    // a state remit did not seal never reaches the upstream: an invalid-params error
     let changed = stateless_messages(
         &r,
         3,
         json!({ "name": "asker.ask", "arguments": {},
                 "inputResponses": { "roots": roots }, "requestState": "forged" }),
     );
-    let changed = &changed.last().unwrap()["result"];
-    assert_eq!(changed["isError"], true, "{changed}");
-    // the record: the request for input, then the answers and the state's digest
+    let changed = changed.last().unwrap();
+    assert_eq!(changed["error"]["code"], -32602, "{changed}");
+    // the record: the request for input, then the answers and the digest of the upstream's
+    // own state, the one its `executed` event holds
     let events = r.events();
     let of_ask = |stage: &str| -> Vec<Value> {
         events
@@ -1190,23 +1195,29 @@ fn an_upstream_asking_for_input_gets_the_agents_answers_when_it_resumes() {
             .collect()
     };
     let executed = of_ask("executed");
-    assert_eq!(executed.len(), 4, "{executed:?}");
+    assert_eq!(
+        executed.len(),
+        3,
+        "the forged round never ran: {executed:?}"
+    );
     assert!(
         executed[1].to_string().contains("roots/list"),
         "the input request is recorded: {}",
         executed[1]
     );
+    let upstreams_state = executed[1]["result"]["requestState"].as_str().unwrap();
+    assert_eq!(upstreams_state, "echo-ask-round-1");
     let proposed = of_ask("proposed");
     assert!(proposed[1].get("resume").is_none(), "{}", proposed[1]);
     assert_eq!(proposed[2]["resume"]["inputResponses"]["roots"], roots);
     use sha2::Digest as _;
     assert_eq!(
         proposed[2]["resume"]["requestStateSha256"],
-        hex::encode(sha2::Sha256::digest(state.as_bytes()))
+        hex::encode(sha2::Sha256::digest(upstreams_state.as_bytes()))
     );
     assert!(
-        proposed[2].to_string().find(&state).is_none(),
-        "the state itself is not recorded"
+        !Value::Array(events.clone()).to_string().contains(&state),
+        "the sealed state itself is not recorded"
     );
     // through rmcp's client too (a call that wants progress goes that way), the upstream
     // hears the agent's capabilities
@@ -1223,6 +1234,130 @@ fn an_upstream_asking_for_input_gets_the_agents_answers_when_it_resumes() {
         let via_rmcp = &via_rmcp.last().unwrap()["result"];
         assert_eq!(via_rmcp["resultType"], expected, "{via_rmcp}");
     }
+}
+
+/// A 2026-07-28 `tools/call` of `tool` with `arguments` (and `more` params) as the agent
+/// holding `token`: the last JSON-RPC message of the answer.
+fn stateless_call_as(r: &Remit, token: &str, tool: &str, mut params: Value) -> Value {
+    params["name"] = json!(tool);
+    let mut meta = crate::support::stateless_meta();
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({ "roots": {} });
+    params["_meta"] = meta;
+    let answer = r
+        .client
+        .post(r.url("/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params }))
+        .send()
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    messages_of(&answer.text().unwrap()).pop().unwrap()
+}
+
+/// The sealed `requestState` resumes only the call it was handed out for: another agent
+/// replaying it, the same agent with other arguments, a state edited by one character, and
+/// the upstream's own state written by the agent are each refused with invalid params before
+/// the upstream hears of them (its own count of `ask` calls says so), and recorded as refusals
+/// without the state. The honest round trip still finishes.
+#[test]
+fn a_request_state_resumes_only_the_agent_action_and_arguments_it_was_sealed_for() {
+    let addr = echo_upstream();
+    let r = Remit::start_with(|port| {
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.asker]\nurl = \"http://{addr}/mcp\"\n\
+                 [actions.\"asker.ask\"]\nagents = [\"support-bot\", \"other-bot\"]\ntier = \"read\"\n\
+                 [actions.\"asker.asks\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]"
+            ),
+        )
+    });
+    r.wait_for_upstream("asker");
+    let asks_seen = || {
+        let seen = stateless_call_as(&r, TOKEN, "asker.asks", json!({ "arguments": {} }));
+        seen["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let asked = stateless_call_as(&r, TOKEN, "asker.ask", json!({ "arguments": {} }));
+    let state = asked["result"]["requestState"].as_str().unwrap().to_owned();
+    assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
+    assert_eq!(asks_seen(), "ask calls: 1, resumed: 0");
+    let roots = json!({ "roots": [{ "uri": "file:///srv/app", "name": "app" }] });
+    let resume = |state: &str, arguments: Value| json!({ "arguments": arguments, "inputResponses": { "roots": roots }, "requestState": state });
+    // one character of the token changed (its last, which base64url always has room to change)
+    let mut edited = state.clone();
+    let last = edited.pop().unwrap();
+    edited.push(if last == 'A' { 'B' } else { 'A' });
+    let refused = [
+        (
+            "other-bot replays support-bot's state",
+            OTHER_TOKEN,
+            resume(&state, json!({})),
+        ),
+        (
+            "other arguments",
+            TOKEN,
+            resume(&state, json!({ "never_satisfied": false })),
+        ),
+        ("edited by one character", TOKEN, resume(&edited, json!({}))),
+        (
+            "the upstream's own state, written by the agent",
+            TOKEN,
+            resume("echo-ask-round-1", json!({})),
+        ),
+    ];
+    for (what, token, params) in &refused {
+        let answer = stateless_call_as(&r, token, "asker.ask", params.clone());
+        assert_eq!(answer["error"]["code"], -32602, "{what}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("start the call again without `requestState`"),
+            "{what}: {message}"
+        );
+        assert_eq!(
+            answer["error"]["data"]["remit"]["code"], "invalid_request_state",
+            "{what}: {answer}"
+        );
+        assert!(answer.get("result").is_none(), "{what}: {answer}");
+    }
+    // the upstream never heard of any of them
+    assert_eq!(asks_seen(), "ask calls: 1, resumed: 0");
+    // the honest agent, with the arguments it asked with
+    let done = stateless_call_as(&r, TOKEN, "asker.ask", resume(&state, json!({})));
+    assert_eq!(
+        done["result"]["content"][0]["text"],
+        format!("told: {roots}"),
+        "{done}"
+    );
+    assert_eq!(asks_seen(), "ask calls: 2, resumed: 1");
+    // each refusal is on the record, by the agent that sent it, with why and without the state
+    let events = r.events();
+    let refusals: Vec<&Value> = events
+        .iter()
+        .map(|l| &l["event"])
+        .filter(|e| e["action"] == "asker.ask" && e["stage"] == "refused")
+        .collect();
+    assert_eq!(refusals.len(), refused.len(), "{refusals:?}");
+    assert_eq!(refusals[0]["agent"], "other-bot");
+    for e in &refusals {
+        assert_eq!(e["detail"]["code"], "invalid_request_state", "{e}");
+        assert!(
+            e["detail"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("is not one remit gave this agent"),
+            "{e}"
+        );
+    }
+    let text = Value::Array(events.clone()).to_string();
+    assert!(!text.contains(&state), "the sealed state is not recorded");
+    assert!(!text.contains(&edited), "the edited state is not recorded");
 }
 
 /// A `write` (or `irreversible`) call is on disk, `decided`, before the upstream sees it; a
