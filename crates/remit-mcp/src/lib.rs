@@ -16,6 +16,7 @@ mod lean;
 mod progress;
 mod sessions;
 mod stateless;
+mod stderr;
 mod stdio;
 mod unreached;
 mod upstream;

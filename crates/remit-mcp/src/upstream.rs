@@ -339,9 +339,20 @@ async fn connect(link: &Arc<Link>, changes: &watch::Sender<u64>) -> Result<Conne
             // child started too (a wrapper script's server), not the child alone
             #[cfg(unix)]
             cmd.wrap(process_wrap::tokio::ProcessGroup::leader());
-            let transport = TokioChildProcess::new(cmd)
+            // its stderr goes to remit's log, line by line, named and scrubbed; inherited, it
+            // reached remit's own stderr (a `remit stdio` client's log) as the child wrote it
+            let (transport, stderr) = TokioChildProcess::builder(cmd)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
                 .map_err(|e| format!("could not start `{program}`: {e}"))?;
             let group = transport.id().map(crate::group::Group::started);
+            if let Some(stderr) = stderr {
+                tokio::spawn(crate::stderr::relay(
+                    stderr,
+                    link.config.name.clone(),
+                    link.secrets.clone(),
+                ));
+            }
             let running = client
                 .serve_with_lifecycle(transport, mode)
                 .await

@@ -87,10 +87,17 @@ impl Remit {
 
     /// Starts remit on a register written by `make` for the given port, with `env` set.
     pub(crate) fn launch(make: impl Fn(u16) -> String, env: &[(&str, &str)]) -> Self {
+        let mut r = Self::prepare(make, env);
+        r.spawn();
+        r
+    }
+
+    /// A temp dir with the register written by `make` for a free port; remit not started.
+    fn prepare(make: impl Fn(u16) -> String, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         std::fs::write(dir.path().join("remit.toml"), make(port)).unwrap();
-        let mut r = Self {
+        Self {
             dir,
             port,
             child: None,
@@ -102,9 +109,7 @@ impl Remit {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-        };
-        r.spawn();
-        r
+        }
     }
 
     pub(crate) fn path(&self) -> PathBuf {
@@ -124,6 +129,25 @@ impl Remit {
     }
 
     pub(crate) fn spawn(&mut self) {
+        self.start_serving();
+        self.wait_until_healthy();
+    }
+
+    /// Starts remit on a register written by `make` for the given port, with `env` set, and
+    /// reads its log as it comes ([`Log`]), from before it is healthy.
+    pub(crate) fn launch_following_log(
+        make: impl Fn(u16) -> String,
+        env: &[(&str, &str)],
+    ) -> (Self, Log) {
+        let mut r = Self::prepare(make, env);
+        r.start_serving();
+        let log = Log::follow(r.child.as_mut().unwrap().stderr.take().unwrap());
+        r.wait_until_healthy();
+        (r, log)
+    }
+
+    /// Starts `remit serve`, its stderr a pipe.
+    fn start_serving(&mut self) {
         let child = self
             .command(&["serve"])
             .stdout(Stdio::null())
@@ -131,6 +155,10 @@ impl Remit {
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// Waits until remit answers `/health` with its first upstream up and listing tools.
+    fn wait_until_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = self.client.get(self.url("/health")).send()
@@ -142,14 +170,9 @@ impl Remit {
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 let mut err = String::new();
-                self.child
-                    .as_mut()
-                    .unwrap()
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
+                if let Some(mut stderr) = self.child.as_mut().unwrap().stderr.take() {
+                    stderr.read_to_string(&mut err).unwrap();
+                }
                 panic!("remit serve exited with {status}: {err}");
             }
             assert!(Instant::now() < deadline, "remit did not become healthy");
@@ -391,6 +414,78 @@ impl Remit {
 impl Drop for Remit {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// remit's log (its stderr), read on a thread of its own as it comes, so a test that makes
+/// remit log a lot does not fill the pipe (remit would stop at its next line until read).
+pub(crate) struct Log {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Log {
+    /// Reads `stderr` until it closes.
+    fn follow(mut stderr: std::process::ChildStderr) -> Self {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let into = std::sync::Arc::clone(&text);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                into.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self {
+            text,
+            reader: Some(reader),
+        }
+    }
+
+    /// The log so far, without the terminal's colours (`upstream=billing`, not
+    /// `ESC[3mupstream ESC[0m ...`).
+    pub(crate) fn text(&self) -> String {
+        let text = self.text.lock().unwrap().clone();
+        let mut plain = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("\x1b[") {
+            plain.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            match after.find(|c: char| c.is_ascii_alphabetic()) {
+                Some(end) => rest = &after[end + 1..],
+                None => rest = "",
+            }
+        }
+        plain.push_str(rest);
+        plain
+    }
+
+    /// Waits (at most `limit`) until the log holds a line with every one of `words`; gives it.
+    pub(crate) fn wait_for_line(&self, words: &[&str], limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = self.text();
+            if let Some(line) = text.lines().find(|l| words.iter().all(|w| l.contains(w))) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {words:?} in the log: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The whole log, once remit has exited and its stderr is closed.
+    pub(crate) fn all(mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.text()
     }
 }
 

@@ -796,3 +796,101 @@ fn a_tool_whose_input_schema_does_not_compile_is_refused_not_called_unchecked() 
     );
     assert_eq!(r.stages_of("fake.poke"), ["proposed", "refused"]);
 }
+
+/// The standard register with the billing server started by the shell script `script`
+/// (which gets remit's path as `$0`: `exec "$0" billing-server --db billing.db` serves MCP)
+/// and `BILLING_KEY` in its environment, read from remit's `REMIT_TEST_BILLING_KEY`.
+fn billing_behind_script(port: u16, script: &str) -> String {
+    let register = crate::support::register(STANDARD, port);
+    let command = format!(
+        "command = [\"{}\", \"billing-server\", \"--db\", \"billing.db\"]",
+        crate::support::remit()
+    );
+    assert!(register.contains(&command), "{register}");
+    register.replace(
+        &command,
+        &format!(
+            "command = [\"sh\", \"-c\", '{script}', \"{}\"]\nenv = {{ BILLING_KEY = {{ env = \"REMIT_TEST_BILLING_KEY\" }} }}",
+            crate::support::remit()
+        ),
+    )
+}
+
+/// What a stdio upstream writes to its stderr reaches remit's log as a line of its own,
+/// named for the upstream and with the upstream's credential replaced (before, the child
+/// inherited remit's stderr: its lines reached the log, or a `remit stdio` client's, as
+/// written, credential included and with nothing to say which upstream wrote them).
+#[test]
+fn a_stdio_upstreams_stderr_reaches_the_log_named_and_without_its_credential() {
+    let (r, log) = Remit::launch_following_log(
+        |port| {
+            billing_behind_script(
+                port,
+                r#"echo "billing starting, key $BILLING_KEY" >&2; exec "$0" billing-server --db billing.db"#,
+            )
+        },
+        &[("REMIT_TEST_BILLING_KEY", "billingSECRETkey42")],
+    );
+    let line = log.wait_for_line(&["billing starting"], Duration::from_secs(10));
+    assert!(line.contains("billing starting, key [redacted]"), "{line}");
+    assert!(line.contains("upstream=billing"), "{line}");
+    assert_eq!(
+        r.call("billing.get_customer", json!({ "id": "cus_001" })).0,
+        200
+    );
+    terminate(&r);
+    let log = log.all();
+    assert!(!log.contains("billingSECRETkey42"), "{log}");
+}
+
+/// A stdio upstream that floods its stderr does not flood remit's log: at most 100 of its
+/// lines a second are logged, the rest counted once a second; the child is not held to the
+/// log's pace (it wrote far more than was logged), and its calls go on working.
+#[test]
+fn a_stdio_upstream_flooding_its_stderr_is_held_to_a_rate_in_the_log_and_its_calls_still_work() {
+    let started = Instant::now();
+    let (r, log) = Remit::launch_following_log(
+        |port| {
+            billing_behind_script(
+                port,
+                r#"(i=0; while :; do i=$((i+1)); echo "flood $i"; done) >&2 & exec "$0" billing-server --db billing.db"#,
+            )
+        },
+        &[("REMIT_TEST_BILLING_KEY", "billingSECRETkey42")],
+    );
+    for _ in 0..20 {
+        let (status, body) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+        assert_eq!(status, 200, "{body}");
+    }
+    let dropped = log.wait_for_line(
+        &["upstream=billing", "lines were left out of the log"],
+        Duration::from_secs(10),
+    );
+    assert!(dropped.contains("dropped="), "{dropped}");
+    std::thread::sleep(Duration::from_secs(1));
+    let text = log.text();
+    let seconds = started.elapsed().as_secs() + 1;
+    let logged = text.lines().filter(|l| l.contains(" flood ")).count();
+    let left_out: u64 = text
+        .lines()
+        .filter(|l| l.contains("lines were left out of the log"))
+        .filter_map(|l| {
+            l.split("dropped=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(logged > 0, "{text}");
+    assert!(
+        logged as u64 <= 100 * seconds,
+        "{logged} lines of the flood logged in {seconds}s"
+    );
+    assert!(
+        left_out > 10 * logged as u64,
+        "the child was held back: {left_out} lines dropped, {logged} logged"
+    );
+    terminate(&r);
+}
