@@ -19,9 +19,15 @@
 //! needs the number to come round again (pids are handed out in turn, so only after every
 //! other free pid) in the instant between the look and the signal, or, for a child, between
 //! its start and [`Group::started`]. remit's own group and pid are never signalled.
+//!
+//! Each upstream keeps its children's groups ([`Groups`]) from a child's start until its
+//! group has been ended, so that a shutdown whose wait runs out can `SIGKILL` what is left
+//! ([`Groups::kill`]): rmcp's close of a connection can wait forever on a write to a child
+//! that stopped reading its stdin, and then never signals the child at all.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// How long what is left in a group has, after `SIGTERM`, before it is sent `SIGKILL`
@@ -34,27 +40,79 @@ const LOOK: Duration = Duration::from_millis(100);
 /// The pids of the child upstreams remit runs (each its group's id).
 static RUNNING: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
-/// The process group a child upstream leads, counted as running while this is held.
+/// The process group a child upstream leads, counted as running while this is held (until
+/// [`end`] takes it), and kept in its upstream's [`Groups`] until it is dropped.
 #[derive(Debug)]
 pub(crate) struct Group {
-    pgid: u32,
+    led: Arc<Led>,
 }
 
+/// A group's id, and whether its leader is still counted as one of the running children.
+#[derive(Debug)]
+struct Led {
+    pgid: u32,
+    running: AtomicBool,
+}
+
+/// The process groups of one upstream's children that may still have members: each from its
+/// child's start until its [`Group`] is dropped (the connection closed and [`end`] done).
+#[derive(Debug, Default)]
+pub(crate) struct Groups(Mutex<Vec<Weak<Led>>>);
+
 impl Group {
-    /// The group of the child just started with pid `pid`.
-    pub(crate) fn started(pid: u32) -> Self {
+    /// The group of the child just started with pid `pid`, kept in `groups` while it lives.
+    pub(crate) fn started(pid: u32, groups: &Groups) -> Self {
         if let Ok(mut running) = RUNNING.lock() {
             running.insert(pid);
         }
-        Self { pgid: pid }
+        let led = Arc::new(Led {
+            pgid: pid,
+            running: AtomicBool::new(true),
+        });
+        if let Ok(mut all) = groups.0.lock() {
+            all.retain(|g| g.strong_count() > 0);
+            all.push(Arc::downgrade(&led));
+        }
+        Self { led }
+    }
+
+    /// No longer one of the running children: its leader has exited.
+    fn leave_running(&self) {
+        if self.led.running.swap(false, Ordering::SeqCst)
+            && let Ok(mut running) = RUNNING.lock()
+        {
+            running.remove(&self.led.pgid);
+        }
     }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if let Ok(mut running) = RUNNING.lock() {
-            running.remove(&self.pgid);
+        self.leave_running();
+    }
+}
+
+impl Groups {
+    /// For a shutdown that ran out of time: `SIGKILL` to each of these groups that still has
+    /// members in remit's session (a running child's group too, which [`end`] never signals);
+    /// whether any was sent.
+    pub(crate) fn kill(&self) -> bool {
+        let led: Vec<Arc<Led>> = match self.0.lock() {
+            Ok(all) => all.iter().filter_map(Weak::upgrade).collect(),
+            Err(_) => return false,
+        };
+        let mut killed = false;
+        for group in led {
+            // a group whose leader is no longer counted as running may have had its number
+            // reused by another child of remit's since: `signal` leaves such a group alone
+            let sent = if group.running.load(Ordering::SeqCst) {
+                signal_in_session(group.pgid, Signal::Kill)
+            } else {
+                signal(group.pgid, Signal::Kill)
+            };
+            killed |= sent;
         }
+        killed
     }
 }
 
@@ -65,9 +123,10 @@ pub(crate) async fn end(group: Option<Group>) {
     let Some(group) = group else {
         return;
     };
-    let pgid = group.pgid;
-    // no longer one of the running children: its own group is what is ended here
-    drop(group);
+    let pgid = group.led.pgid;
+    // no longer one of the running children: its own group is what is ended here (and it
+    // stays in its upstream's groups until this is done, for a shutdown that runs out of time)
+    group.leave_running();
     if !signal(pgid, Signal::Term) {
         return;
     }
@@ -106,6 +165,12 @@ fn signal(pgid: u32, signal: Signal) -> bool {
     {
         return false;
     }
+    signal_in_session(pgid, signal)
+}
+
+/// Sends `signal` to group `pgid` if it still has members in remit's session and is not
+/// remit's own (nor 0 or 1, init's); whether it was sent.
+fn signal_in_session(pgid: u32, signal: Signal) -> bool {
     let Some((own_group, own_session)) = own_group_and_session() else {
         return false;
     };
@@ -219,6 +284,33 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         panic!("{command:?} did not start");
+    }
+
+    #[test]
+    fn a_running_childs_group_is_killed_by_its_upstreams_groups_and_a_dropped_one_is_not() {
+        use std::os::unix::process::CommandExt as _;
+        let mut sleeper = std::process::Command::new("sleep");
+        sleeper.arg("30").process_group(0);
+        let (mut sleeper, pid, _) = child(sleeper);
+        let groups = Groups::default();
+        let group = Group::started(pid, &groups);
+        // `end`'s signal leaves a running child's group alone; a shutdown's kill does not
+        assert!(!signal(pid, Signal::Term));
+        assert!(groups.kill());
+        let status = sleeper.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+        drop(group);
+        // one whose `Group` is gone (its connection closed and ended) is no longer the
+        // upstream's to kill
+        let mut other = std::process::Command::new("sleep");
+        other.arg("30").process_group(0);
+        let (mut other, other_pid, _) = child(other);
+        drop(Group::started(other_pid, &groups));
+        assert!(!groups.kill());
+        assert!(other.try_wait().unwrap().is_none(), "it was signalled");
+        let _ = other.kill();
+        let _ = other.wait();
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub struct McpUpstreams {
     changes: watch::Sender<u64>,
     /// Set once by [`McpUpstreams::shutdown`]: every supervisor closes its upstream and ends.
     stop: watch::Sender<bool>,
-    supervisors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    supervisors: std::sync::Mutex<Vec<(UpstreamName, tokio::task::JoinHandle<()>)>>,
 }
 
 impl fmt::Debug for McpUpstreams {
@@ -82,6 +82,9 @@ struct Link {
     /// The endings of process groups its children left ([`crate::group::end`]), which a
     /// shutdown waits for.
     ends: tokio_util::task::TaskTracker,
+    /// The process groups its children lead, until each has been ended: what a shutdown
+    /// that runs out of time kills.
+    groups: crate::group::Groups,
 }
 
 impl LinkState {
@@ -169,13 +172,13 @@ impl McpUpstreams {
                 reconnect: Notify::new(),
                 progress: Arc::default(),
                 ends: tokio_util::task::TaskTracker::new(),
+                groups: crate::group::Groups::default(),
             });
             links.insert(link.config.name.clone(), Arc::clone(&link));
-            supervisors.push(tokio::spawn(supervise(
-                link,
-                changes.clone(),
-                stop.subscribe(),
-            )));
+            supervisors.push((
+                link.config.name.clone(),
+                tokio::spawn(supervise(link, changes.clone(), stop.subscribe())),
+            ));
         }
         Arc::new(Self {
             links,
@@ -187,16 +190,17 @@ impl McpUpstreams {
 
     /// Closes every upstream and waits (at most 10 s) until each is closed: a child's stdin
     /// is closed, and its process group is sent `SIGTERM` after 3 s and `SIGKILL` 3 s later
-    /// if it has not exited. Upstreams are not started again after this.
+    /// if it has not exited. If the 10 s run out, every child's process group still alive is
+    /// sent `SIGKILL`. Upstreams are not started again after this.
     pub async fn shutdown(&self) {
         self.stop.send_replace(true);
-        let supervisors = match self.supervisors.lock() {
+        let mut supervisors = match self.supervisors.lock() {
             Ok(mut s) => std::mem::take(&mut *s),
             Err(_) => return,
         };
         let all = async {
             // they run at once; each is awaited in turn
-            for supervisor in supervisors {
+            for (_, supervisor) in &mut supervisors {
                 let _ = supervisor.await;
             }
             // and what a child that exited on its own just before left in its group
@@ -205,10 +209,42 @@ impl McpUpstreams {
                 link.ends.wait().await;
             }
         };
-        if tokio::time::timeout(SHUTDOWN, all).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN, all).await.is_ok() {
+            return;
+        }
+        // rmcp's close can wait forever (for a write to a child that stopped reading its
+        // stdin), and then never signals the child: what is left would outlive remit
+        let open: Vec<&str> = supervisors
+            .iter()
+            .filter(|(_, s)| !s.is_finished())
+            .map(|(name, _)| name.as_str())
+            .chain(
+                self.links
+                    .values()
+                    .filter(|l| !l.ends.is_empty())
+                    .map(|l| l.config.name.as_str()),
+            )
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let killed: Vec<&str> = self
+            .links
+            .values()
+            .filter(|l| l.groups.kill())
+            .map(|l| l.config.name.as_str())
+            .collect();
+        if killed.is_empty() {
             tracing::warn!(
-                "some upstreams did not close within {}s",
-                SHUTDOWN.as_secs()
+                "upstreams not closed within {}s: {}; none of them had a child process left to kill",
+                SHUTDOWN.as_secs(),
+                open.join(", ")
+            );
+        } else {
+            tracing::warn!(
+                "upstreams not closed within {}s: {}; sent SIGKILL to the process groups of {}",
+                SHUTDOWN.as_secs(),
+                open.join(", "),
+                killed.join(", ")
             );
         }
     }
@@ -345,7 +381,9 @@ async fn connect(link: &Arc<Link>, changes: &watch::Sender<u64>) -> Result<Conne
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("could not start `{program}`: {e}"))?;
-            let group = transport.id().map(crate::group::Group::started);
+            let group = transport
+                .id()
+                .map(|pid| crate::group::Group::started(pid, &link.groups));
             if let Some(stderr) = stderr {
                 tokio::spawn(crate::stderr::relay(
                     stderr,
@@ -1025,6 +1063,7 @@ mod tests {
             reconnect: Notify::new(),
             progress: Arc::default(),
             ends: tokio_util::task::TaskTracker::new(),
+            groups: crate::group::Groups::default(),
         }
     }
 

@@ -894,3 +894,76 @@ fn a_stdio_upstream_flooding_its_stderr_is_held_to_a_rate_in_the_log_and_its_cal
     );
     terminate(&r);
 }
+
+/// FakeStdioUpstreamThatStopsReadingItsStdin: answers `initialize` and `tools/list` (one tool,
+/// `poke`), then reads nothing more from its stdin (a hung server), ignoring `SIGTERM`, as
+/// does a process it started; appends its pid and that process's to `$1/pids`.
+const FAKE_STDIO_UPSTREAM_THAT_STOPS_READING_ITS_STDIN: &str = r#"#!/bin/sh
+trap '' TERM
+echo $$ >> "$1/pids"
+( trap '' TERM; while :; do sleep 1; done ) &
+echo $! >> "$1/pids"
+while IFS= read -r line; do
+  id=$(printf '%s\n' "$line" | sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p')
+  case "$line" in
+    *'"method":"initialize"'*)
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"fake","version":"0"}}}\n' "$id" ;;
+    *'"method":"tools/list"'*)
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"poke","inputSchema":{"type":"object"}}]}}\n' "$id"
+      while :; do sleep 1; done ;;
+    *) ;;
+  esac
+done
+"#;
+
+/// A shutdown whose wait for the upstreams runs out (10 s) kills the process group of each
+/// child still there, and says which: here a child that stopped reading its stdin while remit
+/// was writing it a call larger than the pipe holds, so rmcp's close of the connection waits
+/// on that write forever and never gets to its `SIGTERM` and `SIGKILL` (before, the child's
+/// group outlived remit).
+#[test]
+fn a_shutdown_that_runs_out_of_time_kills_the_process_groups_left() {
+    let scripts = tempfile::tempdir().unwrap();
+    let script = scripts.path().join("fake-upstream.sh");
+    std::fs::write(&script, FAKE_STDIO_UPSTREAM_THAT_STOPS_READING_ITS_STDIN).unwrap();
+    let (mut r, log) = Remit::launch_following_log(
+        |port| {
+            crate::support::register(STANDARD, port).replace(
+                "[upstreams.billing]",
+                &format!(
+                    "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\"]\nprotocol = \"2025-11-25\"\ntimeout = \"60s\"\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
+                    script = script.display(),
+                    dir = scripts.path().display()
+                ),
+            )
+        },
+        &[],
+    );
+    r.wait_for_upstream("fake");
+    let pids = fake_pids(scripts.path());
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    // a call four times what a pipe holds: remit's write of it stops once the pipe is full
+    let url = r.url("/v1/calls");
+    let big = "x".repeat(256 * 1024);
+    std::thread::spawn(move || {
+        let _ = reqwest::blocking::Client::new()
+            .post(url)
+            .bearer_auth(crate::support::TOKEN)
+            .json(&json!({ "tool": "fake.poke", "arguments": { "big": big } }))
+            .send();
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    terminate(&r);
+    let left = wait_until_gone(&pids, Duration::from_secs(2));
+    assert!(left.is_empty(), "outlived remit: {left:?}");
+    let log = log.all();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("not closed within 10s"))
+        .unwrap_or_else(|| panic!("no warning: {log}"));
+    assert!(
+        warning.contains("sent SIGKILL to the process groups of fake"),
+        "{warning}"
+    );
+    r.kill9();
+}
