@@ -253,7 +253,9 @@ fn human(e: &StoredEvent) -> String {
         ),
         _ => detail.to_string(),
     };
-    format!(
+    // an agent's words (its reason, its arguments, a tool's result) are shown on this one
+    // line: escaped, they cannot forge a line of the log or drive the terminal
+    crate::registry::one_line(&format!(
         "{:>6}  {}  {:<9} {:<14} {:<26} {}",
         e.seq,
         s("time"),
@@ -261,7 +263,7 @@ fn human(e: &StoredEvent) -> String {
         s("agent"),
         s("action"),
         what
-    )
+    ))
 }
 
 fn matches(e: &StoredEvent, call: Option<&str>, agent: Option<&str>, action: Option<&str>) -> bool {

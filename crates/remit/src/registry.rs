@@ -180,13 +180,14 @@ pub(crate) fn print(path: &Path, format: Format) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Register text on one line of the text format: a line break or another control
-/// character is written escaped (`\n`), so a description cannot add a line (a fake heading
-/// or entry) or send the terminal an escape sequence.
-fn one_line(text: &str) -> String {
+/// Text on one line of a terminal's output: a line break, another control character or a
+/// bidirectional override is written escaped (`\n`, `\u{202e}`), so a description or an
+/// agent's stated reason cannot add a line (a fake heading or entry), reorder what is shown,
+/// or send the terminal an escape sequence.
+pub(crate) fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
                 c.escape_default().to_string()
             } else {
                 c.to_string()

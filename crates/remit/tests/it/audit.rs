@@ -694,3 +694,30 @@ fn proving_an_event_that_does_not_exist_says_so_and_gives_the_logs_size() {
     let (code, out, err) = r.audit(&["prove", "0"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// `remit audit show` prints an agent's stated reason on its event's one line, escaped: a
+/// reason with a line break and a terminal escape cannot forge a line of the log (a fake
+/// `executed` refund) or colour the operator's terminal (before: both reached the terminal).
+#[test]
+fn audit_show_escapes_an_agents_words_so_they_cannot_forge_a_line() {
+    let r = Remit::start(STANDARD);
+    let forged = "checking\n    99  2026-11-28T11:59:59.000Z  executed  support-bot     billing.issue_refund       done {\"amount\":500}\u{1b}[31m\u{202e}";
+    let answer = r.post_call(
+        "billing.get_customer",
+        &json!({ "id": "cus_001", "_reason": forged }),
+    );
+    assert_eq!(answer.status(), 200);
+    let (code, shown, _) = r.audit(&["show"]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(!shown.contains('\u{1b}'), "{shown}");
+    assert!(!shown.contains('\u{202e}'), "{shown}");
+    assert!(
+        !shown.lines().any(|l| l.trim_start().starts_with("99 ")),
+        "{shown}"
+    );
+    let asked = shown
+        .lines()
+        .find(|l| l.contains("because"))
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(asked.contains("checking\\n    99"), "{asked}");
+}
