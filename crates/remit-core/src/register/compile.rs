@@ -394,6 +394,18 @@ fn compile_gateway(cx: &mut Ctx<'_>, raw: &RawRegister, base_dir: &Path) -> Opti
                 format!("`audit_key` `{text}` is not a file name"),
                 "name the key file itself, without spaces around it, e.g. `audit_key = \"keys/remit-audit.key\"`".to_owned(),
             );
+        } else if let Some(ext) = Path::new(text)
+            .extension()
+            .and_then(|e| e.to_str())
+            .filter(|e| matches!(*e, "pub" | "checkpoint"))
+        {
+            // remit writes the public key to KEY.pub and the latest checkpoint to
+            // KEY.checkpoint: a key named so would be written over, and lost for good
+            cx.error(
+                k.span(),
+                format!("`audit_key` `{text}` ends in `.{ext}`, the name remit gives the key's own `.{ext}` file: the signing key would be overwritten"),
+                "give the key another extension, e.g. `audit_key = \"remit-audit.key\"` (remit writes `remit-audit.pub` and `remit-audit.checkpoint` beside it)".to_owned(),
+            );
         }
     }
     let audit_key = base_dir.join(

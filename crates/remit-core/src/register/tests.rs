@@ -1510,6 +1510,18 @@ fn gateway_values_that_would_refuse_everything_or_match_nothing_are_errors() {
             "`audit_key` `keys/` is not a file name",
             "name the key file itself",
         ),
+        (
+            "audit_key = \"keys/audit.checkpoint\"",
+            "\"keys/audit.checkpoint\"",
+            "ends in `.checkpoint`",
+            "give the key another extension",
+        ),
+        (
+            "audit_key = \"audit.pub\"",
+            "\"audit.pub\"",
+            "the signing key would be overwritten",
+            "`remit-audit.pub`",
+        ),
     ];
     for (line, at, message, help) in cases {
         let src = GOOD.replace("[gateway]\n", &format!("[gateway]\n{line}\n"));
