@@ -1082,7 +1082,9 @@ fn redact_result(result: &mut Value, paths: &[Vec<String>], secrets: &[String]) 
     scrub(result, &found);
 }
 
-/// Replaces every occurrence of a redacted value inside the strings of `v`.
+/// Replaces every occurrence of a redacted value inside the strings of `v`, as written and
+/// as it reads inside JSON text (`"` as `\"`), and every number equal to a redacted number
+/// (an amount echoed as `45.50` for `45.5`).
 fn scrub(v: &mut Value, secrets: &[String]) {
     if secrets.is_empty() {
         return;
@@ -1093,6 +1095,28 @@ fn scrub(v: &mut Value, secrets: &[String]) {
                 if s.contains(secret.as_str()) {
                     *s = s.replace(secret.as_str(), "[redacted]");
                 }
+                // a redacted text quoted in a tool's JSON text has its quotes and
+                // backslashes escaped there
+                if secret.contains(['"', '\\']) || secret.chars().any(char::is_control) {
+                    let quoted = Value::String(secret.clone()).to_string();
+                    let escaped = quoted
+                        .strip_prefix('"')
+                        .and_then(|q| q.strip_suffix('"'))
+                        .unwrap_or(&quoted);
+                    if s.contains(escaped) {
+                        *s = s.replace(escaped, "[redacted]");
+                    }
+                }
+            }
+        }
+        Value::Number(n) => {
+            let redacted = n.as_f64().is_some_and(|n| {
+                secrets
+                    .iter()
+                    .any(|secret| secret.parse::<f64>().is_ok_and(|s| s == n))
+            });
+            if redacted {
+                *v = Value::String("[redacted]".into());
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|i| scrub(i, secrets)),
@@ -1273,6 +1297,31 @@ mod tests {
         let mut result = json!({"content": [{"type": "text", "text": "charged card 4242 4242 4242 4242"}], "structuredContent": {"card": "4242 4242 4242 4242"}});
         scrub(&mut result, &secrets);
         assert!(!result.to_string().contains("4242 4242"), "{result}");
+    }
+
+    #[test]
+    fn echoes_of_redacted_numbers_and_quoted_text_are_scrubbed_from_results() {
+        // an amount echoed as a number, and a reason with quotes echoed inside JSON text:
+        // both stayed in the audit in clear (the audit probe)
+        let args = obj(json!({"amount": 45.5, "note": "card \"4111-1111\" was stolen"}));
+        let (_, secrets) =
+            redact_with_values(&args, &[vec!["amount".to_owned()], vec!["note".to_owned()]])
+                .unwrap();
+        let text = json!({"note": "card \"4111-1111\" was stolen", "amount": 45.5}).to_string();
+        let mut result = json!({
+            "content": [{"type": "text", "text": text}],
+            "structuredContent": {"amount": 45.50, "total": 45.51, "count": 3}
+        });
+        scrub(&mut result, &secrets);
+        let shown = result.to_string();
+        assert!(!shown.contains("4111"), "{shown}");
+        assert!(
+            !shown.contains("45.5,") && !shown.contains("45.5}"),
+            "{shown}"
+        );
+        assert_eq!(result["structuredContent"]["amount"], "[redacted]");
+        assert_eq!(result["structuredContent"]["total"], 45.51);
+        assert_eq!(result["structuredContent"]["count"], 3);
     }
 
     #[test]
