@@ -47,6 +47,10 @@ const PING: Duration = Duration::from_secs(5);
 /// shortest backoff: an upstream that keeps dying right after it connects backs off.
 const STEADY: Duration = Duration::from_secs(10);
 
+/// How long a call through rmcp's client may take past its timeout before remit ends it
+/// itself: rmcp's own timeout starts only once the request is written.
+const SEND_GRACE: Duration = Duration::from_secs(1);
+
 /// How long [`McpUpstreams::shutdown`] waits for the upstreams to close: a child that ignores
 /// its stdin closing is sent `SIGTERM` after 3 s and `SIGKILL` 3 s later (rmcp's sequence).
 const SHUTDOWN: Duration = Duration::from_secs(10);
@@ -857,7 +861,7 @@ impl Link {
         // the upstream (`notifications/cancelled`) that remit gave up. Boxed: rmcp's call is
         // a large future, and inline it made every call's future (boxed per call, lean or
         // not) as large, a few kilobytes copied each time
-        let answer = Box::pin(crate::progress::call_tool(
+        let call = Box::pin(crate::progress::call_tool(
             &peer,
             cleared
                 .progress()
@@ -865,8 +869,14 @@ impl Link {
             params,
             declared,
             timeout,
-        ))
-        .await;
+        ));
+        // rmcp's timeout counts from the request's send: a child that stopped reading its
+        // stdin holds the send (and rmcp's cancellation behind it) for ever. The call ends
+        // at its timeout and a moment's grace whatever rmcp is waiting for, and the upstream
+        // is suspected as for any timeout
+        let answer = tokio::time::timeout(timeout.saturating_add(SEND_GRACE), call)
+            .await
+            .unwrap_or(Err(rmcp::service::ServiceError::Timeout { timeout }));
         match answer {
             Err(rmcp::service::ServiceError::Timeout { .. }) => {
                 let err = UpstreamError::Timeout {

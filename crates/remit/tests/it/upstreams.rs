@@ -967,3 +967,55 @@ fn a_shutdown_that_runs_out_of_time_kills_the_process_groups_left() {
     );
     r.kill9();
 }
+
+/// A call to a stdio upstream that stopped reading its stdin ends at its timeout, with the
+/// upstream reported down: rmcp's own timeout starts once the request is written, and a call
+/// larger than the pipe holds is never written whole (before: the call hung for as long as
+/// the child did, and `/health` showed the upstream up).
+#[test]
+fn a_call_to_an_upstream_that_stopped_reading_ends_at_its_timeout() {
+    let scripts = tempfile::tempdir().unwrap();
+    let script = scripts.path().join("fake-upstream.sh");
+    std::fs::write(&script, FAKE_STDIO_UPSTREAM_THAT_STOPS_READING_ITS_STDIN).unwrap();
+    let mut r = Remit::launch(
+        |port| {
+            crate::support::register(STANDARD, port).replace(
+                "[upstreams.billing]",
+                &format!(
+                    "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\"]\nprotocol = \"2025-11-25\"\ntimeout = \"1s\"\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
+                    script = script.display(),
+                    dir = scripts.path().display()
+                ),
+            )
+        },
+        &[],
+    );
+    wait_for(&r, "fake", Duration::from_secs(30), |u| {
+        u["up"] == json!(true)
+    });
+    let started = Instant::now();
+    let (status, body) = r.call("fake.poke", json!({ "big": "x".repeat(256 * 1024) }));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("may or may not have run"),
+        "{body}"
+    );
+    let h = r.health_as_operator();
+    assert_eq!(upstream_in(&h, "fake")["up"], json!(false), "{h}");
+    assert_eq!(r.stages_of("fake.poke"), ["proposed", "decided", "failed"]);
+    let pids = fake_pids(scripts.path());
+    r.kill9();
+    for pid in pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+}
