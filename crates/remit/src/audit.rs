@@ -188,7 +188,19 @@ pub(crate) enum ExportFormat {
 }
 
 async fn open(register: &Register) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(remit_store::open(register.gateway.store.expose(), &register.gateway.base_dir).await?)
+    let url = register.gateway.store.expose();
+    // reading the audit never creates a store: an empty one made where none was would
+    // "verify" as a log with nothing in it
+    if let Ok(remit_store::Location::Sqlite(file)) =
+        remit_store::Location::parse(url, &register.gateway.base_dir)
+        && !file.exists()
+    {
+        anyhow::bail!(
+            "there is no audit store at `{}`: remit creates it when it first serves; check `store` in the register's [gateway] table, or give the register it was served with (-r FILE)",
+            file.display()
+        );
+    }
+    Ok(remit_store::open(url, &register.gateway.base_dir).await?)
 }
 
 fn read_key(register: Option<&Register>, key: Option<&str>) -> anyhow::Result<Verifier> {

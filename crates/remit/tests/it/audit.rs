@@ -721,3 +721,29 @@ fn audit_show_escapes_an_agents_words_so_they_cannot_forge_a_line() {
         .unwrap_or_else(|| panic!("{shown}"));
     assert!(asked.contains("checking\\n    99"), "{asked}");
 }
+
+/// Reading the audit of a register whose store does not exist says so and creates nothing
+/// (before: `audit verify` made an empty database there and reported a log with nothing in
+/// it, exit 1 with no word of why; `show` printed nothing at all).
+#[test]
+fn reading_the_audit_where_there_is_no_store_says_so_and_creates_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let register = dir.path().join("remit.toml");
+    std::fs::write(&register, crate::support::register(STANDARD, 9)).unwrap();
+    for command in [["audit", "verify"], ["audit", "show"]] {
+        let out = std::process::Command::new(crate::support::remit())
+            .args(command)
+            .arg("-r")
+            .arg(&register)
+            .env_remove("REMIT_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command:?}: {stderr}");
+        assert!(stderr.contains("there is no audit store at"), "{stderr}");
+        assert!(
+            !dir.path().join("remit.db").exists(),
+            "{command:?} created it"
+        );
+    }
+}
