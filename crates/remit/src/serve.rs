@@ -271,12 +271,28 @@ pub(crate) async fn freeze(
         .map_err(|e| anyhow::anyhow!("cannot make a random key: {e}"))?;
     let gateway = Gateway::new(
         Arc::new(register),
-        store,
+        Arc::clone(&store),
         Arc::new(NoUpstreams),
         Arc::new(SystemClock),
         request_states,
     );
-    gateway.set_frozen(target.clone(), frozen, by).await?;
+    if let Err(e) = gateway.set_frozen(target.clone(), frozen, by).await {
+        // a freeze takes effect before it is recorded: say which of the two failed
+        let in_force = frozen
+            && store
+                .frozen()
+                .await
+                .is_ok_and(|list| list.contains(&target));
+        if in_force {
+            anyhow::bail!(
+                "{target} is frozen (every gateway on this store applies it within a second), but the freeze could not be recorded in the audit: {e}; run this command again once the store answers, to record it"
+            );
+        }
+        anyhow::bail!(
+            "{target} was not {}: {e}",
+            if frozen { "frozen" } else { "unfrozen" }
+        );
+    }
     crate::outln!(
         "{target} is {}; every gateway on this store applies it within a second",
         if frozen { "frozen" } else { "unfrozen" }

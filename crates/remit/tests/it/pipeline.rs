@@ -483,10 +483,18 @@ fn a_kill_switch_change_that_cannot_be_recorded_leaves_the_agent_frozen() {
     // an unfreeze that cannot be recorded does not happen
     let (ok, err) = run(&["unfreeze", "support-bot"]);
     assert!(!ok, "an unrecorded unfreeze succeeded: {err}");
+    assert!(err.contains("agent `support-bot` was not unfrozen"), "{err}");
     assert_eq!(frozen(), ["agent:support-bot"]);
     // a freeze that cannot be recorded still takes effect, and the operator is told
     let (ok, err) = run(&["freeze", "action:billing.list_charges"]);
     assert!(!ok, "an unrecorded freeze reported success: {err}");
+    // and is told that it is in force, only not recorded (before: only that it failed)
+    assert!(
+        err.contains("action `billing.list_charges` is frozen")
+            && err.contains("could not be recorded in the audit")
+            && err.contains("run this command again"),
+        "{err}"
+    );
     assert_eq!(
         frozen(),
         ["action:billing.list_charges", "agent:support-bot"]
