@@ -58,22 +58,52 @@ async fn record_start(runtime: &Runtime, entry: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT and SIGTERM, caught from the moment this is made: one that arrives while the
+/// gateway starts (up to a few seconds: upstreams, the first checkpoint) is kept, and the
+/// orderly shutdown follows as soon as the start is done, instead of the process ending at
+/// once with its upstreams' children left running.
+struct ShutdownSignal {
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    fn install() -> Self {
+        #[cfg(unix)]
         {
-            s.recv().await;
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Ends when either signal has arrived (at once if one came before).
+    async fn received(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(self.interrupt.as_mut()) => {}
+                () = next(self.terminate.as_mut()) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -98,13 +128,14 @@ pub(crate) async fn serve(path: &Path) -> anyhow::Result<Exit> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    let mut signal = ShutdownSignal::install();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let runtime = serve_register(register, listener, async {
         let _ = rx.await;
     })
     .await?;
     tracing::info!(register = %runtime.gateway.register().version, "remit listening on http://{addr} (agents: /mcp, API: /v1, health: /health)");
-    shutdown_signal().await;
+    signal.received().await;
     tracing::info!("shutting down");
     let _ = tx.send(());
     tokio::time::sleep(Duration::from_millis(200)).await;

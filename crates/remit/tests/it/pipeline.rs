@@ -483,7 +483,10 @@ fn a_kill_switch_change_that_cannot_be_recorded_leaves_the_agent_frozen() {
     // an unfreeze that cannot be recorded does not happen
     let (ok, err) = run(&["unfreeze", "support-bot"]);
     assert!(!ok, "an unrecorded unfreeze succeeded: {err}");
-    assert!(err.contains("agent `support-bot` was not unfrozen"), "{err}");
+    assert!(
+        err.contains("agent `support-bot` was not unfrozen"),
+        "{err}"
+    );
     assert_eq!(frozen(), ["agent:support-bot"]);
     // a freeze that cannot be recorded still takes effect, and the operator is told
     let (ok, err) = run(&["freeze", "action:billing.list_charges"]);

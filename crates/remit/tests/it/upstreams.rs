@@ -1019,3 +1019,80 @@ fn a_call_to_an_upstream_that_stopped_reading_ends_at_its_timeout() {
             .status();
     }
 }
+
+/// FakeStdioUpstreamSlowToStart: writes its pid to `$1/pids`, then waits 3 s before it
+/// reads anything (a server slow to start), then answers `initialize` and `tools/list`.
+const FAKE_STDIO_UPSTREAM_SLOW_TO_START: &str = r#"#!/bin/sh
+echo $$ >> "$1/pids"
+sleep 3
+while IFS= read -r line; do
+  id=$(printf '%s\n' "$line" | sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p')
+  case "$line" in
+    *'"method":"initialize"'*)
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"fake","version":"0"}}}\n' "$id" ;;
+    *'"method":"tools/list"'*)
+      printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"poke","inputSchema":{"type":"object"}}]}}\n' "$id" ;;
+    *) ;;
+  esac
+done
+"#;
+
+/// A `SIGTERM` that reaches `remit serve` while it is still starting (its upstreams not yet
+/// up) is kept, and the orderly shutdown follows the start: the upstreams' children end
+/// with remit (before: remit ended at once and left its children running).
+#[test]
+fn a_sigterm_while_remit_starts_still_ends_its_upstreams() {
+    let scripts = tempfile::tempdir().unwrap();
+    let script = scripts.path().join("fake-upstream.sh");
+    std::fs::write(&script, FAKE_STDIO_UPSTREAM_SLOW_TO_START).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let register = dir.path().join("remit.toml");
+    let port = crate::support::free_port();
+    std::fs::write(
+        &register,
+        crate::support::register(STANDARD, port).replace(
+            "[upstreams.billing]",
+            &format!(
+                "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\"]\nprotocol = \"2025-11-25\"\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
+                script = script.display(),
+                dir = scripts.path().display()
+            ),
+        ),
+    )
+    .unwrap();
+    let mut remit = std::process::Command::new(crate::support::remit())
+        .args(["serve", "--register"])
+        .arg(&register)
+        .current_dir(dir.path())
+        .env("REMIT_TOKEN_SUPPORT_BOT", crate::support::TOKEN)
+        .env("REMIT_TOKEN_OTHER_BOT", crate::support::OTHER_TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // the child has started, and remit is still waiting for it to answer
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pids = loop {
+        let pids = fake_pids(scripts.path());
+        if !pids.is_empty() {
+            break pids;
+        }
+        assert!(Instant::now() < deadline, "the upstream was never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &remit.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = remit.wait().unwrap();
+    let left = wait_until_gone(&pids, Duration::from_secs(2));
+    for pid in &left {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    assert!(left.is_empty(), "outlived remit: {left:?}");
+    assert!(status.success(), "{status:?}");
+}
