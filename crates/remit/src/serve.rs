@@ -157,10 +157,19 @@ pub(crate) async fn stdio(path: &Path, agent: &str) -> anyhow::Result<Exit> {
             names.join(", ")
         );
     }
+    let mut signal = ShutdownSignal::install();
     let runtime = Runtime::start(register).await?;
     record_start(&runtime, "stdio").await?;
     runtime.settle(Duration::from_secs(5)).await;
-    let session = remit_mcp::serve_stdio(Arc::clone(&runtime.gateway), id).await;
+    // the client ends a session by closing remit's stdin, or with a signal: either way the
+    // last checkpoint is signed and the upstreams' children end with remit
+    let session = tokio::select! {
+        session = remit_mcp::serve_stdio(Arc::clone(&runtime.gateway), id) => session,
+        () = signal.received() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    };
     if let Err(e) = runtime.checkpoint_now().await {
         tracing::error!(error = %e, "the final audit checkpoint failed");
     }

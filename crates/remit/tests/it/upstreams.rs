@@ -1042,6 +1042,19 @@ done
 /// with remit (before: remit ended at once and left its children running).
 #[test]
 fn a_sigterm_while_remit_starts_still_ends_its_upstreams() {
+    sigterm_while_starting(&["serve"]);
+}
+
+/// The same for `remit stdio`, which had no handler at all: a client that ends its server
+/// with `SIGTERM` (as many do) left the upstreams' children running.
+#[test]
+fn a_sigterm_to_remit_stdio_ends_its_upstreams() {
+    sigterm_while_starting(&["stdio", "--agent", "support-bot"]);
+}
+
+/// Starts remit with `command` in front of `FAKE_STDIO_UPSTREAM_SLOW_TO_START`, sends it
+/// `SIGTERM` once the child runs, and checks that remit exits 0 and the child with it.
+fn sigterm_while_starting(command: &[&str]) {
     let scripts = tempfile::tempdir().unwrap();
     let script = scripts.path().join("fake-upstream.sh");
     std::fs::write(&script, FAKE_STDIO_UPSTREAM_SLOW_TO_START).unwrap();
@@ -1061,9 +1074,11 @@ fn a_sigterm_while_remit_starts_still_ends_its_upstreams() {
     )
     .unwrap();
     let mut remit = std::process::Command::new(crate::support::remit())
-        .args(["serve", "--register"])
+        .args(command)
+        .arg("--register")
         .arg(&register)
         .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
         .env("REMIT_TOKEN_SUPPORT_BOT", crate::support::TOKEN)
         .env("REMIT_TOKEN_OTHER_BOT", crate::support::OTHER_TOKEN)
         .stdout(std::process::Stdio::null())
