@@ -592,9 +592,10 @@ fn export_ends_quietly_when_its_reader_closes_the_pipe() {
         c.args(args).arg("--register").arg(&path);
         c
     };
-    // an empty store, then 20,000 events (about 2 MB exported) written straight into it
+    // a store with one event (reading the audit creates none), then 20,000 events (about
+    // 2 MB exported) written straight into it
     assert!(
-        command(&["audit", "export"])
+        command(&["freeze", "support-bot"])
             .output()
             .unwrap()
             .status
@@ -602,7 +603,7 @@ fn export_ends_quietly_when_its_reader_closes_the_pipe() {
     );
     sqlite_exec(
         &dir.path().join("remit.db"),
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999) \
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
          INSERT INTO audit_events (seq, body, leaf_hash) \
          SELECT i, '{\"stage\":\"started\",\"pad\":\"' || hex(randomblob(40)) || '\"}', randomblob(32) FROM n",
     );
