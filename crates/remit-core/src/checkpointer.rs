@@ -2,7 +2,7 @@
 
 use crate::audit::checkpoint::{AuditKey, Checkpoint};
 use crate::audit::event::StoredCheckpoint;
-use crate::audit::tree::Frontier;
+use crate::audit::tree::{Frontier, Hash};
 use crate::ports::{Clock, Store, StoreError, StoreErrorKind};
 use std::fmt;
 
@@ -12,6 +12,23 @@ pub struct Checkpointer {
     origin: String,
     frontier: Frontier,
     signed: u64,
+    /// The leaf hash at index `frontier.size() - 1`, as read: the store must still hold it.
+    last_leaf: Option<Hash>,
+    /// Checkpoints this key signed before (the store's latest, the anchor file's) that
+    /// the rebuilt tree must match before anything is signed; removed once matched.
+    pins: Vec<Pin>,
+    /// Whether the store's latest checkpoint has been pinned (on the first tick).
+    started: bool,
+    /// Why signing stopped for good: the log disagrees with a checkpoint already signed.
+    refused: Option<String>,
+}
+
+/// A signed checkpoint the log must still reach, and where it came from (for the error).
+#[derive(Clone, Debug)]
+struct Pin {
+    size: u64,
+    root: Hash,
+    from: String,
 }
 
 impl fmt::Debug for Checkpointer {
@@ -34,6 +51,86 @@ impl Checkpointer {
             origin: origin.into(),
             frontier: Frontier::new(),
             signed: 0,
+            last_leaf: None,
+            pins: Vec::new(),
+            started: false,
+            refused: None,
+        }
+    }
+
+    /// Adds a checkpoint this gateway signed before, kept outside the store (the anchor file,
+    /// named by `from`): nothing is signed until the log's root at its size is its root.
+    ///
+    /// A note not signed by this checkpointer's key, or for another origin, is ignored.
+    pub fn expect(&mut self, note: &str, from: impl Into<String>) {
+        if let Ok(signed) = self.key.verifier().verify(note)
+            && signed.origin == self.origin
+        {
+            self.pins.push(Pin {
+                size: signed.size,
+                root: signed.root,
+                from: from.into(),
+            });
+        }
+    }
+
+    /// Why signing has stopped for good, if it has.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    /// Stops signing for good with `why`, and returns it as the error.
+    fn refuse(&mut self, why: &str) -> StoreError {
+        let why = format!(
+            "{why}; refusing to sign any checkpoint over it (the anchor file is left as it is): \
+             run `remit audit verify` to find what changed, restore the store from a backup \
+             or investigate, then restart remit"
+        );
+        self.refused = Some(why.clone());
+        StoreError::new(StoreErrorKind::Corrupt, why)
+    }
+
+    /// Checks the root at the size just reached against any checkpoint signed at that size.
+    fn check_pins(&mut self) -> Result<(), StoreError> {
+        let size = self.frontier.size();
+        if !self.pins.iter().any(|p| p.size == size) {
+            return Ok(());
+        }
+        let root = self.frontier.root();
+        if let Some(bad) = self.pins.iter().find(|p| p.size == size && p.root != root) {
+            let why = format!(
+                "the audit log's root at size {size} is not the root of the checkpoint this key \
+                 signed at that size ({}): events under it were edited, removed or replaced",
+                bad.from
+            );
+            return Err(self.refuse(&why));
+        }
+        self.pins.retain(|p| p.size != size);
+        Ok(())
+    }
+
+    /// Checks that the store still holds the last leaf read, where it was read.
+    ///
+    /// A store that went back in time (a failover to a lagging standby, a restore) is
+    /// shorter than the tree, or holds another event at that index.
+    async fn check_last_leaf(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        let Some(held) = self.last_leaf else {
+            return Ok(());
+        };
+        let at = self.frontier.size().saturating_sub(1);
+        let stored = store.leaf_hashes(at, 1).await?;
+        match stored.first() {
+            Some((seq, hash)) if *seq == at && *hash == held => Ok(()),
+            Some(_) => Err(self.refuse(&format!(
+                "the audit log's event {at} is no longer the one this gateway read and signed \
+                 (the store went back in time, e.g. a failover to a lagging standby or a restore, \
+                 or the event was replaced)"
+            ))),
+            None => Err(self.refuse(&format!(
+                "the audit log no longer holds event {at}, which this gateway read and signed: \
+                 the store went back in time (a failover to a lagging standby or a restore) or \
+                 events were deleted"
+            ))),
         }
     }
 
@@ -50,6 +147,21 @@ impl Checkpointer {
         store: &dyn Store,
         clock: &dyn Clock,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        if let Some(why) = &self.refused {
+            return Err(StoreError::new(StoreErrorKind::Corrupt, why.clone()));
+        }
+        if !self.started {
+            // what this key (here or on another replica) signed last: the rebuilt tree must match it
+            if let Some(latest) = store.latest_checkpoint().await? {
+                let at = latest.tree_size;
+                self.expect(
+                    &latest.note,
+                    format!("the store's latest checkpoint, size {at}"),
+                );
+            }
+            self.started = true;
+        }
+        self.check_last_leaf(store).await?;
         loop {
             loop {
                 let batch = store.leaf_hashes(self.frontier.size(), PAGE).await?;
@@ -65,6 +177,8 @@ impl Checkpointer {
                         ));
                     }
                     self.frontier.push(hash);
+                    self.last_leaf = Some(hash);
+                    self.check_pins()?;
                 }
                 if n < PAGE {
                     break;
@@ -89,6 +203,14 @@ impl Checkpointer {
             // events committed since the last read: read on
         }
         let size = self.frontier.size();
+        if let Some(short) = self.pins.iter().find(|p| p.size > size) {
+            let why = format!(
+                "the audit log holds {size} events, but this key signed a checkpoint at size {} \
+                 ({}): events under it were removed",
+                short.size, short.from
+            );
+            return Err(self.refuse(&why));
+        }
         if size == 0 || size == self.signed {
             return Ok(None);
         }

@@ -221,10 +221,17 @@ impl Runtime {
             }));
         }
         // a signed checkpoint at least every second while events arrive
-        let signer = Arc::new(tokio::sync::Mutex::new(Checkpointer::new(
-            key,
-            register.gateway.audit_origin.clone(),
-        )));
+        // nothing is signed until the rebuilt tree matches what this key signed before: the
+        // store's latest checkpoint (checked on the first tick) and the one kept beside the key
+        let mut checkpointer = Checkpointer::new(key, register.gateway.audit_origin.clone());
+        let anchor = anchor_path(&register.gateway.audit_key);
+        if let Ok(note) = std::fs::read_to_string(&anchor) {
+            checkpointer.expect(
+                &note,
+                format!("the checkpoint kept in {}", anchor.display()),
+            );
+        }
+        let signer = Arc::new(tokio::sync::Mutex::new(checkpointer));
         let signing_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         {
             let store: Arc<dyn Store> = Arc::clone(&store);

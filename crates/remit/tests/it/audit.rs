@@ -747,4 +747,66 @@ fn reading_the_audit_where_there_is_no_store_says_so_and_creates_none() {
             "{command:?} created it"
         );
     }
+
+#[test]
+fn a_restart_after_a_signed_event_was_edited_signs_nothing_over_it_and_health_says_so() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    let anchor = r.dir.path().join("remit-audit.checkpoint");
+    let events = r.health()["audit"]["events"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(&anchor)
+        .is_ok_and(|note| note.lines().nth(1) == Some(&events.to_string()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint kept beside the key"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    r.kill9();
+    let kept = std::fs::read_to_string(&anchor).unwrap();
+    // a DB-only attacker edits a signed event and recomputes its hash; checkpoints stay
+    edit_event_and_its_hash(&r, 4, "");
+    let signed = |r: &Remit| -> i64 {
+        with_sqlite(&r.db(), async |conn| {
+            sqlx::query_scalar("SELECT count(*) FROM audit_checkpoints")
+                .fetch_one(conn)
+                .await
+                .unwrap()
+        })
+    };
+    let before = signed(&r);
+    r.spawn();
+    // new events arrive: the old checkpointer signed them, and the edit under them, within a second
+    let (status, _) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let health = loop {
+        let h = r.health_as_operator();
+        if h["audit"]["signing"] == json!(false) {
+            break h;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health still says the audit is signing: {h}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(health["status"], "degraded", "{health}");
+    let error = health["audit"]["signing_error"].as_str().unwrap();
+    assert!(
+        error.contains("remit audit verify") && error.contains(&format!("size {events}")),
+        "{error}"
+    );
+    // two more signing rounds: still nothing signed, the anchor untouched
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(r.health()["audit"]["signing"], json!(false));
+    assert_eq!(signed(&r), before, "a checkpoint was signed over the edit");
+    assert_eq!(std::fs::read_to_string(&anchor).unwrap(), kept);
+    let log = r.stop_and_read_log();
+    assert!(
+        log.contains("is not the root of the checkpoint") && log.contains("remit audit verify"),
+        "{log}"
+    );
 }
