@@ -118,9 +118,10 @@ impl Checkpointer {
             return Ok(());
         };
         let at = self.frontier.size().saturating_sub(1);
-        let stored = store.leaf_hashes(at, 1).await?;
+        // the row itself, not a leaf hash the store kept in memory when it committed it
+        let stored = store.events(at, 1).await?;
         match stored.first() {
-            Some((seq, hash)) if *seq == at && *hash == held => Ok(()),
+            Some(event) if event.seq == at && event.leaf_hash == held => Ok(()),
             Some(_) => Err(self.refuse(&format!(
                 "the audit log's event {at} is no longer the one this gateway read and signed \
                  (the store went back in time, e.g. a failover to a lagging standby or a restore, \

@@ -817,3 +817,62 @@ store_test!(
         assert_eq!(store.events_below_zero().await.unwrap(), 0);
     }
 );
+
+store_test!(
+    a_checkpointer_stops_signing_when_the_store_goes_back_under_it,
+    |store, db| async move {
+        use remit_core::audit::checkpoint::AuditKey;
+        use remit_core::checkpointer::Checkpointer;
+        use remit_core::ports::SystemClock;
+        let key = AuditKey::generate("remit.test/log").unwrap().to_text();
+        let key = || AuditKey::from_text(&key).unwrap();
+        let mut signer = Checkpointer::new(key(), "remit.test/log");
+        store
+            .append(&(0..10).map(event).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let first = signer.tick(&*store, &SystemClock).await.unwrap().unwrap();
+        assert_eq!(first.tree_size, 10);
+        // a failover to a standby that had only 7 of them
+        db.execute(
+            "DELETE FROM audit_events WHERE seq >= 7",
+            "DELETE FROM audit_events WHERE seq >= 7",
+        )
+        .await;
+        let err = signer.tick(&*store, &SystemClock).await.unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Corrupt);
+        assert!(
+            err.to_string().contains("no longer holds event 9")
+                && err.to_string().contains("remit audit verify"),
+            "{err}"
+        );
+        // new events fill the log past the old size: still nothing signed over the mix
+        store
+            .append(&(100..105).map(event).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        assert!(signer.tick(&*store, &SystemClock).await.is_err());
+        assert!(signer.refused().is_some());
+        let latest = store.latest_checkpoint().await.unwrap().unwrap();
+        assert_eq!(latest.tree_size, 10);
+
+        // a fresh checkpointer (a restart, another replica) is held to the stored checkpoint
+        let mut fresh = Checkpointer::new(key(), "remit.test/log");
+        let err = fresh.tick(&*store, &SystemClock).await.unwrap_err();
+        assert!(
+            err.to_string().contains("root at size 10 is not the root"),
+            "{err}"
+        );
+        // and to a checkpoint kept outside the store that this log no longer reaches
+        let mut fresh = Checkpointer::new(key(), "remit.test/log");
+        fresh.expect(&first.note, "the anchor file");
+        db.execute(
+            "DELETE FROM audit_checkpoints",
+            "DELETE FROM audit_checkpoints",
+        )
+        .await;
+        let err = fresh.tick(&*store, &SystemClock).await.unwrap_err();
+        assert!(err.to_string().contains("(the anchor file)"), "{err}");
+        assert!(store.latest_checkpoint().await.unwrap().is_none());
+    }
+);
