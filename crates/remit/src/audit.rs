@@ -204,23 +204,50 @@ async fn open(register: &Register) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 fn read_key(register: Option<&Register>, key: Option<&str>) -> anyhow::Result<Verifier> {
-    let text = match key {
-        Some(k) if Path::new(k).exists() => {
-            std::fs::read_to_string(k).with_context(|| format!("cannot read `{k}`"))?
-        }
-        Some(k) => k.to_owned(),
+    read_key_from(register, key).map(|(verifier, _)| verifier)
+}
+
+/// The verifier key, and where it came from (for the operator to compare with the one published).
+fn read_key_from(
+    register: Option<&Register>,
+    key: Option<&str>,
+) -> anyhow::Result<(Verifier, String)> {
+    let (text, from) = match key {
+        Some(k) if Path::new(k).exists() => (
+            std::fs::read_to_string(k).with_context(|| format!("cannot read `{k}`"))?,
+            format!("--key {k}"),
+        ),
+        Some(k) => (k.to_owned(), "--key (given as text)".to_owned()),
         None => {
             let register = register.context("give --key")?;
             let path = register.gateway.audit_key.with_extension("pub");
-            std::fs::read_to_string(&path).with_context(|| {
+            let text = std::fs::read_to_string(&path).with_context(|| {
                 format!(
                     "cannot read the verifier key `{}`; give --key",
                     path.display()
                 )
-            })?
+            })?;
+            (
+                text,
+                format!(
+                    "{}, the file beside the register's audit key (not --key)",
+                    path.display()
+                ),
+            )
         }
     };
-    Verifier::from_text(text.trim()).map_err(|e| anyhow::anyhow!("bad verifier key: {e}"))
+    let verifier =
+        Verifier::from_text(text.trim()).map_err(|e| anyhow::anyhow!("bad verifier key: {e}"))?;
+    Ok((verifier, from))
+}
+
+/// The key's C2SP key ID (key hash), in hex, as in its verifier text.
+fn key_id_hex(verifier: &Verifier) -> String {
+    verifier
+        .key_id()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn line(e: &StoredEvent) -> String {
@@ -359,7 +386,7 @@ async fn verify(
     store: &Arc<dyn Store>,
     key: Option<&str>,
 ) -> anyhow::Result<Exit> {
-    let verifier = read_key(Some(register), key)?;
+    let (verifier, key_from) = read_key_from(Some(register), key)?;
     let mut checkpoints = store.checkpoints().await?;
     // the last checkpoint signed, kept beside the key, outside the store: checkpoints
     // deleted from the store (and the events they covered edited) still have to match it
@@ -418,6 +445,13 @@ async fn verify(
         ));
     }
     problems.extend(report.problems.iter().map(ToString::to_string));
+    // compare it with the key the operator published: a key file swapped along with the
+    // checkpoints re-signed passes with it
+    let key_line = format!(
+        "verified with key `{}`, key ID {}, read from {key_from}",
+        verifier.name(),
+        key_id_hex(&verifier)
+    );
     if problems.is_empty() {
         if report.checkpoints_checked == 0 {
             crate::out::verdict(Exit::Findings);
@@ -425,6 +459,7 @@ async fn verify(
                 "audit log holds {} events but no signed checkpoint covers them yet: nothing could be verified",
                 report.events
             );
+            crate::outln!("{key_line}");
             return Ok(Exit::Findings);
         }
         crate::outln!(
@@ -435,10 +470,11 @@ async fn verify(
             verifier.name(),
             report.events as f64 / secs.max(1e-9)
         );
+        crate::outln!("{key_line}");
         let last = checkpoints.iter().map(|c| c.tree_size).max().unwrap_or(0);
         if last < report.events {
             crate::outln!(
-                "note: the newest {} events are not yet under a signed checkpoint",
+                "note: the newest {} events are not yet under a signed checkpoint: nothing vouches for them yet",
                 report.events - last
             );
         }
@@ -452,6 +488,17 @@ async fn verify(
         for p in &problems {
             crate::outln!("  {p}");
         }
+        if report.events_unchecked > 0 || report.checkpoints_skipped > 0 {
+            crate::outln!(
+                "after the first break, {} event(s) and {} checkpoint(s) were not checked against \
+                 a signed root (each event's own hash and shape still were): a later edit among \
+                 them shows no problem of its own; restore the log or explain the first problem, \
+                 then verify again",
+                report.events_unchecked,
+                report.checkpoints_skipped
+            );
+        }
+        crate::outln!("{key_line}");
         Ok(Exit::Findings)
     }
 }

@@ -23,8 +23,10 @@
 //!
 //! Once the tree stops following the signed one (a root fails, or an event is missing),
 //! the roots of later checkpoints cannot be compared: they are counted in
-//! [`VerifyReport::checkpoints_skipped`] rather than reported again. Per-event checks go
-//! on to the end.
+//! [`VerifyReport::checkpoints_skipped`] rather than reported again, and the events read
+//! after it in [`VerifyReport::events_unchecked`]: a later edit among them shows no
+//! problem of its own until the first one is fixed. Per-event checks (a body against its
+//! own recorded hash, its shape, the `seq` order) go on to the end.
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
@@ -79,6 +81,8 @@ pub struct VerifyReport {
     pub checkpoints_checked: usize,
     /// How many signed checkpoints could not be compared: the tree already differed, or the log ends before them.
     pub checkpoints_skipped: usize,
+    /// How many events were read after the tree stopped following the signed one: their place under a checkpoint was not checked.
+    pub events_unchecked: u64,
     /// Everything wrong, in the order found; empty when the log is intact.
     pub problems: Vec<Problem>,
 }
@@ -113,6 +117,7 @@ pub struct LogVerifier {
     last_good: u64,
     /// The tree no longer follows the signed one; roots are no longer compared.
     broken: bool,
+    unchecked: u64,
     checked: usize,
     skipped: usize,
     problems: Vec<Problem>,
@@ -136,6 +141,7 @@ impl LogVerifier {
             events: 0,
             last_good: 0,
             broken: false,
+            unchecked: 0,
             checked: 0,
             skipped: 0,
             problems: Vec::new(),
@@ -243,7 +249,9 @@ impl LogVerifier {
 
         // The recorded hash goes in the tree, so an edited body alone is found above
         // and does not also fail every later checkpoint.
-        if !self.broken {
+        if self.broken {
+            self.unchecked += 1;
+        } else {
             self.frontier.push(event.leaf_hash);
         }
         self.last_seq = Some(seq);
@@ -285,6 +293,7 @@ impl LogVerifier {
             events: self.events,
             checkpoints_checked: self.checked,
             checkpoints_skipped: self.skipped,
+            events_unchecked: self.unchecked,
             problems: self.problems,
         }
     }

@@ -810,3 +810,42 @@ fn a_restart_after_a_signed_event_was_edited_signs_nothing_over_it_and_health_sa
         "{log}"
     );
 }
+
+#[test]
+fn verify_says_what_it_left_unchecked_after_a_break_and_which_key_it_trusted() {
+    let mut r = Remit::start(STANDARD);
+    busy_log(&r);
+    let events = r.health()["audit"]["events"].as_u64().unwrap();
+    assert!(events > 8, "{events}");
+    r.kill9();
+    let published = std::fs::read_to_string(r.dir.path().join("remit-audit.pub")).unwrap();
+    let id = published.trim().split('+').nth(1).unwrap().to_owned();
+    let (code, out) = verify(&r);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("key ID {id}")) && out.contains("remit-audit.pub"),
+        "{out}"
+    );
+    // a deletion, then an edit with its hash rewritten after it: one problem shows
+    edit_event_and_its_hash(&r, 6, "DELETE FROM audit_events WHERE seq = 2;");
+    let (code, out) = verify(&r);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("1 problem(s)") && out.contains("event 2 is missing"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "after the first break, {} event(s) and",
+            events - 3
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("key ID {id}")), "{out}");
+    let key = r.dir.path().join("remit-audit.pub");
+    let (_, out, err) = r.audit(&["verify", "--key", key.to_str().unwrap()]);
+    assert!(
+        out.contains(&format!("key ID {id}, read from --key")),
+        "{out}{err}"
+    );
+}

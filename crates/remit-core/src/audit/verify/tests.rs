@@ -141,6 +141,8 @@ fn edited_body_with_rewritten_hash_is_located_to_its_checkpoint_range() {
     );
     assert_eq!(report.checkpoints_checked, 4);
     assert_eq!(report.checkpoints_skipped, 6);
+    // the events after the failed range were not checked against any root
+    assert_eq!(report.events_unchecked, 60);
 }
 
 #[test]
@@ -191,6 +193,22 @@ fn deleted_event_is_missing() {
         }]
     );
     assert_eq!(report.checkpoints_checked, 3);
+    assert_eq!(report.checkpoints_skipped, 7);
+    assert_eq!(report.events_unchecked, 62);
+}
+
+#[test]
+fn an_edit_after_a_deletion_is_not_a_problem_of_its_own_but_counted_unchecked() {
+    let key = key();
+    let mut events = log(100);
+    let cps = checkpoints(&events, &every_ten(100), &key);
+    let forged = events[77].body.replace("\"amount\":77", "\"amount\":7700");
+    assert_ne!(forged, events[77].body);
+    events[77] = stored(77, forged);
+    events.remove(37);
+    let report = verify(&events, &cps, &key);
+    assert_eq!(messages(&report), ["event 37 is missing"]);
+    assert_eq!(report.events_unchecked, 62);
     assert_eq!(report.checkpoints_skipped, 7);
 }
 
