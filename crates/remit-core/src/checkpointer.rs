@@ -143,6 +143,13 @@ impl Checkpointer {
     /// why each second. Bodies are not read back: a body that no longer matches its leaf
     /// hash is what `remit audit verify` finds and locates, and someone able to rewrite
     /// both could rewrite them before any re-check here too.
+    ///
+    /// Nothing is signed over a log that disagrees with what this key signed before: on
+    /// the first call the store's latest checkpoint joins those given to [`Self::expect`],
+    /// and the rebuilt tree's root at each one's size must be its root; each call also
+    /// re-reads the stored row of the last event read, which must still hold the leaf hash
+    /// read (a store gone back in time fails it). Either failure stops signing for good
+    /// ([`Self::refused`]); a restart checks again.
     pub async fn tick(
         &mut self,
         store: &dyn Store,
