@@ -747,6 +747,7 @@ fn reading_the_audit_where_there_is_no_store_says_so_and_creates_none() {
             "{command:?} created it"
         );
     }
+}
 
 #[test]
 fn a_restart_after_a_signed_event_was_edited_signs_nothing_over_it_and_health_says_so() {
