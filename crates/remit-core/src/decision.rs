@@ -289,8 +289,8 @@ pub fn decide(
         }
     }
     let mut charges = Vec::with_capacity(action.budgets.len());
-    for (i, b) in action.budgets.iter().enumerate() {
-        match charge_for(action, agent, i, b, bindings) {
+    for b in &action.budgets {
+        match charge_for(action, agent, b, bindings) {
             // more than the budget ever holds: no wait would let it through
             Ok(c) if !c.fits_on(0.0) => {
                 return Decision::Deny(Refusal::BeyondBudget {
@@ -339,7 +339,6 @@ fn condition_error(action: &Action, e: &ConditionError) -> Refusal {
 fn charge_for(
     action: &Action,
     agent: &str,
-    index: usize,
     budget: &Budget,
     bindings: &Bindings<'_>,
 ) -> Result<BudgetCharge, ConditionError> {
@@ -348,7 +347,9 @@ fn charge_for(
         BudgetMeasure::Sum(expr) => expr.number(bindings)?,
     };
     Ok(BudgetCharge {
-        key: format!("{agent}/{}/{index}", action.name),
+        // by what the budget is, not its place in the list: removing, adding or reordering
+        // budgets leaves every other budget's charges where they were
+        key: format!("{agent}/{}/{}", action.name, budget.identity()),
         window_ms: i64::try_from(budget.per.as_millis()).unwrap_or(i64::MAX),
         amount,
         limit: budget.limit,
@@ -489,6 +490,26 @@ finance = ["ana"]
         assert_eq!(charges[1].amount, 40.5);
         assert_eq!(charges[1].limit, 1000.0);
         assert_ne!(charges[0].key, charges[1].key);
+    }
+
+    /// A charge's key says what its budget is, not its place in the action's list.
+    #[test]
+    fn a_charge_is_keyed_by_what_its_budget_counts_and_its_window() {
+        let r = register();
+        let a = r.action_exposed_as("billing.issue_refund").unwrap();
+        let Decision::Allow(charges) =
+            decide(a, "bot", &args(json!({"amount": 40.5})), &HashSet::new())
+        else {
+            panic!("refused")
+        };
+        let keys: Vec<&str> = charges.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "bot/billing.issue_refund/count/3600000ms",
+                "bot/billing.issue_refund/sum(args.amount)/86400000ms"
+            ]
+        );
     }
 
     #[test]

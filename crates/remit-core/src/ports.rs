@@ -59,7 +59,8 @@ impl fmt::Display for StoreErrorKind {
 /// One budget a call must fit in: a sliding window per agent and action.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BudgetCharge {
-    /// Identifies the budget: agent, action and budget index (`support-bot/billing.issue_refund/0`).
+    /// Identifies the budget: agent, action and what the budget is ([`crate::register::Budget::identity`]),
+    /// e.g. `support-bot/billing.issue_refund/sum(args.amount)/86400000ms`.
     pub key: String,
     /// Window length in milliseconds.
     pub window_ms: i64,

@@ -1613,7 +1613,7 @@ fn compile_action(
             }
         }
     }
-    let mut budgets = Vec::new();
+    let mut budgets: Vec<Budget> = Vec::new();
     for b in &a.budget {
         let rb = b.get_ref();
         let per = match &rb.per {
@@ -1729,13 +1729,26 @@ fn compile_action(
                 Some(expr) => text_start(cx.source, &expr.span()),
                 None => b.span().start,
             };
-            budgets.push(Budget {
+            let budget = Budget {
                 measure,
                 limit,
                 per,
                 per_text,
                 at: cx.position(start),
-            });
+            };
+            // charges are kept by what a budget is: two alike would share them
+            if let Some(same) = budgets.iter().find(|o| o.identity() == budget.identity()) {
+                cx.error(
+                    b.span(),
+                    format!(
+                        "this budget counts what an earlier one does ({same}) over the same window: \
+                         the two would share their charges"
+                    ),
+                    "keep one of them, with the lower limit".to_owned(),
+                );
+                continue;
+            }
+            budgets.push(budget);
         }
     }
     let mut redact = Vec::new();

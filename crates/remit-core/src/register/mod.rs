@@ -280,6 +280,18 @@ pub struct Budget {
     pub at: Position,
 }
 
+impl Budget {
+    /// What the budget is, whatever its place in the list or its limit: what it counts and its
+    /// window (`count/3600000ms`, `sum(args.amount)/86400000ms`). Its charges are kept under it.
+    pub fn identity(&self) -> String {
+        let per_ms = self.per.as_millis();
+        match &self.measure {
+            BudgetMeasure::Count => format!("count/{per_ms}ms"),
+            BudgetMeasure::Sum(expr) => format!("sum({})/{per_ms}ms", expr.source().trim()),
+        }
+    }
+}
+
 impl fmt::Display for Budget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.measure {

@@ -327,6 +327,45 @@ fn bad_durations_and_budgets_are_located() {
     );
 }
 
+/// Charges are kept by what a budget is: two budgets of one action counting the same thing
+/// over the same window (`24h` and `1d` alike) would share them, so the register says so.
+#[test]
+fn two_budgets_counting_the_same_over_the_same_window_are_an_error() {
+    let budget = "budget = [{ count = 20, per = \"1h\" }, { sum = \"args.amount\", max = 1000, per = \"24h\" }]";
+    assert!(GOOD.contains(budget));
+    for (twin, same) in [
+        (
+            "{ sum = \"args.amount\", max = 500, per = \"1d\" }",
+            "sum of `args.amount`",
+        ),
+        ("{ count = 5, per = \"60m\" }", "at most 20 calls per 1h"),
+    ] {
+        let src = GOOD.replace(budget, &budget.replace("]", &format!(", {twin}]")));
+        let (_, diags) = compile_str(&src);
+        assert!(
+            errors(&diags)
+                .iter()
+                .any(|m| m.contains("counts what an earlier one does") && m.contains(same)),
+            "{twin}: {diags:?}"
+        );
+    }
+    // another window, or another sum, is another budget
+    for other in [
+        "{ sum = \"args.amount\", max = 500, per = \"1h\" }",
+        "{ count = 5, per = \"1m\" }",
+    ] {
+        let src = GOOD.replace(budget, &budget.replace("]", &format!(", {other}]")));
+        let (reg, diags) = compile_str(&src);
+        assert!(errors(&diags).is_empty(), "{other}: {diags:?}");
+        let reg = reg.unwrap();
+        let budgets = &reg
+            .action_exposed_as("billing.issue_refund")
+            .unwrap()
+            .budgets;
+        assert_eq!(budgets.len(), 3);
+    }
+}
+
 #[test]
 fn exposed_names_must_not_collide() {
     let src = r#"

@@ -1810,3 +1810,68 @@ fn an_action_for_a_tool_the_upstream_does_not_list_is_refused_without_retry_late
         "{log}"
     );
 }
+
+/// A budget keeps its charges by what it is (what it counts and its window), not by its
+/// place in the action's list: removing the first budget, reordering the rest or raising a
+/// `max` and restarting leaves every budget's charges where they were (the sum budget read
+/// the removed count budget's charges, and let 1,200 through against a max of 1000).
+#[test]
+fn a_budget_keeps_its_charges_when_the_register_removes_or_reorders_the_others() {
+    let budgets = |list: &str| {
+        STANDARD.replace(
+            r#"budget = [{ count = 3, per = "1h" }]"#,
+            &format!("budget = [{list}]"),
+        )
+    };
+    let refund = |amount: u64| json!({ "charge_id": "ch_003", "amount": amount, "reason": "x" });
+    let mut r = Remit::start(&budgets(
+        r#"{ count = 20, per = "1h" }, { sum = "args.amount", max = 1000, per = "24h" }"#,
+    ));
+    for _ in 0..3 {
+        let (status, body) = r.call("billing.issue_refund", refund(300));
+        assert_eq!(status, 200, "{body}");
+    }
+    // the count budget removed: the sum budget, now first, still holds 900
+    r.kill9();
+    std::fs::write(
+        r.path(),
+        crate::support::register(
+            &budgets(r#"{ sum = "args.amount", max = 1000, per = "24h" }"#),
+            r.port,
+        ),
+    )
+    .unwrap();
+    r.spawn();
+    let (status, body) = r.call("billing.issue_refund", refund(300));
+    assert_eq!(status, 429, "900 spent, 300 more is over 1000: {body}");
+    assert_eq!(body["code"], "over_budget", "{body}");
+    let (status, body) = r.call("billing.issue_refund", refund(100));
+    assert_eq!(status, 200, "{body}");
+    // reordered, the count back second, the max raised: each keeps its own charges
+    r.kill9();
+    std::fs::write(
+        r.path(),
+        crate::support::register(
+            &budgets(
+                r#"{ sum = "args.amount", max = 1100, per = "24h" }, { count = 5, per = "1h" }"#,
+            ),
+            r.port,
+        ),
+    )
+    .unwrap();
+    r.spawn();
+    let (status, body) = r.call("billing.issue_refund", refund(100));
+    assert_eq!(status, 200, "1000 spent, 100 more fits 1100: {body}");
+    let (status, body) = r.call("billing.issue_refund", refund(1));
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("args.amount"),
+        "the sum budget refuses, not the count: {body}"
+    );
+    let refunds = r
+        .ledger()
+        .into_iter()
+        .filter(|(tool, _)| tool == "issue_refund")
+        .count();
+    assert_eq!(refunds, 5, "what reached the upstream");
+}
