@@ -73,7 +73,14 @@ pub struct BudgetCharge {
 impl BudgetCharge {
     /// Whether this charge fits on top of `used` under its limit, forgiving float rounding (0.1 + 0.2).
     pub fn fits_on(&self, used: f64) -> bool {
-        used + self.amount <= self.limit + 1e-9 * self.limit.abs().max(1.0)
+        used + self.amount <= self.limit + self.rounding_slack()
+    }
+
+    /// How far over its limit a window may add up to by float rounding alone: a few ULPs of
+    /// the limit (`0.1 * 3` against `0.3` fits), never a whole unit however large the limit
+    /// (it was `1e-9` of it: 1,000,000,001 fitted a `max` of 1e9).
+    pub fn rounding_slack(&self) -> f64 {
+        self.limit.abs() * 4.0 * f64::EPSILON
     }
 }
 
@@ -414,6 +421,34 @@ impl Clock for SystemClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sum(amount: f64, limit: f64) -> BudgetCharge {
+        BudgetCharge {
+            key: "bot/billing.issue_refund/sum(args.amount)/86400000ms".to_owned(),
+            window_ms: 86_400_000,
+            amount,
+            limit,
+        }
+    }
+
+    #[test]
+    fn an_exact_fit_fits_despite_float_rounding() {
+        // 0.1 three times is 0.30000000000000004
+        assert!(sum(0.1, 0.3).fits_on(0.1 + 0.1));
+        assert!(sum(0.7, 1.0).fits_on(0.1 + 0.2));
+        assert!(sum(0.01, 0.03).fits_on(0.01 + 0.01));
+        assert!(sum(1e9, 1e9).fits_on(0.0));
+        assert!(sum(0.0, 2f64.powi(53)).fits_on(2f64.powi(53)));
+    }
+
+    #[test]
+    fn a_unit_over_a_large_max_does_not_fit() {
+        assert!(!sum(1_000_000_001.0, 1e9).fits_on(0.0));
+        assert!(!sum(1.0, 1e9).fits_on(1e9));
+        assert!(!sum(0.001, 1e9).fits_on(1e9));
+        assert!(!sum(0.31, 0.3).fits_on(0.0));
+        assert!(!sum(0.1, 0.3).fits_on(0.2000001));
+    }
 
     #[test]
     fn a_call_is_counted_until_its_guard_drops_however_it_ends() {

@@ -64,7 +64,7 @@ pub(crate) fn first_exceeded(charges: &[BudgetCharge], used: &[f64]) -> Option<(
 /// `base` is the running total just before the window, `used` what the window holds
 /// (the call's own earlier amounts on this key included).
 pub(crate) fn need_to_leave(base: f64, used: f64, charge: &BudgetCharge) -> f64 {
-    base + used + charge.amount - charge.limit - 1e-9 * charge.limit.abs().max(1.0)
+    base + used + charge.amount - charge.limit - charge.rounding_slack()
 }
 
 /// When room returns: when the first charge reaching the needed running total leaves the window.

@@ -280,6 +280,47 @@ store_test!(
     }
 );
 
+store_test!(
+    a_sum_fits_its_max_exactly_despite_rounding_and_never_a_unit_over,
+    |store| async move {
+        // 0.1 three times adds up to 0.30000000000000004: it fits a max of 0.3, a fourth does not
+        let cents = [budget("bot/tip/sum(args.amount)/3600000ms", HOUR, 0.1, 0.3)];
+        for i in 0..3 {
+            assert_eq!(
+                store.charge(&cents, T0 + i).await.unwrap(),
+                ChargeOutcome::Charged
+            );
+        }
+        assert!(matches!(
+            store.charge(&cents, T0 + 3).await.unwrap(),
+            ChargeOutcome::Exceeded { index: 0, .. }
+        ));
+        // a max of 1e9 holds 1e9, not one more (the slack was 1e-9 of the max: a whole unit)
+        let key = "bot/wire/sum(args.amount)/3600000ms";
+        assert_eq!(
+            store
+                .charge(&[budget(key, HOUR, 999_999_999.0, 1e9)], T0)
+                .await
+                .unwrap(),
+            ChargeOutcome::Charged
+        );
+        assert!(matches!(
+            store
+                .charge(&[budget(key, HOUR, 2.0, 1e9)], T0 + 1)
+                .await
+                .unwrap(),
+            ChargeOutcome::Exceeded { index: 0, used, .. } if used == 999_999_999.0
+        ));
+        assert_eq!(
+            store
+                .charge(&[budget(key, HOUR, 1.0, 1e9)], T0 + 2)
+                .await
+                .unwrap(),
+            ChargeOutcome::Charged
+        );
+    }
+);
+
 store_test!(sliding_window_lets_old_charges_expire, |store| async move {
     let window = 1_000;
     let charge = [budget("bot/search/0", window, 1.0, 2.0)];
