@@ -39,6 +39,48 @@ const CONNECTIONS: u32 = 8;
 /// How long a call waits for a connection (or to open one) before the store counts as down.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a session of remit's may sit idle inside a transaction before the server ends it.
+///
+/// remit never leaves a transaction idle: a batch's statements follow each other with
+/// nothing between them but building the next one (no upstream call, no wait on a caller),
+/// so its longest idle moment is the writer task's scheduling, milliseconds. A replica
+/// that stops mid-transaction (paused, its host gone) held the audit log's advisory lock
+/// until PostgreSQL noticed, up to ~2 h with its default TCP keepalive, and no replica
+/// could write meanwhile; now the server ends its session, and its locks, after this.
+pub(crate) const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+
+/// How long one statement waits for a lock (the batch's advisory locks) before it fails:
+/// longer than [`IDLE_IN_TRANSACTION`], so a stalled holder is ended first, and shorter
+/// than the writer's commit timeout, so the wait ends in the database with the error, not
+/// with a backend left waiting after its caller gave up.
+pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The server's TCP keepalive on remit's sessions: first probe after this much silence,
+/// then every [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_COUNT`] unanswered probes end the session
+/// (about 25 s for a client whose host is gone; the server's defaults are the kernel's, ~2 h).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// Between two keepalive probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Unanswered keepalive probes before the server drops the connection.
+const KEEPALIVE_COUNT: u32 = 3;
+
+/// The settings every session of remit's sets when it connects, whatever the server's defaults.
+fn session_settings() -> [(&'static str, String); 6] {
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let s = |d: Duration| d.as_secs().to_string();
+    [
+        ("synchronous_commit", "on".to_owned()),
+        (
+            "idle_in_transaction_session_timeout",
+            ms(IDLE_IN_TRANSACTION),
+        ),
+        ("lock_timeout", ms(LOCK_TIMEOUT)),
+        ("tcp_keepalives_idle", s(KEEPALIVE_IDLE)),
+        ("tcp_keepalives_interval", s(KEEPALIVE_INTERVAL)),
+        ("tcp_keepalives_count", KEEPALIVE_COUNT.to_string()),
+    ]
+}
+
 /// The database's clock now, in milliseconds since the Unix epoch (`clock_timestamp`, not
 /// the transaction's start: the batch may have waited for its locks).
 const DB_NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
@@ -99,7 +141,10 @@ impl PgStore {
     /// Connects to the database a `postgres://` URL names and migrates it.
     ///
     /// Commits are durable: the connection sets `synchronous_commit = on` whatever
-    /// the server's default.
+    /// the server's default. A session idle in a transaction for 5 s is ended by the server,
+    /// a lock waited for 15 s fails, and the server probes the connection after 10 s of
+    /// silence (`idle_in_transaction_session_timeout`, `lock_timeout`, `tcp_keepalives_*`):
+    /// a replica that stops mid-transaction cannot hold the others' writes.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, CONNECTIONS).await
     }
@@ -123,7 +168,7 @@ impl PgStore {
                 )
             })?
             .application_name("remit")
-            .options([("synchronous_commit", "on")]);
+            .options(session_settings());
         let shown: Arc<str> = redacted(&options).into();
         let pool = match PgPoolOptions::new()
             .max_connections(connections.max(2))
@@ -375,6 +420,164 @@ mod tests {
         );
         assert_ne!(budget_lock("a"), budget_lock("b"));
         assert_ne!(audit_lock(), budget_lock(""));
+    }
+
+    use remit_core::audit::event::Stage;
+    use sqlx::{AssertSqlSafe, Connection};
+    use std::time::Instant;
+
+    #[test]
+    fn a_stalled_holder_is_ended_before_a_waiter_gives_up_and_before_the_commit_times_out() {
+        assert!(IDLE_IN_TRANSACTION < LOCK_TIMEOUT);
+        assert!(LOCK_TIMEOUT < crate::writer::COMMIT_TIMEOUT);
+    }
+
+    /// A fresh database on the test server (`REMIT_TEST_POSTGRES`), dropped by [`TestDb::drop_it`].
+    struct TestDb {
+        admin: String,
+        name: String,
+        url: String,
+    }
+
+    impl TestDb {
+        /// `None` (skipped, loudly) when the server is unreachable, unless `CI=true`.
+        async fn new(test: &str) -> Option<Self> {
+            let admin = std::env::var("REMIT_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+            let connected =
+                tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin)).await;
+            let mut conn = match connected {
+                Ok(Ok(conn)) => conn,
+                other => {
+                    let why = format!("postgres is unreachable at {admin}: {other:?}");
+                    assert!(
+                        !std::env::var("CI").is_ok_and(|v| v == "true"),
+                        "{test}: {why}; CI=true, so this fails"
+                    );
+                    eprintln!("\n!!!!! SKIPPED {test}: {why} !!!!!\n");
+                    return None;
+                }
+            };
+            let name = remit_core::ids::fresh("remit_test");
+            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let _ = conn.close().await;
+            let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+            let (server, _) = base.rsplit_once('/').unwrap();
+            let url = match query {
+                "" => format!("{server}/{name}"),
+                q => format!("{server}/{name}?{q}"),
+            };
+            Some(Self { admin, name, url })
+        }
+
+        async fn drop_it(self) {
+            let mut conn = PgConnection::connect(&self.admin).await.unwrap();
+            sqlx::query(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            let _ = conn.close().await;
+        }
+    }
+
+    fn event(i: usize) -> Event {
+        Event {
+            time: "2026-08-01T12:00:00.000Z".into(),
+            stage: Stage::Proposed,
+            call: Some(format!("call_{i:08}").into()),
+            run: None,
+            agent: Some("support-bot".into()),
+            action: Some("billing.issue_refund".into()),
+            register: None,
+            detail: serde_json::json!({ "args": { "amount": i } }).into(),
+        }
+    }
+
+    /// Every session of a store shows the settings it connects with.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stores_sessions_end_idle_transactions_time_out_lock_waits_and_probe_the_client() {
+        let Some(db) = TestDb::new("a_stores_sessions_end_idle_transactions").await else {
+            return;
+        };
+        let store = PgStore::connect_with(&db.url, 2).await.unwrap();
+        let mut shown = Vec::new();
+        for name in [
+            "idle_in_transaction_session_timeout",
+            "lock_timeout",
+            "synchronous_commit",
+            "tcp_keepalives_idle",
+            "tcp_keepalives_interval",
+            "tcp_keepalives_count",
+        ] {
+            let value: String = sqlx::query_scalar(AssertSqlSafe(format!("SHOW {name}")))
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            shown.push((name, value));
+        }
+        store.close().await;
+        db.drop_it().await;
+        assert_eq!(
+            shown,
+            [
+                ("idle_in_transaction_session_timeout", "5s".to_owned()),
+                ("lock_timeout", "15s".to_owned()),
+                ("synchronous_commit", "on".to_owned()),
+                ("tcp_keepalives_idle", "10".to_owned()),
+                ("tcp_keepalives_interval", "5".to_owned()),
+                ("tcp_keepalives_count", "3".to_owned()),
+            ]
+        );
+    }
+
+    /// A replica that stops in the middle of its transaction, holding the audit log's lock
+    /// (paused, or its host gone with the connection left open), holds another replica's
+    /// append for seconds, not until its commit times out after 30 s (and the stalled
+    /// replica's backend sat `idle in transaction` for up to ~2 h); the stalled replica's
+    /// own store works again once it resumes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_stalled_holding_the_audit_lock_holds_the_others_appends_for_seconds_only() {
+        let Some(db) = TestDb::new("a_replica_stalled_holding_the_audit_lock").await else {
+            return;
+        };
+        let stalled = PgStore::connect_with(&db.url, 2).await.unwrap();
+        let other = PgStore::connect_with(&db.url, 2).await.unwrap();
+        // what its writer does first in a batch that appends, then nothing more
+        let mut tx = stalled.pool.begin().await.unwrap();
+        sqlx::query(LOCK)
+            .bind(vec![audit_lock()])
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let appended =
+            tokio::time::timeout(Duration::from_secs(14), other.append(&[event(0)])).await;
+        let waited = started.elapsed();
+        let committed = tx.commit().await;
+        // resumed: its pool drops the ended session and opens another
+        let again = stalled.append(&[event(1)]).await;
+        stalled.close().await;
+        other.close().await;
+        db.drop_it().await;
+        assert!(
+            matches!(appended, Ok(Ok(ref seqs)) if seqs == &[0]),
+            "the other replica's append after {waited:?}: {appended:?}"
+        );
+        assert!(
+            waited >= IDLE_IN_TRANSACTION - Duration::from_millis(500),
+            "it did wait for the lock: {waited:?}"
+        );
+        assert!(
+            committed.is_err(),
+            "the stalled transaction was ended, not committed"
+        );
+        assert_eq!(again.unwrap(), [1]);
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ const MAX_LINGER_TURNS: usize = 64;
 const QUEUE_DEPTH: usize = 4_096;
 
 /// How long one batch transaction may take before its callers are refused.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a batch asks of the backend: calls to charge and events to append, in queue order.
 ///
