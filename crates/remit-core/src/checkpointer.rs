@@ -148,8 +148,9 @@ impl Checkpointer {
     /// the first call the store's latest checkpoint joins those given to [`Self::expect`],
     /// and the rebuilt tree's root at each one's size must be its root; each call also
     /// re-reads the stored row of the last event read, which must still hold the leaf hash
-    /// read (a store gone back in time fails it). Either failure stops signing for good
-    /// ([`Self::refused`]); a restart checks again.
+    /// read (a store gone back in time fails it); and the store's latest checkpoint must be
+    /// this key's (two keys signing one log leave it verifiable by neither). Any failure
+    /// stops signing for good ([`Self::refused`]); a restart checks again.
     pub async fn tick(
         &mut self,
         store: &dyn Store,
@@ -158,17 +159,40 @@ impl Checkpointer {
         if let Some(why) = &self.refused {
             return Err(StoreError::new(StoreErrorKind::Corrupt, why.clone()));
         }
-        if !self.started {
-            // what this key (here or on another replica) signed last: the rebuilt tree must match it
-            if let Some(latest) = store.latest_checkpoint().await? {
-                let at = latest.tree_size;
+        // what was signed last (here, on another replica, or by another key): a checkpoint
+        // of another key means two keys sign one log, which no one key then verifies (a
+        // replica that made its own key, a key file replaced); checked each round, since a
+        // replica started beside this one may sign after this one has started
+        if let Some(latest) = store.latest_checkpoint().await? {
+            let at = latest.tree_size;
+            let verifier = self.key.verifier();
+            let ours = verifier
+                .verify(&latest.note)
+                .is_ok_and(|signed| signed.origin == self.origin);
+            if !ours {
+                let why = format!(
+                    "the store's latest checkpoint (size {at}) is not signed by this gateway's \
+                     key `{}` (key ID {}) for origin `{}`: another gateway signs this audit log \
+                     with another key, or this key file replaced the one that signed it; give \
+                     every gateway on this store the same key file (`audit_key`) and origin, or \
+                     restore the key that signed it, then restart remit; nothing is signed with \
+                     a second key",
+                    verifier.name(),
+                    hex::encode(verifier.key_id()),
+                    self.origin
+                );
+                self.refused = Some(why.clone());
+                return Err(StoreError::new(StoreErrorKind::Corrupt, why));
+            }
+            if !self.started {
+                // the rebuilt tree must match what this key signed last
                 self.expect(
                     &latest.note,
                     format!("the store's latest checkpoint, size {at}"),
                 );
             }
-            self.started = true;
         }
+        self.started = true;
         self.check_last_leaf(store).await?;
         loop {
             loop {

@@ -850,3 +850,68 @@ fn verify_says_what_it_left_unchecked_after_a_break_and_which_key_it_trusted() {
         "{out}{err}"
     );
 }
+
+/// A gateway that finds the store's latest checkpoint signed by another key (a replica
+/// started beside it with a key of its own, as two replicas each making the default key on a
+/// fresh store do) signs nothing more, and says why (before: both signed, alternately, and
+/// the log then verified with neither key).
+#[test]
+fn a_gateway_that_finds_another_keys_checkpoint_signs_nothing_more() {
+    let r = Remit::start(STANDARD);
+    let (status, _) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
+    assert_eq!(status, 200);
+    r.wait_for_checkpoint();
+    // another gateway's checkpoint, as its replica would write it into this store
+    let other = Remit::start(STANDARD);
+    let (status, _) = other.call("billing.get_customer", json!({ "id": "cus_001" }));
+    assert_eq!(status, 200);
+    other.wait_for_checkpoint();
+    let note: String = with_sqlite(&other.db(), async |conn| {
+        sqlx::query_scalar("SELECT note FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    });
+    let signed = |r: &Remit| -> i64 {
+        with_sqlite(&r.db(), async |conn| {
+            sqlx::query_scalar("SELECT count(*) FROM audit_checkpoints")
+                .fetch_one(conn)
+                .await
+                .unwrap()
+        })
+    };
+    sqlite_exec(
+        &r.db(),
+        &format!(
+            "INSERT INTO audit_checkpoints (tree_size, root, note, time) VALUES (100000, zeroblob(32), '{}', '2026-11-28T00:00:00Z')",
+            note.replace('\'', "''")
+        ),
+    );
+    let before = signed(&r);
+    let (status, _) = r.call("billing.get_customer", json!({ "id": "cus_002" }));
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let health = loop {
+        let h = r.health_as_operator();
+        if h["audit"]["signing"] == json!(false) {
+            break h;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health still says the audit is signing: {h}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(health["status"], "degraded", "{health}");
+    let error = health["audit"]["signing_error"].as_str().unwrap();
+    assert!(
+        error.contains("is not signed by this gateway's key") && error.contains("same key file"),
+        "{error}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        signed(&r),
+        before,
+        "a checkpoint was signed beside another key's"
+    );
+}
