@@ -769,31 +769,12 @@ fn a_restart_after_a_signed_event_was_edited_signs_nothing_over_it_and_health_sa
     let kept = std::fs::read_to_string(&anchor).unwrap();
     // a DB-only attacker edits a signed event and recomputes its hash; checkpoints stay
     edit_event_and_its_hash(&r, 4, "");
-    let signed = |r: &Remit| -> i64 {
-        with_sqlite(&r.db(), async |conn| {
-            sqlx::query_scalar("SELECT count(*) FROM audit_checkpoints")
-                .fetch_one(conn)
-                .await
-                .unwrap()
-        })
-    };
-    let before = signed(&r);
+    let before = checkpoints_in(&r);
     r.spawn();
     // new events arrive: the old checkpointer signed them, and the edit under them, within a second
     let (status, _) = r.call("billing.get_customer", json!({ "id": "cus_001" }));
     assert_eq!(status, 200);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let health = loop {
-        let h = r.health_as_operator();
-        if h["audit"]["signing"] == json!(false) {
-            break h;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "health still says the audit is signing: {h}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let health = wait_until_not_signing(&r);
     assert_eq!(health["status"], "degraded", "{health}");
     let error = health["audit"]["signing_error"].as_str().unwrap();
     assert!(
@@ -803,7 +784,11 @@ fn a_restart_after_a_signed_event_was_edited_signs_nothing_over_it_and_health_sa
     // two more signing rounds: still nothing signed, the anchor untouched
     std::thread::sleep(std::time::Duration::from_millis(2500));
     assert_eq!(r.health()["audit"]["signing"], json!(false));
-    assert_eq!(signed(&r), before, "a checkpoint was signed over the edit");
+    assert_eq!(
+        checkpoints_in(&r),
+        before,
+        "a checkpoint was signed over the edit"
+    );
     assert_eq!(std::fs::read_to_string(&anchor).unwrap(), kept);
     let log = r.stop_and_read_log();
     assert!(
@@ -872,14 +857,6 @@ fn a_gateway_that_finds_another_keys_checkpoint_signs_nothing_more() {
             .await
             .unwrap()
     });
-    let signed = |r: &Remit| -> i64 {
-        with_sqlite(&r.db(), async |conn| {
-            sqlx::query_scalar("SELECT count(*) FROM audit_checkpoints")
-                .fetch_one(conn)
-                .await
-                .unwrap()
-        })
-    };
     sqlite_exec(
         &r.db(),
         &format!(
@@ -887,21 +864,10 @@ fn a_gateway_that_finds_another_keys_checkpoint_signs_nothing_more() {
             note.replace('\'', "''")
         ),
     );
-    let before = signed(&r);
+    let before = checkpoints_in(&r);
     let (status, _) = r.call("billing.get_customer", json!({ "id": "cus_002" }));
     assert_eq!(status, 200);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let health = loop {
-        let h = r.health_as_operator();
-        if h["audit"]["signing"] == json!(false) {
-            break h;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "health still says the audit is signing: {h}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let health = wait_until_not_signing(&r);
     assert_eq!(health["status"], "degraded", "{health}");
     let error = health["audit"]["signing_error"].as_str().unwrap();
     assert!(
@@ -910,8 +876,35 @@ fn a_gateway_that_finds_another_keys_checkpoint_signs_nothing_more() {
     );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(
-        signed(&r),
+        checkpoints_in(&r),
         before,
         "a checkpoint was signed beside another key's"
     );
+}
+
+/// How many checkpoints `r`'s store holds.
+fn checkpoints_in(r: &Remit) -> i64 {
+    with_sqlite(&r.db(), async |conn| {
+        sqlx::query_scalar("SELECT count(*) FROM audit_checkpoints")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    })
+}
+
+/// Waits (at most 10 s) until `/health` says the audit is not signing; gives the operator's
+/// view of health then.
+fn wait_until_not_signing(r: &Remit) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let h = r.health_as_operator();
+        if h["audit"]["signing"] == json!(false) {
+            return h;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health still says the audit is signing: {h}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

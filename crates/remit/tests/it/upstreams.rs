@@ -895,6 +895,25 @@ fn a_stdio_upstream_flooding_its_stderr_is_held_to_a_rate_in_the_log_and_its_cal
     terminate(&r);
 }
 
+/// The register `STANDARD` with a stdio upstream `fake` that runs `sh SCRIPT DIR` (in the
+/// 2025-11-25 era, with `keys` added to its table) and a read action `fake.poke` for
+/// support-bot.
+fn register_with_fake(
+    port: u16,
+    script: &std::path::Path,
+    dir: &std::path::Path,
+    keys: &str,
+) -> String {
+    crate::support::register(STANDARD, port).replace(
+        "[upstreams.billing]",
+        &format!(
+            "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\"]\nprotocol = \"2025-11-25\"\n{keys}\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
+            script = script.display(),
+            dir = dir.display()
+        ),
+    )
+}
+
 /// FakeStdioUpstreamThatStopsReadingItsStdin: answers `initialize` and `tools/list` (one tool,
 /// `poke`), then reads nothing more from its stdin (a hung server), ignoring `SIGTERM`, as
 /// does a process it started; appends its pid and that process's to `$1/pids`.
@@ -927,16 +946,7 @@ fn a_shutdown_that_runs_out_of_time_kills_the_process_groups_left() {
     let script = scripts.path().join("fake-upstream.sh");
     std::fs::write(&script, FAKE_STDIO_UPSTREAM_THAT_STOPS_READING_ITS_STDIN).unwrap();
     let (mut r, log) = Remit::launch_following_log(
-        |port| {
-            crate::support::register(STANDARD, port).replace(
-                "[upstreams.billing]",
-                &format!(
-                    "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\"]\nprotocol = \"2025-11-25\"\ntimeout = \"60s\"\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
-                    script = script.display(),
-                    dir = scripts.path().display()
-                ),
-            )
-        },
+        |port| register_with_fake(port, &script, scripts.path(), "timeout = \"60s\""),
         &[],
     );
     r.wait_for_upstream("fake");
@@ -978,16 +988,7 @@ fn a_call_to_an_upstream_that_stopped_reading_ends_at_its_timeout() {
     let script = scripts.path().join("fake-upstream.sh");
     std::fs::write(&script, FAKE_STDIO_UPSTREAM_THAT_STOPS_READING_ITS_STDIN).unwrap();
     let mut r = Remit::launch(
-        |port| {
-            crate::support::register(STANDARD, port).replace(
-                "[upstreams.billing]",
-                &format!(
-                    "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\"]\nprotocol = \"2025-11-25\"\ntimeout = \"1s\"\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
-                    script = script.display(),
-                    dir = scripts.path().display()
-                ),
-            )
-        },
+        |port| register_with_fake(port, &script, scripts.path(), "timeout = \"1s\""),
         &[],
     );
     wait_for(&r, "fake", Duration::from_secs(30), |u| {
@@ -1063,14 +1064,7 @@ fn sigterm_while_starting(command: &[&str]) {
     let port = crate::support::free_port();
     std::fs::write(
         &register,
-        crate::support::register(STANDARD, port).replace(
-            "[upstreams.billing]",
-            &format!(
-                "[upstreams.fake]\ncommand = [\"sh\", \"{script}\", \"{dir}\"]\nprotocol = \"2025-11-25\"\n\n[actions.\"fake.poke\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]",
-                script = script.display(),
-                dir = scripts.path().display()
-            ),
-        ),
+        register_with_fake(port, &script, scripts.path(), ""),
     )
     .unwrap();
     let mut remit = std::process::Command::new(crate::support::remit())
