@@ -332,5 +332,9 @@ fn a_client_that_closes_its_side_after_pipelined_calls_gets_the_answer_to_the_on
     let mut rest = Vec::new();
     reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
-    assert_eq!(r.ledger().len(), 1, "{:?}", r.ledger());
+    // whether the second reached the upstream depends on whether remit read the end of the
+    // stream before the first call finished (a loaded machine may finish it first, and then
+    // start the second, dropped at the end of the stream): never more than the two sent
+    let ledger = r.ledger();
+    assert!(matches!(ledger.len(), 1 | 2), "{ledger:?}");
 }
