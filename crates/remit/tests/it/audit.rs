@@ -523,18 +523,7 @@ fn deleted_checkpoints_hide_no_edit_from_verify_and_no_restart_signs_over_it() {
     let mut r = Remit::start(STANDARD);
     busy_log(&r);
     // the last checkpoint signed is also kept beside the key, outside the store
-    let anchor = r.dir.path().join("remit-audit.checkpoint");
-    let events = r.health()["audit"]["events"].as_u64().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !std::fs::read_to_string(&anchor)
-        .is_ok_and(|note| note.lines().nth(1) == Some(&events.to_string()))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint kept beside the key"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_anchor_at_the_logs_end(&r);
     r.kill9();
     // an edit with its hash recomputed, and the checkpoints that would show it deleted
     edit_event_and_its_hash(&r, 4, "DELETE FROM audit_checkpoints;");
@@ -753,18 +742,7 @@ fn reading_the_audit_where_there_is_no_store_says_so_and_creates_none() {
 fn a_restart_after_a_signed_event_was_edited_signs_nothing_over_it_and_health_says_so() {
     let mut r = Remit::start(STANDARD);
     busy_log(&r);
-    let anchor = r.dir.path().join("remit-audit.checkpoint");
-    let events = r.health()["audit"]["events"].as_u64().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !std::fs::read_to_string(&anchor)
-        .is_ok_and(|note| note.lines().nth(1) == Some(&events.to_string()))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint kept beside the key"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let (anchor, events) = wait_for_anchor_at_the_logs_end(&r);
     r.kill9();
     let kept = std::fs::read_to_string(&anchor).unwrap();
     // a DB-only attacker edits a signed event and recomputes its hash; checkpoints stay
@@ -907,4 +885,22 @@ fn wait_until_not_signing(r: &Remit) -> Value {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Waits (at most 5 s) until the checkpoint kept beside the key (the anchor file) covers
+/// every event in the log; gives the file's path and the log's size.
+fn wait_for_anchor_at_the_logs_end(r: &Remit) -> (std::path::PathBuf, u64) {
+    let anchor = r.dir.path().join("remit-audit.checkpoint");
+    let events = r.health()["audit"]["events"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(&anchor)
+        .is_ok_and(|note| note.lines().nth(1) == Some(&events.to_string()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint kept beside the key"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (anchor, events)
 }
