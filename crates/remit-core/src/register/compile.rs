@@ -1729,13 +1729,7 @@ fn compile_action(
                 Some(expr) => text_start(cx.source, &expr.span()),
                 None => b.span().start,
             };
-            let budget = Budget {
-                measure,
-                limit,
-                per,
-                per_text,
-                at: cx.position(start),
-            };
+            let budget = Budget::new(measure, limit, per, per_text, cx.position(start));
             // charges are kept by what a budget is: two alike would share them
             if let Some(same) = budgets.iter().find(|o| o.identity() == budget.identity()) {
                 cx.error(

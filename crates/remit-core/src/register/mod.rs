@@ -278,17 +278,38 @@ pub struct Budget {
     pub per_text: String,
     /// Where it is written: its sum's expression, or the budget itself.
     pub at: Position,
+    /// [`Budget::identity`], made once with the register rather than per call.
+    identity: String,
 }
 
 impl Budget {
-    /// What the budget is, whatever its place in the list or its limit: what it counts and its
-    /// window (`count/3600000ms`, `sum(args.amount)/86400000ms`). Its charges are kept under it.
-    pub fn identity(&self) -> String {
-        let per_ms = self.per.as_millis();
-        match &self.measure {
+    /// A budget of `measure` up to `limit` per `per` (written `per_text`), written at `at`.
+    pub fn new(
+        measure: BudgetMeasure,
+        limit: f64,
+        per: Duration,
+        per_text: String,
+        at: Position,
+    ) -> Self {
+        let per_ms = per.as_millis();
+        let identity = match &measure {
             BudgetMeasure::Count => format!("count/{per_ms}ms"),
             BudgetMeasure::Sum(expr) => format!("sum({})/{per_ms}ms", expr.source().trim()),
+        };
+        Self {
+            measure,
+            limit,
+            per,
+            per_text,
+            at,
+            identity,
         }
+    }
+
+    /// What the budget is, whatever its place in the list or its limit: what it counts and its
+    /// window (`count/3600000ms`, `sum(args.amount)/86400000ms`). Its charges are kept under it.
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 }
 
