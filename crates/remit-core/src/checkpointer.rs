@@ -118,6 +118,16 @@ impl Checkpointer {
             return Ok(());
         };
         let at = self.frontier.size().saturating_sub(1);
+        self.check_leaf(store, at, held).await
+    }
+
+    /// Checks that the store still holds the leaf `held` as event `at`.
+    async fn check_leaf(
+        &mut self,
+        store: &dyn Store,
+        at: u64,
+        held: [u8; 32],
+    ) -> Result<(), StoreError> {
         // the row itself, not a leaf hash the store kept in memory when it committed it
         let stored = store.events(at, 1).await?;
         match stored.first() {
@@ -194,6 +204,11 @@ impl Checkpointer {
         }
         self.started = true;
         self.check_last_leaf(store).await?;
+        // the leaf the new ones are read onto: checked again once they are read, so a store
+        // that went back while they were read (new events on a shorter log) is not signed
+        let read_onto = self
+            .last_leaf
+            .map(|held| (self.frontier.size().saturating_sub(1), held));
         loop {
             loop {
                 let batch = store.leaf_hashes(self.frontier.size(), PAGE).await?;
@@ -245,6 +260,9 @@ impl Checkpointer {
         }
         if size == 0 || size == self.signed {
             return Ok(None);
+        }
+        if let Some((at, held)) = read_onto {
+            self.check_leaf(store, at, held).await?;
         }
         let checkpoint = Checkpoint {
             origin: self.origin.clone(),

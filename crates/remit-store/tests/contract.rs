@@ -917,3 +917,143 @@ store_test!(
         assert!(store.latest_checkpoint().await.unwrap().is_none());
     }
 );
+
+/// StoreThatAnswersOneStaleRow: delegates to a real store, except that its first
+/// `events(at, 1)` answers with a row as it was before the store went back in time. It makes
+/// a timing no real store can be made to show on demand: the checkpointer's check of the last
+/// leaf it read passing just before the store goes back, and the new events read after.
+#[derive(Debug)]
+struct StoreThatAnswersOneStaleRow {
+    inner: Arc<dyn remit_core::ports::Store>,
+    stale: std::sync::Mutex<Option<Vec<remit_core::audit::event::StoredEvent>>>,
+}
+
+#[async_trait::async_trait]
+impl remit_core::ports::Store for StoreThatAnswersOneStaleRow {
+    async fn append(&self, events: &[Event]) -> Result<Vec<u64>, remit_core::ports::StoreError> {
+        self.inner.append(events).await
+    }
+    async fn charge_and_append_ahead(
+        &self,
+        charges: &[remit_core::ports::BudgetCharge],
+        now_ms: i64,
+        events: &[Event],
+    ) -> Result<ChargeOutcome, remit_core::ports::StoreError> {
+        self.inner
+            .charge_and_append_ahead(charges, now_ms, events)
+            .await
+    }
+    async fn events(
+        &self,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<remit_core::audit::event::StoredEvent>, remit_core::ports::StoreError> {
+        let stale = self.stale.lock().ok().and_then(|mut s| s.take());
+        match stale {
+            Some(rows) => Ok(rows),
+            None => self.inner.events(from, limit).await,
+        }
+    }
+    async fn leaf_hashes(
+        &self,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<(u64, [u8; 32])>, remit_core::ports::StoreError> {
+        self.inner.leaf_hashes(from, limit).await
+    }
+    async fn event_count(&self) -> Result<u64, remit_core::ports::StoreError> {
+        self.inner.event_count().await
+    }
+    async fn next_seq_from(&self, from: u64) -> Result<Option<u64>, remit_core::ports::StoreError> {
+        self.inner.next_seq_from(from).await
+    }
+    async fn events_below_zero(&self) -> Result<u64, remit_core::ports::StoreError> {
+        self.inner.events_below_zero().await
+    }
+    async fn put_checkpoint(
+        &self,
+        checkpoint: &remit_core::audit::event::StoredCheckpoint,
+    ) -> Result<(), remit_core::ports::StoreError> {
+        self.inner.put_checkpoint(checkpoint).await
+    }
+    async fn checkpoints(
+        &self,
+    ) -> Result<Vec<remit_core::audit::event::StoredCheckpoint>, remit_core::ports::StoreError>
+    {
+        self.inner.checkpoints().await
+    }
+    async fn latest_checkpoint(
+        &self,
+    ) -> Result<Option<remit_core::audit::event::StoredCheckpoint>, remit_core::ports::StoreError>
+    {
+        self.inner.latest_checkpoint().await
+    }
+    async fn charge(
+        &self,
+        charges: &[remit_core::ports::BudgetCharge],
+        now_ms: i64,
+    ) -> Result<ChargeOutcome, remit_core::ports::StoreError> {
+        self.inner.charge(charges, now_ms).await
+    }
+    async fn set_frozen(
+        &self,
+        target: &FreezeTarget,
+        frozen: bool,
+    ) -> Result<(), remit_core::ports::StoreError> {
+        self.inner.set_frozen(target, frozen).await
+    }
+    async fn frozen(&self) -> Result<Vec<FreezeTarget>, remit_core::ports::StoreError> {
+        self.inner.frozen().await
+    }
+    async fn ping(&self) -> Result<(), remit_core::ports::StoreError> {
+        self.inner.ping().await
+    }
+}
+
+store_test!(
+    a_checkpointer_signs_nothing_read_onto_a_store_that_went_back_while_it_read,
+    |store, db| async move {
+        use remit_core::audit::checkpoint::AuditKey;
+        use remit_core::checkpointer::Checkpointer;
+        use remit_core::ports::SystemClock;
+        let key = AuditKey::generate("remit.test/log").unwrap();
+        let mut signer = Checkpointer::new(key, "remit.test/log");
+        store
+            .append(&(0..10).map(event).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        assert_eq!(
+            signer
+                .tick(&*store, &SystemClock)
+                .await
+                .unwrap()
+                .unwrap()
+                .tree_size,
+            10
+        );
+        let last = store.events(9, 1).await.unwrap();
+        // the store goes back to 7 events and new ones fill it past the old size, just
+        // after the checkpointer checked that event 9 was still the one it read
+        db.execute(
+            "DELETE FROM audit_events WHERE seq >= 7",
+            "DELETE FROM audit_events WHERE seq >= 7",
+        )
+        .await;
+        store
+            .append(&(100..105).map(event).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let racing = StoreThatAnswersOneStaleRow {
+            inner: Arc::clone(&store),
+            stale: std::sync::Mutex::new(Some(last)),
+        };
+        // before: events 10 and 11 of the new log were read onto the old tree and signed
+        let err = signer.tick(&racing, &SystemClock).await.unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Corrupt);
+        assert!(err.to_string().contains("event 9"), "{err}");
+        assert_eq!(
+            store.latest_checkpoint().await.unwrap().unwrap().tree_size,
+            10
+        );
+    }
+);
