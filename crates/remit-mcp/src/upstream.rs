@@ -135,9 +135,19 @@ impl ClientHandler for UpstreamClient {
 
     async fn on_progress(
         &self,
-        params: rmcp::model::ProgressNotificationParam,
+        mut params: rmcp::model::ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
+        // a report's words reach the agent as a result's do: without the upstream's credentials
+        if let Some(message) = &mut params.message
+            && self
+                .link
+                .secrets
+                .iter()
+                .any(|w| message.contains(w.as_str()))
+        {
+            *message = redact_secrets(message, &self.link.secrets);
+        }
         self.link.progress.deliver(params);
     }
 

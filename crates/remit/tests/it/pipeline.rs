@@ -1073,6 +1073,46 @@ fn stateless_messages(r: &Remit, id: u64, mut params: Value) -> Vec<Value> {
     messages_of(&answer.text().unwrap())
 }
 
+/// An upstream's progress report that quotes one of its credentials reaches the agent with
+/// `[redacted]` in its place, as its result does (before: the report as the upstream wrote
+/// it). The echo server's reports say "slept …": here "slept" is the upstream's key.
+#[test]
+fn an_upstreams_progress_report_reaches_the_agent_without_its_credential() {
+    let addr = echo_upstream();
+    let r = Remit::launch(
+        |port| {
+            crate::support::register(STANDARD, port).replace(
+                "[upstreams.billing]",
+                &format!(
+                    "[upstreams.slow]\nurl = \"http://{addr}/mcp\"\nheaders = {{ X-Echo-Key = {{ env = \"REMIT_TEST_ECHO_KEY\" }} }}\n[actions.\"slow.sleep\"]\nagents = [\"support-bot\"]\ntier = \"read\"\n\n[upstreams.billing]"
+                ),
+            )
+        },
+        &[("REMIT_TEST_ECHO_KEY", "slept")],
+    );
+    r.wait_for_upstream("slow");
+    let messages = stateless_messages(
+        &r,
+        5,
+        json!({ "name": "slow.sleep", "arguments": { "ms": 40 }, "_meta": { "progressToken": "t" } }),
+    );
+    let text = Value::Array(messages.clone());
+    let reports: Vec<Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| m["params"]["message"].clone())
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            json!("[redacted] 20 of 40 ms"),
+            json!("[redacted] 40 of 40 ms")
+        ],
+        "{text}"
+    );
+    assert!(!text.to_string().contains("slept"), "{text}");
+}
+
 /// An agent that sends a `progressToken` gets the upstream's progress reports under its own
 /// token, in order, before the result; one that does not gets the plain answer. Over an
 /// HTTP upstream (the lean client's, unless progress is asked for).
