@@ -1107,6 +1107,14 @@ fn scrub(v: &mut Value, secrets: &[String]) {
                         *s = s.replace(escaped, "[redacted]");
                     }
                 }
+                // and as an encoder that writes only ASCII has it (Python's `json.dumps`:
+                // `José` as `Jos\u00e9`)
+                if !secret.is_ascii() {
+                    let ascii = ascii_escaped(secret);
+                    if s.contains(&ascii) {
+                        *s = s.replace(&ascii, "[redacted]");
+                    }
+                }
             }
         }
         Value::Number(n) => {
@@ -1123,6 +1131,27 @@ fn scrub(v: &mut Value, secrets: &[String]) {
         Value::Object(map) => map.values_mut().for_each(|i| scrub(i, secrets)),
         _ => {}
     }
+}
+
+/// `text` as a JSON encoder that writes only ASCII has it inside a string: each character
+/// past ASCII as `\uXXXX` (lower-case hex, a pair of them past U+FFFF), `"` and `\` escaped.
+fn ascii_escaped(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out
 }
 
 /// What the audit keeps in place of a result larger than it keeps whole (its size and
@@ -1320,6 +1349,12 @@ mod tests {
             "{shown}"
         );
         assert_eq!(result["structuredContent"]["amount"], "[redacted]");
+        // a name past ASCII, quoted by an encoder that writes only ASCII (Python's default)
+        let args = obj(json!({"name": "José García 🙂"}));
+        let (_, secrets) = redact_with_values(&args, &[vec!["name".to_owned()]]).unwrap();
+        let mut echoed = json!({"content": [{"type": "text", "text": "{\"name\": \"Jos\\u00e9 Garc\\u00eda \\ud83d\\ude42\"}"}]});
+        scrub(&mut echoed, &secrets);
+        assert_eq!(echoed["content"][0]["text"], "{\"name\": \"[redacted]\"}");
         assert_eq!(result["structuredContent"]["total"], 45.51);
         assert_eq!(result["structuredContent"]["count"], 3);
     }
