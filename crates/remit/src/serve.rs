@@ -164,11 +164,13 @@ pub(crate) async fn stdio(path: &Path, agent: &str) -> anyhow::Result<Exit> {
     // the client ends a session by closing remit's stdin, or with a signal: either way the
     // last checkpoint is signed and the upstreams' children end with remit
     let session = tokio::select! {
-        session = remit_mcp::serve_stdio(Arc::clone(&runtime.gateway), id) => session,
+        // a signal that came while remit started wins over whatever stdin did meanwhile
+        biased;
         () = signal.received() => {
             tracing::info!("shutting down");
             Ok(())
         }
+        session = remit_mcp::serve_stdio(Arc::clone(&runtime.gateway), id) => session,
     };
     if let Err(e) = runtime.checkpoint_now().await {
         tracing::error!(error = %e, "the final audit checkpoint failed");

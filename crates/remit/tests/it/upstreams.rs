@@ -1095,7 +1095,10 @@ fn sigterm_while_starting(command: &[&str]) {
         .status()
         .unwrap();
     assert!(term.success());
+    // stdin stays open until remit has exited: its end would be a reason of its own to stop
+    let stdin = remit.stdin.take();
     let status = remit.wait().unwrap();
+    drop(stdin);
     let left = wait_until_gone(&pids, Duration::from_secs(2));
     for pid in &left {
         let _ = std::process::Command::new("kill")
