@@ -93,7 +93,11 @@ fn printable(line: &[u8], cut: bool, secrets: &[String]) -> String {
     let text = crate::upstream::redact_secrets(&String::from_utf8_lossy(line), secrets);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() && c != '\t' {
+        // a bidirectional override would reorder what the log shows, as `remit register`
+        // and `remit audit show` escape them too
+        if (c.is_control() && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -261,6 +265,10 @@ mod tests {
         assert_eq!(
             printable(b"moved \x1b[2Kfake line\x07", false, &[]),
             "moved \\u{1b}[2Kfake line\\u{7}"
+        );
+        assert_eq!(
+            printable("error \u{202e}gnp.exe".as_bytes(), false, &[]),
+            "error \\u{202e}gnp.exe"
         );
     }
 
