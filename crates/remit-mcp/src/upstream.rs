@@ -139,14 +139,8 @@ impl ClientHandler for UpstreamClient {
         _context: NotificationContext<RoleClient>,
     ) {
         // a report's words reach the agent as a result's do: without the upstream's credentials
-        if let Some(message) = &mut params.message
-            && self
-                .link
-                .secrets
-                .iter()
-                .any(|w| message.contains(w.as_str()))
-        {
-            *message = redact_secrets(message, &self.link.secrets);
+        if let Some(message) = &mut params.message {
+            redact_secrets_in(message, &self.link.secrets);
         }
         self.link.progress.deliver(params);
     }
@@ -531,12 +525,17 @@ pub fn secret_words(upstream: &Upstream) -> Vec<String> {
 /// `text` with every one of `secrets` (at least 4 bytes long) replaced by `[redacted]`.
 pub fn redact_secrets(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_owned();
+    redact_secrets_in(&mut out, secrets);
+    out
+}
+
+/// [`redact_secrets`] in place: `text` is rewritten only where one of `secrets` occurs.
+fn redact_secrets_in(text: &mut String, secrets: &[String]) {
     for secret in secrets {
-        if secret.len() >= SHORTEST_SECRET && out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "[redacted]");
+        if secret.len() >= SHORTEST_SECRET && text.contains(secret.as_str()) {
+            *text = text.replace(secret.as_str(), "[redacted]");
         }
     }
-    out
 }
 
 async fn list_tools(
@@ -992,17 +991,11 @@ fn without_secrets(e: UpstreamError, secrets: &[String]) -> UpstreamError {
     }
 }
 
-/// Every string value in `value` through [`redact_secrets`] (keys are names, left as they are).
+/// Every string value in `value` through [`redact_secrets_in`] (keys are names, left as they are).
 fn redact_value(value: &mut Value, secrets: &[String]) {
     match value {
-        // most strings hold none: copied only when one does
-        Value::String(s)
-            if secrets
-                .iter()
-                .any(|w| w.len() >= SHORTEST_SECRET && s.contains(w.as_str())) =>
-        {
-            *s = redact_secrets(s, secrets);
-        }
+        // most strings hold none, and are left as they are
+        Value::String(s) => redact_secrets_in(s, secrets),
         Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, secrets)),
         Value::Object(map) => map.values_mut().for_each(|v| redact_value(v, secrets)),
         _ => {}
